@@ -1,0 +1,143 @@
+"""binary_cross_entropy and binary_cross_entropy_with_logits, element by element.
+
+Design
+a) Layout: every operand is a (d0, d1, d2) view of the same shape with arbitrary strides;
+   weight, pos_weight and the gradient scale arrive broadcast (zero strides), so one loop
+   serves every broadcasting pattern. _validate.py coalesces the dimensions first, so dense
+   inputs arrive as a single long row.
+b) One pass: each element is read once and its loss (reduction="none") or the unit's partial
+   sum, and its gradient, written in the same iteration; an in-place gradient (grad is the
+   input) is safe because the input element is read first.
+c) Threading and determinism: fixed units of work (_common.pxd), partial sums added in unit
+   order after the parallel loop.
+d) Formulas are PyTorch's, evaluated in double:
+     BCE:             l = w [(y - 1) max(log1p(-p), -100) - y max(log p, -100)]
+                      g = w (p - y) / max(p (1 - p), 1e-12)
+     BCE with logits: l = w [(1 - y) x + (1 + (pw - 1) y) softplus(-x)]
+                      g = w [(pw y + 1 - y) sigmoid(x) - pw y]
+   softplus(-x) = log1p(exp(-|x|)) + max(-x, 0) never overflows. At x = +inf with y = 1 the
+   first term is 0 * inf = NaN, as in PyTorch (docs/numerics.md lists these cases).
+"""
+from cython.parallel cimport prange
+from libc.math cimport log, log1p, exp, fabs
+from libc.stdlib cimport malloc, free
+
+from ._common cimport (floating, fx_sigmoid, n_units, unit_row0, unit_row1, unit_col0,
+                       unit_col1)
+
+
+cdef inline double _clamped_log(double v) noexcept nogil:
+    # PyTorch clamps each log at -100 (std::max: a NaN log stays NaN).
+    return -100.0 if v < -100.0 else v
+
+
+cdef inline double _bce_unit(Py_ssize_t u, Py_ssize_t rows, const floating[:, :, :] p,
+                             const floating[:, :, :] y, const double[:, :, :] w,
+                             const double[:, :, :] gscale, floating[:, :, :] loss,
+                             floating[:, :, :] grad, bint want_loss,
+                             bint want_grad) noexcept nogil:
+    cdef Py_ssize_t n1 = p.shape[1], n2 = p.shape[2], r, i, j, k
+    cdef Py_ssize_t k0 = unit_col0(u, n2), k1 = unit_col1(u, n2)
+    cdef double acc = 0.0, pv, yv, wv, lv, d
+    for r in range(unit_row0(u, n2), unit_row1(u, rows, n2)):
+        i = r // n1
+        j = r - i * n1
+        for k in range(k0, k1):
+            pv = p[i, j, k]
+            yv = y[i, j, k]
+            wv = w[i, j, k]
+            lv = wv * ((yv - 1.0) * _clamped_log(log1p(-pv)) - yv * _clamped_log(log(pv)))
+            acc += lv
+            if want_loss:
+                loss[i, j, k] = <floating>lv
+            if want_grad:
+                d = pv * (1.0 - pv)
+                grad[i, j, k] = <floating>(gscale[i, j, k] * wv * (pv - yv)
+                                           / (d if d > 1e-12 else 1e-12))
+    return acc
+
+
+cdef inline double _bce_logits_unit(Py_ssize_t u, Py_ssize_t rows,
+                                    const floating[:, :, :] x, const floating[:, :, :] y,
+                                    const double[:, :, :] w, const double[:, :, :] pw,
+                                    const double[:, :, :] gscale, floating[:, :, :] loss,
+                                    floating[:, :, :] grad, bint has_pw, bint want_loss,
+                                    bint want_grad) noexcept nogil:
+    cdef Py_ssize_t n1 = x.shape[1], n2 = x.shape[2], r, i, j, k
+    cdef Py_ssize_t k0 = unit_col0(u, n2), k1 = unit_col1(u, n2)
+    cdef double acc = 0.0, xv, yv, wv, pv, lv, sp, sg
+    for r in range(unit_row0(u, n2), unit_row1(u, rows, n2)):
+        i = r // n1
+        j = r - i * n1
+        for k in range(k0, k1):
+            xv = x[i, j, k]
+            yv = y[i, j, k]
+            wv = w[i, j, k]
+            sp = log1p(exp(-fabs(xv))) + (-xv if xv < 0.0 else 0.0)   # softplus(-x)
+            if has_pw:
+                pv = pw[i, j, k]
+                lv = wv * ((1.0 - yv) * xv + (1.0 + (pv - 1.0) * yv) * sp)
+            else:
+                lv = wv * ((1.0 - yv) * xv + sp)
+            acc += lv
+            if want_loss:
+                loss[i, j, k] = <floating>lv
+            if want_grad:
+                sg = fx_sigmoid(xv)
+                if has_pw:
+                    sg = (pv * yv + 1.0 - yv) * sg - pv * yv
+                else:
+                    sg = sg - yv
+                grad[i, j, k] = <floating>(gscale[i, j, k] * wv * sg)
+    return acc
+
+
+def bce(const floating[:, :, :] p,        # IN  probabilities in [0, 1] (checked)
+        const floating[:, :, :] y,        # IN  targets in [0, 1] (checked)
+        const double[:, :, :] w,          # IN  weight, broadcast
+        const double[:, :, :] gscale,     # IN  d total / d loss, broadcast
+        floating[:, :, :] loss,           # OUT per-element loss when want_loss
+        floating[:, :, :] grad,           # OUT gradient when want_grad; may alias p
+        bint want_loss, bint want_grad, int n_threads):
+    """Return the sum of the element losses; write them and the gradient when asked."""
+    cdef Py_ssize_t rows = p.shape[0] * p.shape[1], n2 = p.shape[2]
+    cdef Py_ssize_t nu = n_units(rows, n2), u
+    cdef double total = 0.0
+    cdef double* partial = <double*>malloc(max(nu, 1) * sizeof(double))
+    if partial == NULL:
+        raise MemoryError()
+    try:
+        for u in prange(nu, nogil=True, schedule="static", num_threads=n_threads):
+            partial[u] = _bce_unit(u, rows, p, y, w, gscale, loss, grad, want_loss,
+                                   want_grad)
+        for u in range(nu):
+            total = total + partial[u]
+    finally:
+        free(partial)
+    return total
+
+
+def bce_logits(const floating[:, :, :] x,       # IN  logits
+               const floating[:, :, :] y,       # IN  targets
+               const double[:, :, :] w,         # IN  weight, broadcast
+               const double[:, :, :] pw,        # IN  pos_weight, broadcast (if has_pw)
+               const double[:, :, :] gscale,    # IN  d total / d loss, broadcast
+               floating[:, :, :] loss,          # OUT per-element loss when want_loss
+               floating[:, :, :] grad,          # OUT gradient when want_grad; may alias x
+               bint has_pw, bint want_loss, bint want_grad, int n_threads):
+    """Return the sum of the element losses; write them and the gradient when asked."""
+    cdef Py_ssize_t rows = x.shape[0] * x.shape[1], n2 = x.shape[2]
+    cdef Py_ssize_t nu = n_units(rows, n2), u
+    cdef double total = 0.0
+    cdef double* partial = <double*>malloc(max(nu, 1) * sizeof(double))
+    if partial == NULL:
+        raise MemoryError()
+    try:
+        for u in prange(nu, nogil=True, schedule="static", num_threads=n_threads):
+            partial[u] = _bce_logits_unit(u, rows, x, y, w, pw, gscale, loss, grad, has_pw,
+                                          want_loss, want_grad)
+        for u in range(nu):
+            total = total + partial[u]
+    finally:
+        free(partial)
+    return total

@@ -1,0 +1,137 @@
+# Shared declarations for every CPU kernel module: the fused storage type and the row loops
+# of fx_simd.h. Indices and sizes are Py_ssize_t (64-bit), never int.
+
+ctypedef fused floating:
+    float
+    double
+
+cdef extern from "fx_simd.h" nogil:
+    double fx_row_max_f32(const float* x, Py_ssize_t n, Py_ssize_t s)
+    double fx_row_max_f64(const double* x, Py_ssize_t n, Py_ssize_t s)
+    double fx_row_expsum_f32(const float* x, Py_ssize_t n, Py_ssize_t s, double m,
+                             float* e, Py_ssize_t es, const double* w, double* ws)
+    double fx_row_expsum_f64(const double* x, Py_ssize_t n, Py_ssize_t s, double m,
+                             double* e, Py_ssize_t es, const double* w, double* ws)
+    void fx_row_axpw_f32(float* g, Py_ssize_t n, Py_ssize_t gs, double a, double b,
+                         const double* w)
+    void fx_row_axpw_f64(double* g, Py_ssize_t n, Py_ssize_t gs, double a, double b,
+                         const double* w)
+    void fx_row_fill_f32(float* g, Py_ssize_t n, Py_ssize_t gs, float v)
+    void fx_row_fill_f64(double* g, Py_ssize_t n, Py_ssize_t gs, double v)
+    double fx_row_prob_expsum_f32(const float* x, Py_ssize_t n, Py_ssize_t s,
+                                  const float* q, Py_ssize_t qs, double m, double eps,
+                                  const double* w, float* e, Py_ssize_t es,
+                                  double* qw, double* qws)
+    double fx_row_prob_expsum_f64(const double* x, Py_ssize_t n, Py_ssize_t s,
+                                  const double* q, Py_ssize_t qs, double m, double eps,
+                                  const double* w, double* e, Py_ssize_t es,
+                                  double* qw, double* qws)
+    void fx_row_prob_grad_f32(float* g, Py_ssize_t n, Py_ssize_t gs, const float* q,
+                              Py_ssize_t qs, double eps, const double* w, double a, double b)
+    void fx_row_prob_grad_f64(double* g, Py_ssize_t n, Py_ssize_t gs, const double* q,
+                              Py_ssize_t qs, double eps, const double* w, double a, double b)
+    double fx_log1pexp(double x)
+    double fx_sigmoid(double x)
+
+
+# Fused wrappers: one name per row loop, resolved at compile time by the storage type.
+
+cdef inline double row_max(const floating* x, Py_ssize_t n, Py_ssize_t s) noexcept nogil:
+    if floating is float:
+        return fx_row_max_f32(x, n, s)
+    else:
+        return fx_row_max_f64(x, n, s)
+
+
+cdef inline double row_expsum(const floating* x, Py_ssize_t n, Py_ssize_t s, double m,
+                              floating* e, Py_ssize_t es, const double* w,
+                              double* ws) noexcept nogil:
+    if floating is float:
+        return fx_row_expsum_f32(x, n, s, m, e, es, w, ws)
+    else:
+        return fx_row_expsum_f64(x, n, s, m, e, es, w, ws)
+
+
+cdef inline void row_axpw(floating* g, Py_ssize_t n, Py_ssize_t gs, double a, double b,
+                          const double* w) noexcept nogil:
+    if floating is float:
+        fx_row_axpw_f32(g, n, gs, a, b, w)
+    else:
+        fx_row_axpw_f64(g, n, gs, a, b, w)
+
+
+cdef inline void row_fill(floating* g, Py_ssize_t n, Py_ssize_t gs, double v) noexcept nogil:
+    if floating is float:
+        fx_row_fill_f32(g, n, gs, <float>v)
+    else:
+        fx_row_fill_f64(g, n, gs, v)
+
+
+cdef inline double row_prob_expsum(const floating* x, Py_ssize_t n, Py_ssize_t s,
+                                   const floating* q, Py_ssize_t qs, double m, double eps,
+                                   const double* w, floating* e, Py_ssize_t es,
+                                   double* qw, double* qws) noexcept nogil:
+    if floating is float:
+        return fx_row_prob_expsum_f32(x, n, s, q, qs, m, eps, w, e, es, qw, qws)
+    else:
+        return fx_row_prob_expsum_f64(x, n, s, q, qs, m, eps, w, e, es, qw, qws)
+
+
+cdef inline void row_prob_grad(floating* g, Py_ssize_t n, Py_ssize_t gs, const floating* q,
+                               Py_ssize_t qs, double eps, const double* w, double a,
+                               double b) noexcept nogil:
+    if floating is float:
+        fx_row_prob_grad_f32(g, n, gs, q, qs, eps, w, a, b)
+    else:
+        fx_row_prob_grad_f64(g, n, gs, q, qs, eps, w, a, b)
+
+
+# Work split shared by the element-wise losses, whose views are (d0, d1, d2). A "unit" is a
+# fixed block of about ELEMENTWISE_BLOCK elements: a slice of one row when rows are long, or a
+# run of whole rows when they are short. The split depends on the shape only, never on the
+# thread count, and each unit's partial sum is accumulated sequentially and the partials are
+# added in unit order, so the total is bit-identical for any number of threads.
+
+cdef enum:
+    ELEMENTWISE_BLOCK = 4096
+
+
+cdef inline Py_ssize_t n_units(Py_ssize_t rows, Py_ssize_t n2) noexcept nogil:
+    cdef Py_ssize_t rpu
+    if rows == 0 or n2 == 0:
+        return 0
+    if n2 > ELEMENTWISE_BLOCK:
+        return rows * ((n2 + ELEMENTWISE_BLOCK - 1) // ELEMENTWISE_BLOCK)
+    rpu = ELEMENTWISE_BLOCK // n2
+    return (rows + rpu - 1) // rpu
+
+
+cdef inline Py_ssize_t unit_row0(Py_ssize_t u, Py_ssize_t n2) noexcept nogil:
+    # First row of unit u.
+    if n2 > ELEMENTWISE_BLOCK:
+        return u // ((n2 + ELEMENTWISE_BLOCK - 1) // ELEMENTWISE_BLOCK)
+    return u * (ELEMENTWISE_BLOCK // n2)
+
+
+cdef inline Py_ssize_t unit_row1(Py_ssize_t u, Py_ssize_t rows, Py_ssize_t n2) noexcept nogil:
+    # One past the last row of unit u.
+    cdef Py_ssize_t r1
+    if n2 > ELEMENTWISE_BLOCK:
+        return unit_row0(u, n2) + 1
+    r1 = (u + 1) * (ELEMENTWISE_BLOCK // n2)
+    return r1 if r1 < rows else rows
+
+
+cdef inline Py_ssize_t unit_col0(Py_ssize_t u, Py_ssize_t n2) noexcept nogil:
+    # First column of unit u.
+    cdef Py_ssize_t per
+    if n2 > ELEMENTWISE_BLOCK:
+        per = (n2 + ELEMENTWISE_BLOCK - 1) // ELEMENTWISE_BLOCK
+        return (u - (u // per) * per) * ELEMENTWISE_BLOCK
+    return 0
+
+
+cdef inline Py_ssize_t unit_col1(Py_ssize_t u, Py_ssize_t n2) noexcept nogil:
+    # One past the last column of unit u.
+    cdef Py_ssize_t k1 = unit_col0(u, n2) + ELEMENTWISE_BLOCK
+    return k1 if k1 < n2 else n2

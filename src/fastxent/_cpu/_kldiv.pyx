@@ -1,0 +1,76 @@
+"""kl_div, element by element.
+
+Design
+a) Layout, passes, threading and determinism as in _binary.pyx: (d0, d1, d2) views with
+   arbitrary strides (the target and the gradient scale may be broadcast), one pass, fixed
+   units whose partial sums are added in order.
+b) Formulas are PyTorch's, in double, with x the input log-probabilities and t the target:
+     log_target=False: l = xlogy(t, t) - t x,   g = -t
+     log_target=True:  l = exp(t) (t - x),      g = -exp(t)
+   xlogy(t, t) is 0 at t = 0 and NaN for NaN t (torch.xlogy), so t = 0 contributes -0 x,
+   which is NaN at x = -inf exactly as in PyTorch.
+"""
+from cython.parallel cimport prange
+from libc.math cimport log, exp, isnan, NAN
+from libc.stdlib cimport malloc, free
+
+from ._common cimport floating, n_units, unit_row0, unit_row1, unit_col0, unit_col1
+
+
+cdef inline double _xlogx(double t) noexcept nogil:
+    if isnan(t):
+        return NAN
+    if t == 0.0:
+        return 0.0
+    return t * log(t)
+
+
+cdef inline double _kl_unit(Py_ssize_t u, Py_ssize_t rows, const floating[:, :, :] x,
+                            const floating[:, :, :] t, const double[:, :, :] gscale,
+                            floating[:, :, :] loss, floating[:, :, :] grad, bint log_target,
+                            bint want_loss, bint want_grad) noexcept nogil:
+    cdef Py_ssize_t n1 = x.shape[1], n2 = x.shape[2], r, i, j, k
+    cdef Py_ssize_t k0 = unit_col0(u, n2), k1 = unit_col1(u, n2)
+    cdef double acc = 0.0, xv, tv, lv, et
+    for r in range(unit_row0(u, n2), unit_row1(u, rows, n2)):
+        i = r // n1
+        j = r - i * n1
+        for k in range(k0, k1):
+            xv = x[i, j, k]
+            tv = t[i, j, k]
+            if log_target:
+                et = exp(tv)
+                lv = et * (tv - xv)
+            else:
+                et = tv
+                lv = _xlogx(tv) - tv * xv
+            acc += lv
+            if want_loss:
+                loss[i, j, k] = <floating>lv
+            if want_grad:
+                grad[i, j, k] = <floating>(-et * gscale[i, j, k])
+    return acc
+
+
+def kl_div(const floating[:, :, :] x,       # IN  log-probabilities
+           const floating[:, :, :] t,       # IN  target (probabilities or log), broadcast
+           const double[:, :, :] gscale,    # IN  d total / d loss, broadcast
+           floating[:, :, :] loss,          # OUT per-element loss when want_loss
+           floating[:, :, :] grad,          # OUT gradient when want_grad; may alias x
+           bint log_target, bint want_loss, bint want_grad, int n_threads):
+    """Return the sum of the element losses; write them and the gradient when asked."""
+    cdef Py_ssize_t rows = x.shape[0] * x.shape[1], n2 = x.shape[2]
+    cdef Py_ssize_t nu = n_units(rows, n2), u
+    cdef double total = 0.0
+    cdef double* partial = <double*>malloc(max(nu, 1) * sizeof(double))
+    if partial == NULL:
+        raise MemoryError()
+    try:
+        for u in prange(nu, nogil=True, schedule="static", num_threads=n_threads):
+            partial[u] = _kl_unit(u, rows, x, t, gscale, loss, grad, log_target, want_loss,
+                                  want_grad)
+        for u in range(nu):
+            total = total + partial[u]
+    finally:
+        free(partial)
+    return total

@@ -1,0 +1,43 @@
+"""reduction="none" / "mean" / "sum" and the gradient scale, for every backend.
+
+Kernels return per-row losses (class-axis problems) or a total summed in fixed blocks
+(element-wise problems); everything here is written against an array namespace ``xp``
+(NumPy or CuPy), so the CPU and GPU paths cannot diverge.
+
+PyTorch's conventions, which these functions encode:
+* "mean" divides by the problem's denominator: the sum of the true-class weights over
+  non-ignored targets (class indices), the number of items (probability targets), the
+  element count (binary losses, kl_div "mean") or the first dimension (kl_div "batchmean").
+* A zero denominator makes "mean" NaN, and its gradient NaN wherever a row still counts
+  (a present class of weight 0), while ignored rows keep a zero gradient: the kernels never
+  read the scale of an ignored row.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _mean(total, denominator):
+    if denominator == 0:
+        return np.nan
+    return total / denominator
+
+
+def reduce_rows(rows, reduction: str, denominator: float, loss_shape, dtype, xp=np):
+    """Reduce per-row float64 losses of shape (outer, inner)."""
+    if reduction == "none":
+        return rows.reshape(loss_shape).astype(dtype)
+    return reduce_total(rows.sum(), reduction, denominator, dtype, xp)
+
+
+def reduce_total(total, reduction: str, denominator: float, dtype, xp=np):
+    """The 0-d result of "sum" or "mean" from a float64 total."""
+    value = total if reduction == "sum" else _mean(total, denominator)
+    return xp.asarray(value, dtype=dtype)
+
+
+def grad_scale(grad_output, reduction: str, denominator: float):
+    """d(total)/d(loss): a float64 scalar for "sum"/"mean", the (broadcast) array for "none"."""
+    if reduction == "none":
+        return grad_output
+    return np.float64(grad_output if reduction == "sum" else _mean(grad_output, denominator))

@@ -1,0 +1,370 @@
+"""Arguments -> canonical problems. The only module that raises for bad input.
+
+Every message names the argument, what was expected and what was given:
+``"<arg> must be ...; got ..."``. Checks are O(size of the argument): the target range is
+one pass over the targets, never over the logits. Inputs are never modified and never
+required to be writeable; copies are made only where a layout cannot be expressed as the
+kernels' 3-D views (``class_view``, ``elementwise_views``) or a dtype must be widened.
+"""
+from __future__ import annotations
+
+import math
+import operator
+
+import numpy as np
+
+from ._problem import ClassProblem, ElementwiseProblem
+
+REDUCTIONS = ("none", "mean", "sum")
+_FLOAT_NAMES = ("float16", "float32", "float64", "bfloat16")   # bfloat16: from ml_dtypes
+
+
+# --- scalars and options ---------------------------------------------------------------
+
+def reduction(value, allowed=REDUCTIONS) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"reduction must be one of {_choices(allowed)}; got {value!r}")
+    if value not in allowed:
+        raise ValueError(f"reduction must be one of {_choices(allowed)}; got {value!r}")
+    return value
+
+
+def _choices(allowed):
+    return ", ".join(repr(a) for a in allowed)
+
+
+def flag(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
+def integer(name: str, value) -> int:
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer; got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer; got {type(value).__name__}") from None
+
+
+def real(name: str, value) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, float, np.integer, np.floating)):
+        if not (isinstance(value, np.ndarray) and value.ndim == 0
+                and value.dtype.kind in "iuf"):
+            raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
+    return float(value)
+
+
+def label_smoothing(value) -> float:
+    eps = real("label_smoothing", value)
+    if not 0.0 <= eps <= 1.0:       # also rejects NaN; PyTorch silently takes eps < 0 as 0
+        raise ValueError(f"label_smoothing must be in [0, 1]; got {value!r}")
+    return eps
+
+
+def axis(value, ndim: int, name: str = "axis") -> int:
+    ax = integer(name, value)
+    if not -ndim <= ax < ndim:
+        raise ValueError(f"{name} must be in [{-ndim}, {ndim}) for a {ndim}-d input; got {ax}")
+    return ax % ndim
+
+
+# --- arrays ---------------------------------------------------------------------------
+
+def _asarray(name: str, value) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be an array or array-like; got "
+                        f"{type(value).__name__} ({exc})") from None
+
+
+def is_float_dtype(dtype: np.dtype) -> bool:
+    return dtype.name in _FLOAT_NAMES
+
+
+def float_array(name: str, value) -> np.ndarray:
+    a = _asarray(name, value)
+    if not is_float_dtype(a.dtype):
+        raise TypeError(f"{name} must be a floating-point array (float16, float32, float64 "
+                        f"or bfloat16); got dtype {a.dtype}")
+    return a
+
+
+def real_array(name: str, value) -> np.ndarray:
+    """An array of real numbers (integer or floating-point, not bool or complex)."""
+    a = _asarray(name, value)
+    if not (is_float_dtype(a.dtype) or a.dtype.kind in "iu"):
+        raise TypeError(f"{name} must be an array of real numbers (integer or floating-point);"
+                        f" got dtype {a.dtype}")
+    return a
+
+
+def compute_dtype(*dtypes) -> np.dtype:
+    """float64 if any operand is float64, else float32 (float16 and bfloat16 are widened)."""
+    wide = any(np.dtype(d) == np.float64 for d in dtypes)
+    return np.dtype(np.float64 if wide else np.float32)
+
+
+def _aligned(a: np.ndarray) -> np.ndarray:
+    # The kernels count strides in elements.
+    if a.size and any(s % a.itemsize for s in a.strides):
+        return np.ascontiguousarray(a)
+    return a
+
+
+def class_view(a: np.ndarray, ax: int) -> np.ndarray:
+    """The (outer, C, inner) view of `a` around axis `ax`.
+
+    NumPy's reshape returns a view whenever the dimensions before and after the class axis
+    merge into one stride each (C order, Fortran-ordered 2-D, sliced rows, class-last,
+    permuted 3-D views), and a copy otherwise.
+    """
+    outer = math.prod(a.shape[:ax])
+    inner = math.prod(a.shape[ax + 1:])
+    return _aligned(a.reshape(outer, a.shape[ax], inner))
+
+
+def elementwise_views(x: np.ndarray, *others: np.ndarray):
+    """Permute every operand into `x`'s memory order and merge dimensions jointly.
+
+    `others` already have x's shape (broadcast views with zero strides are fine). Returns
+    ``(perm, permuted_shape, views)`` with (d0, d1, d2) views; an operand is copied only when
+    more than three dimensions remain after merging or its strides are not whole elements.
+    """
+    perm = tuple(sorted(range(x.ndim), key=lambda d: -abs(x.strides[d])))
+    arrays = [a.transpose(perm) for a in (x, *others)]
+    pshape = arrays[0].shape
+    sizes, last = [], None
+    for d, n in enumerate(pshape):
+        if n == 1:
+            continue
+        st = [a.strides[d] for a in arrays]
+        if last is not None and all(p == s * n for p, s in zip(last, st)):
+            sizes[-1] *= n
+        else:
+            sizes.append(n)
+        last = st
+    if len(sizes) > 3:
+        sizes = [math.prod(sizes[:-2]), *sizes[-2:]]
+    shape3 = (1,) * (3 - len(sizes)) + tuple(sizes)
+    return perm, pshape, [_aligned(a.reshape(shape3)) for a in arrays]
+
+
+# --- class-axis problems (cross_entropy, nll_loss, softmax family) ---------------------
+
+def class_input(value, axis_value, *, name="input", default_axis=None):
+    """The input array and its class axis."""
+    x = float_array(name, value)
+    if x.ndim == 0:
+        raise ValueError(f"{name} must have at least one dimension (the classes); got a 0-d "
+                         "array")
+    if axis_value is None:
+        ax = default_axis(x.ndim) if default_axis else x.ndim - 1
+    else:
+        ax = axis(axis_value, x.ndim)
+    return x, ax
+
+
+def _torch_class_axis(ndim: int) -> int:
+    # PyTorch: (C,) unbatched -> 0, otherwise dim 1.
+    return 0 if ndim == 1 else 1
+
+
+def _class_weight(weight, C: int) -> np.ndarray:
+    if weight is None:
+        return np.empty(0, np.float64)
+    w = real_array("weight", weight)
+    if w.shape != (C,):
+        raise ValueError(f"weight must have shape ({C},), one value per class; got shape "
+                         f"{w.shape}")
+    return np.ascontiguousarray(w, dtype=np.float64)
+
+
+def _index_target(t: np.ndarray, C: int, ignore: int, outer: int, inner: int):
+    """int64 (outer, inner) targets with ignored entries as -1; checks the range (O(N))."""
+    ignored = t == ignore
+    bad = ~ignored & ((t < 0) | (t >= C))
+    if bad.any():
+        first = t[bad].flat[0]
+        raise IndexError(f"target must hold class indices in [0, {C}) or ignore_index="
+                         f"{ignore}; got {first}")
+    t64 = np.array(t.reshape(outer, inner), dtype=np.int64, order="C")
+    t64[ignored.reshape(outer, inner)] = -1
+    return t64
+
+
+def class_problem(input, target, *, weight, ignore_index, reduction_value,
+                  label_smoothing_value, axis_value, allow_probs) -> ClassProblem:
+    """Validate cross_entropy / nll_loss arguments into a ClassProblem."""
+    x, ax = class_input(input, axis_value, default_axis=_torch_class_axis)
+    red = reduction(reduction_value)
+    eps = label_smoothing(label_smoothing_value)
+    ignore = integer("ignore_index", ignore_index)
+    C = x.shape[ax]
+    if C == 0:
+        raise ValueError(f"input must have at least one class along axis {ax}; got shape "
+                         f"{x.shape}")
+    loss_shape = x.shape[:ax] + x.shape[ax + 1:]
+    outer, inner = math.prod(x.shape[:ax]), math.prod(x.shape[ax + 1:])
+    w = _class_weight(weight, C)
+    t = _asarray("target", target)
+
+    if is_float_dtype(t.dtype):
+        if not allow_probs:
+            raise TypeError(f"target must be an integer array of class indices; got dtype "
+                            f"{t.dtype} (probability targets are for cross_entropy)")
+        if t.shape != x.shape:
+            raise ValueError(f"target must have shape {loss_shape} (class indices) or "
+                             f"{x.shape} (class probabilities); got {t.shape}")
+        if ignore != -100:
+            raise ValueError(f"ignore_index must be left at -100 with probability targets; "
+                             f"got {ignore}")
+        cdt = compute_dtype(x.dtype, t.dtype)
+        return ClassProblem(
+            x=class_view(x.astype(cdt, copy=False), ax),
+            target=class_view(t.astype(cdt, copy=False), ax),
+            probs=True, weight=w, label_smoothing=eps, reduction=red, shape=x.shape,
+            loss_shape=loss_shape, loss_dtype=x.dtype, grad_dtype=x.dtype,
+            denominator=float(math.prod(loss_shape)))
+
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"target must be an integer array of class indices or a "
+                        f"floating-point array of probabilities; got dtype {t.dtype}")
+    if x.ndim == 1 and t.shape == (1,):
+        t = t.reshape(())          # PyTorch takes a (1,) target for an unbatched input
+    if t.shape != loss_shape:
+        if t.shape == x.shape:
+            raise TypeError(f"target of the input's shape {x.shape} holds class "
+                            f"probabilities and must be floating-point; got dtype {t.dtype}")
+        raise ValueError(f"target must have shape {loss_shape} (the input's shape {x.shape} "
+                         f"without class axis {ax}); got {t.shape}")
+    t64 = _index_target(t, C, ignore, outer, inner)
+    valid = t64 >= 0
+    if w.size:
+        denominator = float(w[t64[valid]].sum())
+    else:
+        denominator = float(np.count_nonzero(valid))
+    cdt = compute_dtype(x.dtype)
+    return ClassProblem(
+        x=class_view(x.astype(cdt, copy=False), ax), target=t64, probs=False, weight=w,
+        label_smoothing=eps, reduction=red, shape=x.shape, loss_shape=loss_shape,
+        loss_dtype=x.dtype, grad_dtype=x.dtype, denominator=denominator)
+
+
+# --- element-wise problems (binary losses, kl_div) -------------------------------------
+
+def _broadcast(name: str, a: np.ndarray, shape, dtype) -> np.ndarray:
+    try:
+        return np.broadcast_to(a.astype(dtype, copy=False), shape)
+    except ValueError:
+        raise ValueError(f"{name} must broadcast to the input's shape {shape}; got shape "
+                         f"{a.shape}") from None
+
+
+def _in_unit_interval(name: str, a: np.ndarray) -> None:
+    if a.size and not (a.min() >= 0 and a.max() <= 1):     # NaN fails both comparisons
+        raise ValueError(f"{name} must hold values in [0, 1]; got values in "
+                         f"[{a.min()}, {a.max()}]")
+
+
+def elementwise_problem(input, target, *, weight=None, pos_weight=None, reduction_value,
+                        same_shape=True, probabilities=False, reductions=REDUCTIONS,
+                        batch_denominator=False) -> ElementwiseProblem:
+    """Validate binary_cross_entropy(_with_logits) / kl_div arguments.
+
+    Targets may be floating-point, integer or bool (0/1 labels); they are read in the
+    compute dtype, float64 when the input or the target is float64 and float32 otherwise.
+    """
+    x = float_array("input", input)
+    red = reduction(reduction_value, reductions)
+    t = _asarray("target", target)
+    if not (is_float_dtype(t.dtype) or t.dtype.kind in "iub"):
+        raise TypeError(f"target must be an array of real numbers; got dtype {t.dtype}")
+    if same_shape and t.shape != x.shape:
+        raise ValueError(f"target must have the input's shape {x.shape}; got {t.shape}")
+    if probabilities:
+        _in_unit_interval("input", x)
+        _in_unit_interval("target", t)
+    cdt = compute_dtype(x.dtype, t.dtype)
+    operands = [_broadcast("target", t, x.shape, cdt)]
+    w = np.float64(1.0) if weight is None else real_array("weight", weight)
+    operands.append(_broadcast("weight", w, x.shape, np.float64))
+    if pos_weight is not None:
+        pw = real_array("pos_weight", pos_weight)
+        operands.append(_broadcast("pos_weight", pw, x.shape, np.float64))
+    perm, pshape, views = elementwise_views(x.astype(cdt, copy=False), *operands)
+    denominator = float(x.size)
+    if batch_denominator:          # kl_div's "batchmean": the first dimension
+        denominator = float(x.shape[0]) if x.ndim else 1.0
+    return ElementwiseProblem(
+        x=views[0], target=views[1], weight=views[2],
+        pos_weight=views[3] if pos_weight is not None else None, reduction=red,
+        shape=x.shape, permuted_shape=pshape, perm=perm, loss_dtype=x.dtype,
+        grad_dtype=x.dtype, denominator=denominator)
+
+
+# --- gradient options ------------------------------------------------------------------
+
+def gradient_options(return_grad, grad_output, grad_out):
+    want = flag("return_grad", return_grad)
+    if not want and grad_output is not None:
+        raise ValueError("grad_output is only used with return_grad=True; got grad_output "
+                         "without it")
+    if not want and grad_out is not None:
+        raise ValueError("grad_out is only used with return_grad=True; got grad_out "
+                         "without it")
+    return want
+
+
+def grad_output(value, red: str, loss_shape) -> np.ndarray:
+    """d(total)/d(loss) as float64: a scalar for mean/sum, the loss's shape for none."""
+    if value is None:
+        return np.float64(1.0)
+    g = real_array("grad_output", value)
+    if red == "none":
+        try:
+            return np.broadcast_to(g.astype(np.float64, copy=False), loss_shape)
+        except ValueError:
+            raise ValueError(f"grad_output must broadcast to the loss's shape {loss_shape}; "
+                             f"got shape {g.shape}") from None
+    if g.ndim != 0:
+        raise ValueError(f"grad_output must be a scalar for reduction={red!r}; got shape "
+                         f"{g.shape}")
+    return np.float64(g)
+
+
+def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
+    try:
+        return bool(np.shares_memory(a, b, max_work=10_000))
+    except np.exceptions.TooHardError:      # too costly to decide exactly: assume overlap
+        return True
+
+
+def grad_out(value, input, others) -> np.ndarray | None:
+    """Check a caller-provided gradient buffer: shape, dtype, writeable and no bad aliasing."""
+    if value is None:
+        return None
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"grad_out must be a NumPy array; got {type(value).__name__}")
+    x = np.asarray(input)
+    if value.shape != x.shape:
+        raise ValueError(f"grad_out must have the input's shape {x.shape}; got {value.shape}")
+    if value.dtype != x.dtype:
+        raise TypeError(f"grad_out must have the input's dtype {x.dtype}; got {value.dtype}")
+    if not value.flags.writeable:
+        raise ValueError("grad_out must be writeable; got a read-only array")
+    for name, other in others.items():
+        if isinstance(other, np.ndarray) and _overlaps(value, other):
+            raise ValueError(f"grad_out must not share memory with {name}")
+    if _overlaps(value, x):
+        same = (value.__array_interface__["data"][0] == x.__array_interface__["data"][0]
+                and value.strides == x.strides)
+        if not same:
+            raise ValueError("grad_out must be the input itself (an in-place gradient) or "
+                             "not overlap it; got a partial overlap")
+    return value
