@@ -323,9 +323,7 @@ def gradient_options(return_grad, grad_output, grad_out):
 
 def grad_output(value, red: str, loss_shape) -> np.ndarray:
     """d(total)/d(loss) as float64: a scalar for mean/sum, the loss's shape for none."""
-    if value is None:
-        return np.float64(1.0)
-    g = real_array("grad_output", value)
+    g = np.float64(1.0) if value is None else real_array("grad_output", value)
     if red == "none":
         try:
             return np.broadcast_to(g.astype(np.float64, copy=False), loss_shape)

@@ -1,0 +1,43 @@
+"""Random problems and tolerances shared by the parity grids."""
+import numpy as np
+
+# (rtol, atol relative to the largest magnitude) of fastxent against the float64 oracle
+# evaluated on the same (rounded) inputs.
+TOL = {
+    np.float64: (1e-10, 1e-12),
+    np.float32: (2e-6, 2e-7),
+    np.float16: (2e-3, 1e-3),
+}
+
+
+def assert_close(actual, expected, dtype, *, scale=None):
+    """Compare with dtype-dependent tolerances; NaN and inf must match exactly."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    rtol, atol = TOL[np.dtype(dtype).type]
+    finite = np.isfinite(expected)
+    if scale is None:
+        scale = np.abs(expected[finite]).max() if finite.any() else 1.0
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol * max(scale, 1.0))
+
+
+def class_target(rng, shape, axis, *, probs=False, ignore_index=None, ignore_frac=0.3):
+    """Class-index targets (some set to ignore_index) or normalised probabilities."""
+    ax = axis % len(shape)
+    C = shape[ax]
+    if probs:
+        q = rng.random(shape) + 0.05
+        return q / q.sum(axis=ax, keepdims=True)
+    loss_shape = shape[:ax] + shape[ax + 1:]
+    t = rng.integers(0, C, size=loss_shape)
+    if ignore_index is not None and t.size:
+        t[rng.random(loss_shape) < ignore_frac] = ignore_index
+    return np.asarray(t, dtype=np.int64)
+
+
+def upstream(rng, reduction, loss_shape):
+    """A non-trivial grad_output for the reduction."""
+    if reduction == "none":
+        return rng.standard_normal(loss_shape)
+    return np.float64(rng.uniform(0.5, 2.0))

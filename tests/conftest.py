@@ -1,0 +1,18 @@
+"""Shared fixtures. PyTorch (2.13, CPU) is the oracle and a hard requirement of the suite:
+a run without it must fail, not skip (README: install torch first)."""
+import numpy as np
+import pytest
+import torch  # noqa: F401  -- fail loudly when the oracle is missing
+
+import fastxent as fx
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+@pytest.fixture(autouse=True)
+def _default_threads():
+    yield
+    fx.set_num_threads(None)

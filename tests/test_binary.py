@@ -1,0 +1,119 @@
+"""binary_cross_entropy and binary_cross_entropy_with_logits against PyTorch."""
+import itertools
+
+import numpy as np
+import pytest
+
+import fastxent as fx
+
+import oracle
+from cases import assert_close, upstream
+from layouts import LAYOUTS, with_layout
+
+SHAPES = [(), (1,), (7,), (4, 3), (3, 5, 2), (2, 3, 4, 5), (0,), (0, 3), (5000,)]
+
+
+def _weights(rng, shape, kind):
+    """Weights of a shape that broadcasts against `shape` (PyTorch's trailing rule)."""
+    if kind == "none" or not shape:
+        return None if kind == "none" else rng.uniform(0.2, 2)
+    if kind == "full":
+        return rng.uniform(0.2, 2, shape)
+    if kind == "last":
+        return rng.uniform(0.2, 2, shape[-1:])
+    return rng.uniform(0.2, 2, shape[:1] + (1,) * (len(shape) - 1))    # "lead"
+
+
+@pytest.mark.parametrize("shape,wkind,reduction,up", list(itertools.product(
+    SHAPES, ("none", "full", "last", "lead"), ("none", "mean", "sum"), (False, True))))
+def test_bce_options(shape, wkind, reduction, up):
+    rng = np.random.default_rng(2)
+    p = rng.uniform(0.001, 0.999, shape)
+    y = rng.random(shape)
+    w = _weights(rng, shape, wkind)
+    go = upstream(rng, reduction, shape) if up else None
+    ref = oracle.binary_cross_entropy(p, y, weight=w, reduction=reduction, grad_output=go)
+    loss, grad = fx.binary_cross_entropy(p, y, weight=w, reduction=reduction,
+                                         return_grad=True, grad_output=go)
+    assert_close(loss, ref[0], np.float64)
+    assert_close(grad, ref[1], np.float64)
+    np.testing.assert_array_equal(fx.binary_cross_entropy(p, y, weight=w,
+                                                          reduction=reduction), loss)
+
+
+@pytest.mark.parametrize("shape,wkind,pwkind,reduction,up", list(itertools.product(
+    SHAPES, ("none", "full", "last", "lead"), ("none", "last", "lead"),
+    ("none", "mean", "sum"), (False, True))))
+def test_bce_logits_options(shape, wkind, pwkind, reduction, up):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(shape) * 4
+    y = rng.random(shape)
+    w = _weights(rng, shape, wkind)
+    pw = _weights(rng, shape, pwkind)
+    go = upstream(rng, reduction, shape) if up else None
+    kw = dict(weight=w, pos_weight=pw, reduction=reduction)
+    ref = oracle.binary_cross_entropy_with_logits(x, y, grad_output=go, **kw)
+    loss, grad = fx.binary_cross_entropy_with_logits(x, y, return_grad=True,
+                                                     grad_output=go, **kw)
+    assert_close(loss, ref[0], np.float64)
+    assert_close(grad, ref[1], np.float64)
+    np.testing.assert_array_equal(fx.binary_cross_entropy_with_logits(x, y, **kw), loss)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape", [(4, 3), (3, 5, 2), (2, 3, 4, 5), (64, 257)])
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+def test_layouts_and_dtypes(dtype, layout, shape, reduction):
+    rng = np.random.default_rng(9)
+    x = with_layout((rng.standard_normal(shape) * 3).astype(dtype), layout)
+    p = with_layout(rng.uniform(0.01, 0.99, shape).astype(dtype), layout)
+    y = with_layout(rng.random(shape).astype(dtype), "C")
+    w, pw = rng.uniform(0.5, 2, shape[-1:]), rng.uniform(0.5, 3, shape[:1] + (1,) *
+                                                          (len(shape) - 1))
+    ref = oracle.binary_cross_entropy_with_logits(np.asarray(x, np.float64), y, weight=w,
+                                                  pos_weight=pw, reduction=reduction)
+    got = fx.binary_cross_entropy_with_logits(x, y, weight=w, pos_weight=pw,
+                                              reduction=reduction, return_grad=True)
+    assert got[0].dtype == got[1].dtype == x.dtype
+    assert_close(got[0], ref[0], dtype)
+    assert_close(got[1], ref[1], dtype)
+    ref = oracle.binary_cross_entropy(np.asarray(p, np.float64), y, weight=w,
+                                      reduction=reduction)
+    got = fx.binary_cross_entropy(p, y, weight=w, reduction=reduction, return_grad=True)
+    assert_close(got[0], ref[0], dtype)
+    assert_close(got[1], ref[1], dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.bool_, np.int8, np.uint8, np.int64])
+def test_integer_and_bool_labels(dtype, rng):
+    x = rng.standard_normal((5, 3))
+    y = rng.integers(0, 2, (5, 3))
+    ref = fx.binary_cross_entropy_with_logits(x, y.astype(np.float64), return_grad=True)
+    got = fx.binary_cross_entropy_with_logits(x, y.astype(dtype), return_grad=True)
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_array_equal(got[1], ref[1])
+
+
+def test_bce_clamp_and_extremes():
+    p = np.array([0.0, 1.0, 0.0, 1.0, 1e-50])
+    y = np.array([1.0, 0.0, 0.0, 1.0, 1.0])
+    ref = oracle.binary_cross_entropy(p, y, reduction="none")
+    loss, grad = fx.binary_cross_entropy(p, y, reduction="none", return_grad=True)
+    np.testing.assert_array_equal(loss, [100.0, 100.0, 0.0, 0.0, 100.0])
+    assert_close(loss, ref[0], np.float64)
+    assert_close(grad, ref[1], np.float64)
+    # float32 subnormal probability: log is -92.1, not clamped
+    loss32 = fx.binary_cross_entropy(np.array([1e-40], np.float32), np.array([1.0]),
+                                     reduction="none")
+    assert_close(loss32, [92.1034088], np.float32)
+
+
+def test_bce_logits_infinities_match_torch():
+    x = np.array([np.inf, -np.inf, np.inf, -np.inf, 100.0, -100.0, 1e4])
+    y = np.array([1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0])
+    ref = oracle.binary_cross_entropy_with_logits(x, y, reduction="none")
+    loss, grad = fx.binary_cross_entropy_with_logits(x, y, reduction="none", return_grad=True)
+    assert_close(loss, ref[0], np.float64)
+    assert_close(grad, ref[1], np.float64)
+    assert np.isnan(loss[0]) and np.isnan(loss[1]) and loss[2] == np.inf
