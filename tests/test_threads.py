@@ -1,0 +1,61 @@
+"""OpenMP is built in, thread control works, and results do not depend on the thread count."""
+import os
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+import fastxent as fx
+
+
+def test_openmp_enabled():
+    # A build that silently loses OpenMP is a bug (scikit-learn #29665). Opt out only for a
+    # deliberate serial build.
+    if os.environ.get("FASTXENT_ALLOW_NO_OPENMP") == "1":
+        pytest.skip("serial build requested")
+    assert fx.openmp_enabled()
+
+
+def test_set_and_get_num_threads():
+    fx.set_num_threads(3)
+    assert fx.get_num_threads() == 3
+    fx.set_num_threads(None)
+    assert fx.get_num_threads() >= 1
+
+
+def test_threadpoolctl_limits_apply():
+    fx.set_num_threads(None)
+    with threadpool_limits(1, user_api="openmp"):
+        assert fx.get_num_threads() == 1
+
+
+rng = np.random.default_rng(0)
+BIG = rng.standard_normal((4099, 37)).astype(np.float32)       # above the serial threshold
+LABELS = rng.integers(0, 37, 4099)
+CALLS = {
+    "cross_entropy": lambda: fx.cross_entropy(BIG, LABELS, weight=np.linspace(0.5, 2, 37),
+                                              label_smoothing=0.1, return_grad=True),
+    "cross_entropy_probs": lambda: fx.cross_entropy(BIG, fx.softmax(BIG[::-1]),
+                                                    return_grad=True),
+    "cross_entropy_nd": lambda: fx.cross_entropy(BIG.reshape(4099, 37, 1).repeat(3, 2),
+                                                 np.ones((4099, 3), np.int64),
+                                                 return_grad=True),
+    "nll_loss": lambda: fx.nll_loss(BIG, np.arange(4099) % 37, return_grad=True),
+    "bce_logits": lambda: fx.binary_cross_entropy_with_logits(
+        BIG, (BIG > 0).astype(np.float32), pos_weight=np.full(37, 2.0), return_grad=True),
+    "bce": lambda: fx.binary_cross_entropy(fx.softmax(BIG), (BIG > 0).astype(np.float32),
+                                           return_grad=True),
+    "kl_div": lambda: fx.kl_div(fx.log_softmax(BIG), fx.softmax(BIG[::-1]),
+                                reduction="batchmean", return_grad=True),
+    "softmax": lambda: (fx.softmax(BIG), fx.log_softmax(BIG), fx.logsumexp(BIG)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_bit_identical_for_one_and_two_threads(name):
+    fx.set_num_threads(1)
+    one = CALLS[name]()
+    fx.set_num_threads(2)
+    two = CALLS[name]()
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
