@@ -96,8 +96,8 @@ class BCELoss(_Loss):
     --------
     >>> import numpy as np
     >>> import fastxent as fx
-    >>> float(fx.BCELoss()(np.array([0.5]), np.array([1.0]))) == np.log(2)
-    True
+    >>> round(float(fx.BCELoss()(np.array([0.5]), np.array([1.0]))), 4)  # log 2
+    0.6931
     """
 
     _function = staticmethod(F.binary_cross_entropy)

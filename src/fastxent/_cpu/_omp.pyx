@@ -18,7 +18,14 @@ cdef extern from *:
 
 
 def openmp_enabled():
-    """Return True when the CPU kernels were compiled with OpenMP."""
+    """Return True when the CPU kernels were compiled with OpenMP.
+
+    Examples
+    --------
+    >>> import fastxent as fx
+    >>> isinstance(fx.openmp_enabled(), bool)
+    True
+    """
     return bool(fx_openmp_enabled())
 
 
