@@ -12,16 +12,22 @@ d) Preconditions (checked in _validate.py): C >= 1, outputs allocated by the cal
    input's (outer, C, inner) shape, every stride a multiple of the item size.
 """
 from cython.parallel cimport prange
-from libc.math cimport log, isinf
+from libc.math cimport log, isinf, isnan, NAN
 
 from ._common cimport floating, row_max, row_expsum, row_axpw
 
 
 cdef inline double _logsumexp_row(const floating* x, Py_ssize_t n,
                                   Py_ssize_t s) noexcept nogil:
-    # As torch.logsumexp: an infinite maximum is replaced by 0 before the shift, so a row of
-    # -inf gives -inf (not NaN) and a row holding +inf gives +inf.
+    # As torch.logsumexp: a row holding +inf gives +inf (NaN if it also holds NaN), and a row
+    # of -inf gives -inf: its maximum is replaced by 0, so the sum is exp(-inf) = 0.
     cdef double m = row_max(x, n, s)
+    cdef Py_ssize_t c
+    if isinf(m) and m > 0:
+        for c in range(n):
+            if isnan(x[c * s]):
+                return NAN
+        return m
     if isinf(m):
         m = 0.0
     return m + log(row_expsum(x, n, s, m, NULL, 0, NULL, NULL))
