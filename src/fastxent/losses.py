@@ -15,14 +15,13 @@ class _Loss:
     """Shared machinery: the options are validated once, at construction."""
 
     _function = None          # the functional form, set by each subclass
+    _reductions = V.REDUCTIONS
 
     def __init__(self, **options):
         self._options = options
         # Validate eagerly so that a bad option fails where it was written.
         if "reduction" in options:
-            allowed = ("none", "batchmean", "mean", "sum") if isinstance(self, KLDivLoss) \
-                else V.REDUCTIONS
-            V.reduction(options["reduction"], allowed)
+            V.reduction(options["reduction"], self._reductions)
         if "label_smoothing" in options:
             V.label_smoothing(options["label_smoothing"])
         if "ignore_index" in options:
@@ -138,6 +137,7 @@ class KLDivLoss(_Loss):
     """
 
     _function = staticmethod(F.kl_div)
+    _reductions = ("none", "batchmean", "mean", "sum")
 
     def __init__(self, reduction="mean", log_target=False):
         super().__init__(reduction=reduction, log_target=log_target)
