@@ -178,9 +178,13 @@ def _torch_class_axis(ndim: int) -> int:
     return 0 if ndim == 1 else 1
 
 
+_NO_WEIGHT = np.empty(0, np.float64)        # the kernels' "no class weight"
+_NO_WEIGHT.flags.writeable = False
+
+
 def _class_weight(weight, C: int) -> np.ndarray:
     if weight is None:
-        return np.empty(0, np.float64)
+        return _NO_WEIGHT
     w = real_array("weight", weight)
     if w.shape != (C,):
         raise ValueError(f"weight must have shape ({C},), one value per class; got shape "
@@ -189,7 +193,14 @@ def _class_weight(weight, C: int) -> np.ndarray:
 
 
 def _index_target(t: np.ndarray, C: int, ignore: int, outer: int, inner: int):
-    """int64 (outer, inner) targets with ignored entries as -1; checks the range (O(N))."""
+    """int64 (outer, inner) targets with ignored entries as -1; checks the range (O(N)).
+
+    Returns the targets and whether any is ignored.
+    """
+    if t.size:
+        lo, hi = int(t.min()), int(t.max())
+        if 0 <= lo and hi < C and not lo <= ignore <= hi:     # the common case: all valid
+            return np.ascontiguousarray(t.reshape(outer, inner), dtype=np.int64), False
     ignored = t == ignore
     bad = ~ignored & ((t < 0) | (t >= C))
     if bad.any():
@@ -198,7 +209,7 @@ def _index_target(t: np.ndarray, C: int, ignore: int, outer: int, inner: int):
                          f"{ignore}; got {first}")
     t64 = np.array(t.reshape(outer, inner), dtype=np.int64, order="C")
     t64[ignored.reshape(outer, inner)] = -1
-    return t64
+    return t64, True
 
 
 def class_problem(input, target, *, weight, ignore_index, reduction_value,
@@ -246,12 +257,9 @@ def class_problem(input, target, *, weight, ignore_index, reduction_value,
                             f"probabilities and must be floating-point; got dtype {t.dtype}")
         raise ValueError(f"target must have shape {loss_shape} (the input's shape {x.shape} "
                          f"without class axis {ax}); got {t.shape}")
-    t64 = _index_target(t, C, ignore, outer, inner)
-    valid = t64 >= 0
-    if w.size:
-        denominator = float(w[t64[valid]].sum())
-    else:
-        denominator = float(np.count_nonzero(valid))
+    t64, any_ignored = _index_target(t, C, ignore, outer, inner)
+    valid = t64[t64 >= 0] if any_ignored else t64
+    denominator = float(w[valid].sum()) if w.size else float(valid.size)
     cdt = compute_dtype(x.dtype)
     return ClassProblem(
         x=class_view(x.astype(cdt, copy=False), ax), target=t64, probs=False, weight=w,
