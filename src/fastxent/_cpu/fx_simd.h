@@ -78,6 +78,36 @@ static inline double fx_exp_nonpos(double d) {
 #undef FX_EXP_T
 }
 
+/* The float32 exponential, for float storage: the same three steps in single precision,
+ * 16 lanes wide. ln2 = 0x1.63p-1 + (-0x1.bd0106p-13) (Cephes' split: k * head is exact for
+ * |k| < 2^8), a degree-7 Taylor polynomial (truncation below r^8/8! < 6e-9, under half a float
+ * ulp) and 2^k offset by 30 for subnormal results; d < -105 (and -inf) give 0, NaN stays
+ * NaN. Within about 2 float ulp. Sums of these terms stay in double. */
+#define FX_EXPF_BODY(clamp, bits_of_t)                                                    \
+    const float shifterf = 0x1.8p23f;                                                    \
+    d = clamp;                                                                           \
+    const FX_EXP_T t = d * 0x1.715476p0f + shifterf;                                    \
+    const FX_EXP_T k = t - shifterf;                                                     \
+    const FX_EXP_T r = (d - k * 0x1.63p-1f) - k * -0x1.bd0106p-13f;                      \
+    FX_EXP_T p = r * 0x1.a01a02p-13f + 0x1.6c16c2p-10f;   /* 1/7!, 1/6! */              \
+    p = p * r + 0x1.111112p-7f;                          /* 1/5! */                      \
+    p = p * r + 0x1.555556p-5f;                          /* 1/4! */                      \
+    p = p * r + 0x1.555556p-3f;                          /* 1/3! */                      \
+    p = p * r + 0.5f;                                                                    \
+    p = p * r + 1.0f;                                                                    \
+    p = p * r + 1.0f;                                                                    \
+    bits = (bits_of_t - 0x4B400000 + 127 + 30) << 23;   /* 0x4B400000: the shifter */
+
+static inline float fx_expf_nonpos(float d) {
+#define FX_EXP_T float
+    int32_t tb, bits;
+    float scale;
+    FX_EXPF_BODY(d < -105.0f ? -105.0f : d, (memcpy(&tb, &t, sizeof tb), tb))
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale * 0x1p-30f;
+#undef FX_EXP_T
+}
+
 #if defined(__GNUC__)
 #define FX_HAVE_VECTOR 1
 #define FX_VLEN 8
@@ -97,6 +127,28 @@ __attribute__((always_inline)) static inline fx_vd fx_vexp_nonpos(fx_vd d) {
 #undef FX_EXP_T
 }
 
+typedef float fx_vf16 __attribute__((vector_size(64)));
+typedef int32_t fx_vi16 __attribute__((vector_size(64)));
+
+__attribute__((always_inline)) static inline fx_vf16 fx_vexpf_nonpos(fx_vf16 d) {
+#define FX_EXP_T fx_vf16
+    fx_vi16 bits;
+    const fx_vi16 low = d < -105.0f;
+    const fx_vf16 lowest = (fx_vf16){0} - 105.0f;
+    FX_EXPF_BODY((fx_vf16)(((fx_vi16)lowest & low) | ((fx_vi16)d & ~low)), (fx_vi16)t)
+    return p * (fx_vf16)bits * 0x1p-30f;
+#undef FX_EXP_T
+}
+
+/* The low and high eight lanes of a 16-float vector, as doubles. */
+__attribute__((always_inline)) static inline fx_vd fx_lo8(fx_vf16 v) {
+    return __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7), fx_vd);
+}
+__attribute__((always_inline)) static inline fx_vd fx_hi8(fx_vf16 v) {
+    return __builtin_convertvector(__builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15),
+                                   fx_vd);
+}
+
 /* The lanes of v added in a fixed tree order. */
 __attribute__((always_inline)) static inline double fx_vsum(fx_vd v) {
     return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
@@ -107,14 +159,17 @@ __attribute__((always_inline)) static inline double fx_vsum(fx_vd v) {
 #define FX_CAT(a, b) FX_CAT2(a, b)
 
 #define T float
+#define FX_F32 1
 #define FX_TV fx_vf             /* 8 lanes of T */
 #define FX(name) FX_CAT(name, f32)
 #include "fx_row.inc"
 #undef FX
 #undef FX_TV
+#undef FX_F32
 #undef T
 
 #define T double
+#define FX_F32 0
 #define FX_TV fx_vd
 #define FX(name) FX_CAT(name, f64)
 #include "fx_row.inc"
