@@ -1,8 +1,10 @@
 """``python -m fastxent demo|info``.
 
-demo  the worked examples, then one fused loss + gradient call on a default-sized problem,
-      timed next to a plain NumPy implementation of the same maths.
-info  version, OpenMP, threads, NumPy.
+demo   the worked examples, then one fused loss + gradient call on a default-sized problem,
+       timed next to a plain NumPy implementation of the same maths.
+bench  fastxent against the installed peers (torch, scikit-learn, JAX/optax, NumPy) and the
+       memory floors, on the same arrays, interleaved; a table and optionally JSON.
+info   version, OpenMP, threads, NumPy.
 """
 from __future__ import annotations
 
@@ -14,19 +16,7 @@ import time
 import numpy as np
 
 import fastxent as fx
-
-
-def _numpy_cross_entropy(x, t):
-    """The textbook NumPy version: mean cross entropy and its gradient (several passes)."""
-    m = x.max(axis=1, keepdims=True)
-    e = np.exp(x - m)
-    s = e.sum(axis=1, keepdims=True)
-    rows = np.arange(x.shape[0])
-    loss = np.mean(np.log(s[:, 0]) + m[:, 0] - x[rows, t])
-    grad = e / s
-    grad[rows, t] -= 1
-    grad /= x.shape[0]
-    return loss, grad
+from fastxent import _bench
 
 
 def _median_ms(fn, repeat):
@@ -66,9 +56,9 @@ def demo(args) -> int:
     ours = _median_ms(lambda: fx.cross_entropy(x, t, return_grad=True), args.repeat)
     ours_out = _median_ms(lambda: fx.cross_entropy(x, t, return_grad=True, grad_out=grad),
                           args.repeat)
-    ref = _median_ms(lambda: _numpy_cross_entropy(x, t), args.repeat)
+    ref = _median_ms(lambda: _bench.numpy_cross_entropy(x, t, grad=True), args.repeat)
     loss, g = fx.cross_entropy(x, t, return_grad=True)
-    ref_loss, ref_g = _numpy_cross_entropy(x.astype(np.float64), t)
+    ref_loss, ref_g = _bench.numpy_cross_entropy(x.astype(np.float64), t, grad=True)
     print(f"  fastxent.cross_entropy(return_grad=True)  {ours:9.2f} ms")
     print(f"  ... with grad_out= (no allocation)        {ours_out:9.2f} ms")
     print(f"  plain NumPy                               {ref:9.2f} ms  "
@@ -98,6 +88,14 @@ def main(argv=None) -> int:
     p_demo.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p_demo.add_argument("--repeat", type=int, default=20, help="timed runs (default: 20)")
     p_demo.set_defaults(func=demo)
+    p_bench = sub.add_parser("bench", help="fastxent against its peers and the floors")
+    p_bench.add_argument("--quick", action="store_true",
+                         help="a quarter of the rows, 3 rounds (seconds)")
+    p_bench.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
+    p_bench.add_argument("--threads", type=int, default=None,
+                         help="threads for fastxent, torch and scikit-learn (default: all)")
+    p_bench.add_argument("--json", metavar="PATH", help="also write the medians as JSON")
+    p_bench.set_defaults(func=_bench.main)
     p_info = sub.add_parser("info", help="build and runtime facts")
     p_info.set_defaults(func=info)
     args = parser.parse_args(argv)
