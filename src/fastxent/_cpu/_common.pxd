@@ -1,6 +1,8 @@
 # Shared declarations for every CPU kernel module: the fused storage type and the row loops
 # of fx_simd.h. Indices and sizes are Py_ssize_t (64-bit), never int.
 
+from libc.stdint cimport int64_t
+
 ctypedef fused floating:
     float
     double
@@ -30,6 +32,16 @@ cdef extern from "fx_simd.h" nogil:
                               Py_ssize_t qs, double eps, const double* w, double a, double b)
     void fx_row_prob_grad_f64(double* g, Py_ssize_t n, Py_ssize_t gs, const double* q,
                               Py_ssize_t qs, double eps, const double* w, double a, double b)
+    void fx_block_index_f32(const float* x, const Py_ssize_t* off, int nrows, int consecutive,
+                            Py_ssize_t C, Py_ssize_t sc, const int64_t* t, const double* w,
+                            double W, double eps, double* loss, float* g,
+                            const Py_ssize_t* goff, int gconsecutive, Py_ssize_t gsc,
+                            const double* scale)
+    void fx_block_index_f64(const double* x, const Py_ssize_t* off, int nrows, int consecutive,
+                            Py_ssize_t C, Py_ssize_t sc, const int64_t* t, const double* w,
+                            double W, double eps, double* loss, double* g,
+                            const Py_ssize_t* goff, int gconsecutive, Py_ssize_t gsc,
+                            const double* scale)
     double fx_log1pexp(double x)
     double fx_sigmoid(double x)
 
@@ -65,6 +77,19 @@ cdef inline void row_fill(floating* g, Py_ssize_t n, Py_ssize_t gs, double v) no
         fx_row_fill_f32(g, n, gs, <float>v)
     else:
         fx_row_fill_f64(g, n, gs, v)
+
+
+cdef inline void block_index(const floating* x, const Py_ssize_t* off, int nrows,
+                             int consecutive, Py_ssize_t C, Py_ssize_t sc, const int64_t* t,
+                             const double* w, double W, double eps, double* loss, floating* g,
+                             const Py_ssize_t* goff, int gconsecutive, Py_ssize_t gsc,
+                             const double* scale) noexcept nogil:
+    if floating is float:
+        fx_block_index_f32(x, off, nrows, consecutive, C, sc, t, w, W, eps, loss, g, goff,
+                           gconsecutive, gsc, scale)
+    else:
+        fx_block_index_f64(x, off, nrows, consecutive, C, sc, t, w, W, eps, loss, g, goff,
+                           gconsecutive, gsc, scale)
 
 
 cdef inline double row_prob_expsum(const floating* x, Py_ssize_t n, Py_ssize_t s,

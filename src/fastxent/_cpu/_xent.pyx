@@ -27,7 +27,14 @@ from libc.math cimport log, exp, NAN
 from libc.stdint cimport int64_t
 
 from ._common cimport (floating, row_max, row_expsum, row_axpw, row_fill,
-                       row_prob_expsum, row_prob_grad)
+                       row_prob_expsum, row_prob_grad, block_index)
+
+# Class-index rows go to the lane-per-row block kernel (fx_block.inc) when they are short
+# (C <= BLOCK_MAX_C: one row in flight would wait on the exponential's latency), when their
+# classes are not adjacent (class stride != 1: Fortran order, strided views) or when the
+# layout is (N, C, d1...dK) (inner > 1, rows adjacent along inner). Measured on this project's
+# machine: docs/performance.md.
+cdef Py_ssize_t BLOCK_MAX_C = 16
 
 
 cdef inline double _index_row(const floating* x, Py_ssize_t C, Py_ssize_t s, int64_t y,
@@ -106,10 +113,15 @@ def index_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) logits
     cdef double W = <double>C if wp == NULL else 0.0
     cdef floating* g = NULL
     cdef double scale = 0.0
+    cdef Py_ssize_t rows = x.shape[0] * inner, lanes = 16 if floating is float else 8, b
     for r in range(w.shape[0]):
         W += w[r]
-    for r in prange(x.shape[0] * inner, nogil=True, schedule="static",
-                    num_threads=n_threads):
+    if inner > 1 or s != 1 or C <= BLOCK_MAX_C:
+        for b in prange((rows + lanes - 1) // lanes, nogil=True, schedule="static",
+                        num_threads=n_threads):
+            _index_block(x, t, wp, W, eps, gscale, loss, grad, want_grad, b * lanes, lanes)
+        return
+    for r in prange(rows, nogil=True, schedule="static", num_threads=n_threads):
         i = r // inner
         j = r - i * inner
         g = NULL
@@ -118,6 +130,41 @@ def index_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) logits
             g = &grad[i, 0, j]
             scale = gscale[i, j]
         loss[i, j] = _index_row(&x[i, 0, j], C, s, t[i, j], wp, W, eps, g, gs, scale)
+
+
+cdef inline void _index_block(const floating[:, :, :] x, const int64_t[:, ::1] t,
+                              const double* wp, double W, double eps,
+                              const double[:, :] gscale, double[:, ::1] loss,
+                              floating[:, :, :] grad, bint want_grad, Py_ssize_t r0,
+                              Py_ssize_t lanes) noexcept nogil:
+    # Rows r0 .. r0 + lanes - 1 (fewer at the end) through fx_block_index: element offsets of
+    # each row in x and grad, their targets, scales and loss slots, all contiguous in r.
+    cdef Py_ssize_t inner = x.shape[2], rows = x.shape[0] * inner
+    cdef Py_ssize_t so = x.strides[0] // sizeof(floating), si = x.strides[2] // sizeof(floating)
+    cdef Py_ssize_t sc = x.strides[1] // sizeof(floating)
+    cdef Py_ssize_t gso = grad.strides[0] // sizeof(floating)
+    cdef Py_ssize_t gsi = grad.strides[2] // sizeof(floating)
+    cdef Py_ssize_t gsc = grad.strides[1] // sizeof(floating)
+    cdef Py_ssize_t off[16]
+    cdef Py_ssize_t goff[16]
+    cdef double scale[16]
+    cdef int nrows = <int>(rows - r0 if rows - r0 < lanes else lanes), k
+    cdef int consecutive = 1, gconsecutive = 1
+    cdef Py_ssize_t i, j
+    cdef floating* g = NULL
+    for k in range(nrows):
+        i = (r0 + k) // inner
+        j = r0 + k - i * inner
+        off[k] = i * so + j * si
+        goff[k] = i * gso + j * gsi
+        scale[k] = gscale[i, j] if want_grad else 0.0
+        consecutive = consecutive and off[k] == off[0] + k
+        gconsecutive = gconsecutive and goff[k] == goff[0] + k
+    if want_grad:
+        g = &grad[0, 0, 0]
+    block_index(&x[0, 0, 0], off, nrows, consecutive, x.shape[1], sc,
+                &t[0, 0] + r0, wp, W, eps, &loss[0, 0] + r0, g, goff, gconsecutive, gsc,
+                scale)
 
 
 def prob_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) logits

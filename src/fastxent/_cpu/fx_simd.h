@@ -163,6 +163,9 @@ __attribute__((always_inline)) static inline double fx_vsum(fx_vd v) {
 #define FX_TV fx_vf             /* 8 lanes of T */
 #define FX(name) FX_CAT(name, f32)
 #include "fx_row.inc"
+#if defined(FX_HAVE_VECTOR)
+#include "fx_block.inc"
+#endif
 #undef FX
 #undef FX_TV
 #undef FX_F32
@@ -173,6 +176,9 @@ __attribute__((always_inline)) static inline double fx_vsum(fx_vd v) {
 #define FX_TV fx_vd
 #define FX(name) FX_CAT(name, f64)
 #include "fx_row.inc"
+#if defined(FX_HAVE_VECTOR)
+#include "fx_block.inc"
+#endif
 #undef FX
 #undef FX_TV
 #undef T
