@@ -42,6 +42,14 @@ cdef extern from "fx_simd.h" nogil:
                             double W, double eps, double* loss, double* g,
                             const Py_ssize_t* goff, int gconsecutive, Py_ssize_t gsc,
                             const double* scale)
+    double fx_bce_logits_run_f32(const float* x, const float* y, const double* w,
+                                 Py_ssize_t wstep, const double* pw, Py_ssize_t pwstep,
+                                 const double* gsc, Py_ssize_t gstep, float* loss, float* g,
+                                 Py_ssize_t n)
+    double fx_bce_logits_run_f64(const double* x, const double* y, const double* w,
+                                 Py_ssize_t wstep, const double* pw, Py_ssize_t pwstep,
+                                 const double* gsc, Py_ssize_t gstep, double* loss, double* g,
+                                 Py_ssize_t n)
     double fx_log1pexp(double x)
     double fx_sigmoid(double x)
 
@@ -90,6 +98,16 @@ cdef inline void block_index(const floating* x, const Py_ssize_t* off, int nrows
     else:
         fx_block_index_f64(x, off, nrows, consecutive, C, sc, t, w, W, eps, loss, g, goff,
                            gconsecutive, gsc, scale)
+
+
+cdef inline double bce_logits_run(const floating* x, const floating* y, const double* w,
+                                  Py_ssize_t wstep, const double* pw, Py_ssize_t pwstep,
+                                  const double* gsc, Py_ssize_t gstep, floating* loss,
+                                  floating* g, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        return fx_bce_logits_run_f32(x, y, w, wstep, pw, pwstep, gsc, gstep, loss, g, n)
+    else:
+        return fx_bce_logits_run_f64(x, y, w, wstep, pw, pwstep, gsc, gstep, loss, g, n)
 
 
 cdef inline double row_prob_expsum(const floating* x, Py_ssize_t n, Py_ssize_t s,

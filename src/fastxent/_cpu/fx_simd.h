@@ -178,6 +178,17 @@ __attribute__((always_inline)) static inline fx_vd fx_vlog_pos(fx_vd x) {
     return (fx_vd)(((fx_vi)x & special) | ((fx_vi)r & ~special));
 }
 
+/* 8 doubles from p (step 1) or p[0] broadcast (step 0). */
+__attribute__((always_inline)) static inline fx_vd fx_vstep_load(const double* p, Py_ssize_t step) {
+    fx_vd v;
+    if (step == 1) {
+        memcpy(&v, p, sizeof v);
+    } else {
+        v = (fx_vd){0} + p[0];
+    }
+    return v;
+}
+
 /* The lanes of v added in a fixed tree order. */
 __attribute__((always_inline)) static inline double fx_vsum(fx_vd v) {
     return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
@@ -194,6 +205,7 @@ __attribute__((always_inline)) static inline double fx_vsum(fx_vd v) {
 #include "fx_row.inc"
 #if defined(FX_HAVE_VECTOR)
 #include "fx_block.inc"
+#include "fx_binary.inc"
 #endif
 #undef FX
 #undef FX_TV
@@ -207,6 +219,7 @@ __attribute__((always_inline)) static inline double fx_vsum(fx_vd v) {
 #include "fx_row.inc"
 #if defined(FX_HAVE_VECTOR)
 #include "fx_block.inc"
+#include "fx_binary.inc"
 #endif
 #undef FX
 #undef FX_TV
