@@ -50,7 +50,6 @@ cdef extern from "fx_simd.h" nogil:
                                  Py_ssize_t wstep, const double* pw, Py_ssize_t pwstep,
                                  const double* gsc, Py_ssize_t gstep, double* loss, double* g,
                                  Py_ssize_t n)
-    double fx_log1pexp(double x)
     double fx_sigmoid(double x)
 
 

@@ -3,13 +3,14 @@
  *
  * Design
  * a) A "row" is the C logits of one sample: a base pointer, a length n and an element stride
- *    s (1 for class-contiguous rows, `inner` for the (N, C, d1...dK) layout). Every function
- *    takes the stride and keeps a separate unit-stride loop, which is the one the compiler
- *    vectorises (`#pragma omp simd` where the reduction order does not matter for the result).
- * b) Storage is float or double (T); every accumulator is double, as in scikit-learn's
- *    `_loss` point functions, so float32 rows of 128k classes keep ~1e-7 relative accuracy.
+ *    s (1 for class-contiguous rows). fx_row.inc walks one row at a time in vector blocks;
+ *    fx_block.inc puts a row in each lane (short rows, Fortran order, the (N, C, d) layout);
+ *    fx_binary.inc runs binary_cross_entropy_with_logits over contiguous element runs.
+ * b) Storage is float or double (T). float rows use 16-lane float exponentials, double rows
+ *    8-lane double ones; every sum is double, so float32 rows of 128k classes keep ~1e-7
+ *    relative accuracy, and lane sums are added in a fixed order (thread-count independent).
  * c) The functions trust their arguments (validation happens in Python) and never allocate.
- * d) fx_row.inc is the body, instantiated twice: FX(name) becomes name_f32 / name_f64.
+ * d) Each .inc is a body instantiated twice: FX(name) becomes name_f32 / name_f64.
  *
  * Maths (docs/numerics.md has the derivations):
  *   m = max_c x_c (NaN ignored here; it reaches the sum through exp(NaN) and propagates),
@@ -224,17 +225,6 @@ __attribute__((always_inline)) static inline double fx_vsum(fx_vd v) {
 #undef FX
 #undef FX_TV
 #undef T
-
-/* log(1 + exp(x)) without overflow; the cutoffs follow scikit-learn's `log1pexp`
- * (Maechler 2012, "Accurately Computing log(1 - exp(-|a|))"): below -37 exp(x) is already
- * the double result, above 33.3 x + exp(-x) == x. */
-static inline double fx_log1pexp(double x) {
-    if (x <= -37.0) return exp(x);
-    if (x <= -2.0) return log1p(exp(x));
-    if (x <= 18.0) return log(1.0 + exp(x));
-    if (x <= 33.3) return x + exp(-x);
-    return x;
-}
 
 /* The logistic function, branching on the sign so exp never overflows. */
 static inline double fx_sigmoid(double x) {
