@@ -1,0 +1,263 @@
+"""CrossEntropyClassifier: scikit-learn's estimator checks and parity with LogisticRegression."""
+import pickle
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from scipy.optimize import approx_fprime
+from sklearn.datasets import (load_breast_cancer, load_digits, load_iris, load_wine,
+                              make_classification)
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from fastxent.sklearn import CrossEntropyClassifier, _LinearObjective
+
+
+def _expected_failures(estimator):
+    if estimator.C != np.inf:
+        return {}
+    return {
+        "check_class_weight_classifiers":
+            "without a penalty, a fit on this separable toy problem ignores class weights: "
+            "the weighted and unweighted optima both separate the classes",
+        "check_classifiers_train":
+            "with float32 X and no penalty, predict_log_proba (log-sigmoid, computed directly) "
+            "keeps log p = -4e-9 where predict_proba rounds p to 1.0f; np.log of that is 0",
+    }
+
+
+@parametrize_with_checks([
+    CrossEntropyClassifier(),
+    CrossEntropyClassifier(label_smoothing=0.1, class_weight="balanced", n_threads=1),
+    CrossEntropyClassifier(fit_intercept=False, C=np.inf, max_iter=1000),
+], expected_failed_checks=_expected_failures)
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def _standardised(loader):
+    X, y = loader(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+def _fifty_classes():
+    X, y = make_classification(n_samples=4000, n_features=40, n_informative=30, n_classes=50,
+                               n_clusters_per_class=1, random_state=0)
+    return StandardScaler().fit_transform(X), y
+
+
+DATASETS = {
+    "iris": lambda: _standardised(load_iris),
+    "wine": lambda: _standardised(load_wine),
+    "breast_cancer": lambda: _standardised(load_breast_cancer),
+    "digits": lambda: _standardised(load_digits),
+    "fifty_classes": _fifty_classes,
+}
+
+SETTINGS = {
+    "default": ({}, False),
+    "sample_weight": ({}, True),
+    "balanced": ({"class_weight": "balanced"}, True),
+    "C=0.1,no_intercept": ({"C": 0.1, "fit_intercept": False}, False),
+}
+
+
+def _centred(b):
+    # A softmax model with an unpenalised intercept is unchanged by a common shift of it.
+    return b - b.mean() if b.size > 1 else b
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_coefficients_match_logistic_regression(dataset, setting):
+    X, y = DATASETS[dataset]()
+    options, weighted = SETTINGS[setting]
+    fit_args = {}
+    if weighted:
+        fit_args["sample_weight"] = np.random.default_rng(3).uniform(0.5, 2.0, len(y))
+    common = dict(tol=1e-10, max_iter=10_000, **options)
+    ours = CrossEntropyClassifier(n_threads=1, **common).fit(X, y, **fit_args)
+    theirs = LogisticRegression(**common).fit(X, y, **fit_args)
+
+    scale = np.abs(theirs.coef_).max()
+    assert ours.coef_.shape == theirs.coef_.shape
+    assert np.abs(ours.coef_ - theirs.coef_).max() <= 1e-5 * scale
+    assert np.abs(_centred(ours.intercept_) - _centred(theirs.intercept_)).max() <= 1e-5 * scale
+    assert np.abs(ours.predict_proba(X) - theirs.predict_proba(X)).max() <= 1e-5
+    np.testing.assert_array_equal(ours.classes_, theirs.classes_)
+
+
+def test_class_weight_equals_sample_weight():
+    X, y = _standardised(load_wine)
+    class_weight = {0: 2.0, 1: 0.5, 2: 1.5}
+    a = CrossEntropyClassifier(class_weight=class_weight, tol=1e-10, max_iter=1000).fit(X, y)
+    b = CrossEntropyClassifier(tol=1e-10, max_iter=1000).fit(
+        X, y, sample_weight=np.array([class_weight[c] for c in y]))
+    np.testing.assert_allclose(a.coef_, b.coef_, rtol=1e-7, atol=1e-9)
+
+
+def test_integer_sample_weight_equals_repeated_rows():
+    X, y = _standardised(load_iris)
+    counts = np.random.default_rng(0).integers(0, 3, len(y))
+    a = CrossEntropyClassifier(tol=1e-10, max_iter=1000).fit(X, y, sample_weight=counts)
+    b = CrossEntropyClassifier(tol=1e-10, max_iter=1000).fit(
+        np.repeat(X, counts, axis=0), np.repeat(y, counts))
+    np.testing.assert_allclose(a.coef_, b.coef_, rtol=1e-6, atol=1e-8)
+
+
+def _objective(n_classes, smoothing, fit_intercept, rng):
+    X = rng.standard_normal((40, 5))
+    y = rng.integers(0, n_classes, 40)
+    scale = rng.uniform(0.5, 2.0, 40)
+    scale /= scale.sum()
+    return _LinearObjective(X, y, n_classes, scale, 0.3, smoothing, fit_intercept)
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("n_classes", [2, 5])
+def test_objective_gradient_by_finite_differences(n_classes, smoothing, fit_intercept, rng):
+    objective = _objective(n_classes, smoothing, fit_intercept, rng)
+    w = rng.standard_normal(objective.size)
+    _, grad = objective(w)
+    numeric = approx_fprime(w, lambda v: objective(v)[0], 1e-7)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("n_classes", [2, 5])
+def test_objective_against_explicit_formula(n_classes, rng):
+    objective = _objective(n_classes, 0.2, True, rng)
+    w = rng.standard_normal(objective.size)
+    W, b = objective.split(w)
+    X, y, eps = objective.X, objective.target, 0.2
+    z = X @ W.T + b
+    if n_classes == 2:
+        z = z[:, 0]
+        losses = np.logaddexp(0, z) - y * z          # target already smoothed
+    else:
+        log_p = z - np.logaddexp.reduce(z, axis=1, keepdims=True)
+        q = np.full(z.shape, eps / n_classes)
+        q[np.arange(len(y)), y] += 1 - eps
+        losses = -(q * log_p).sum(axis=1)
+    expected = losses @ objective.scale + 0.15 * (W ** 2).sum()
+    assert objective(w)[0] == pytest.approx(expected, rel=1e-13)
+
+
+def test_label_smoothing_pulls_probabilities_towards_uniform():
+    X, y = _standardised(load_iris)
+    plain = CrossEntropyClassifier(C=100, max_iter=1000).fit(X, y).predict_proba(X)
+    smooth = CrossEntropyClassifier(C=100, max_iter=1000, label_smoothing=0.3).fit(X, y)
+    assert smooth.predict_proba(X).max() < plain.max()
+    assert smooth.predict_proba(X).min() > plain.min()
+
+
+@pytest.mark.parametrize("loader", [load_iris, load_breast_cancer], ids=["iris", "bc"])
+def test_float32_is_fitted_in_float32(loader):
+    X, y = _standardised(loader)
+    ours32 = CrossEntropyClassifier(tol=1e-6, max_iter=1000).fit(X.astype(np.float32), y)
+    ours64 = CrossEntropyClassifier(tol=1e-6, max_iter=1000).fit(X, y)
+    assert ours32.coef_.dtype == np.float32
+    assert ours32.predict_proba(X.astype(np.float32)).dtype == np.float32
+    np.testing.assert_allclose(ours32.coef_, ours64.coef_, rtol=1e-3, atol=1e-3)
+
+
+def test_binary_problem_has_one_row_and_sigmoid_probabilities():
+    X, y = _standardised(load_breast_cancer)
+    labels = np.where(y == 1, "yes", "no")
+    clf = CrossEntropyClassifier(max_iter=1000).fit(X, labels)
+    assert clf.coef_.shape == (1, X.shape[1])
+    assert clf.intercept_.shape == (1,)
+    d = clf.decision_function(X)
+    assert d.shape == (len(y),)
+    np.testing.assert_allclose(clf.predict_proba(X)[:, 1], 1 / (1 + np.exp(-d)), rtol=1e-12)
+    np.testing.assert_allclose(clf.predict_log_proba(X), np.log(clf.predict_proba(X)),
+                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(clf.predict(X), np.where(d > 0, "yes", "no"))
+
+
+def test_predict_log_proba_is_log_of_predict_proba():
+    X, y = _standardised(load_wine)
+    clf = CrossEntropyClassifier().fit(X, y)
+    np.testing.assert_allclose(np.exp(clf.predict_log_proba(X)), clf.predict_proba(X),
+                               rtol=1e-12)
+
+
+def test_convergence_warning_when_iterations_run_out():
+    X, y = _standardised(load_digits)
+    with pytest.warns(ConvergenceWarning, match="max_iter"):
+        clf = CrossEntropyClassifier(max_iter=3).fit(X, y)
+    assert clf.n_iter_[0] == 3
+
+
+def test_warm_start_continues_from_the_previous_solution():
+    X, y = _standardised(load_digits)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = CrossEntropyClassifier(warm_start=True, max_iter=20).fit(X, y)
+        first = clf.coef_.copy()
+        clf.fit(X, y)
+    cold = CrossEntropyClassifier(tol=1e-8, max_iter=5000).fit(X, y)
+    assert not np.array_equal(clf.coef_, first)
+    # The second fit started from the first: it is closer to the optimum than the first.
+    assert np.abs(clf.coef_ - cold.coef_).max() < np.abs(first - cold.coef_).max()
+
+
+def test_results_do_not_depend_on_n_threads():
+    X, y = _fifty_classes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fits = [CrossEntropyClassifier(n_threads=n, max_iter=30, tol=0).fit(X, y)
+                for n in (1, 2)]
+    np.testing.assert_allclose(fits[0].coef_, fits[1].coef_, rtol=1e-9, atol=1e-12)
+
+
+def test_verbose_prints_the_objective(capsys):
+    X, y = _standardised(load_iris)
+    CrossEntropyClassifier(verbose=1).fit(X, y)
+    assert "L-BFGS iteration 1: objective" in capsys.readouterr().out
+
+
+def test_pipeline_and_grid_search():
+    X, y = load_wine(return_X_y=True)
+    pipe = make_pipeline(StandardScaler(), CrossEntropyClassifier())
+    search = GridSearchCV(pipe, {"crossentropyclassifier__C": [0.01, 1.0],
+                                 "crossentropyclassifier__label_smoothing": [0.0, 0.1]}, cv=3)
+    search.fit(X, y)
+    assert search.best_score_ > 0.9
+    assert set(search.best_params_) == {"crossentropyclassifier__C",
+                                        "crossentropyclassifier__label_smoothing"}
+
+
+def test_pickle_round_trip():
+    X, y = _standardised(load_iris)
+    clf = CrossEntropyClassifier().fit(X, y)
+    clone = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(clone.coef_, clf.coef_)
+    np.testing.assert_array_equal(clone.predict_proba(X), clf.predict_proba(X))
+
+
+def test_feature_names_are_recorded():
+    pd = pytest.importorskip("pandas")
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    clf = CrossEntropyClassifier(max_iter=1000).fit(X, y)
+    np.testing.assert_array_equal(clf.feature_names_in_, X.columns)
+    assert clf.n_features_in_ == 4
+    with pytest.raises(ValueError, match="features"):
+        clf.predict(pd.DataFrame(X.values[:, :3]))
+
+
+def test_one_class_is_rejected():
+    with pytest.raises(ValueError, match="class"):
+        CrossEntropyClassifier().fit(np.ones((5, 2)), np.zeros(5))
+
+
+def test_import_fastxent_does_not_import_sklearn():
+    code = ("import sys, fastxent; "
+            "assert not {'sklearn', 'scipy'} & set(sys.modules), sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True)
