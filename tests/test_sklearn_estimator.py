@@ -16,6 +16,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+import fastxent as fx
 from fastxent.sklearn import CrossEntropyClassifier, _LinearObjective
 
 
@@ -130,12 +131,11 @@ def test_objective_gradient_by_finite_differences(n_classes, smoothing, fit_inte
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("n_classes", [2, 5])
-def test_objective_against_explicit_formula(n_classes, rng):
-    objective = _objective(n_classes, 0.2, True, rng)
-    w = rng.standard_normal(objective.size)
+def _explicit_objective(objective, w, eps):
+    """The objective in float64 NumPy, written from its formula."""
     W, b = objective.split(w)
-    X, y, eps = objective.X, objective.target, 0.2
+    X, y, n_classes = objective.X.astype(np.float64), objective.target, len(W)
+    n_classes = 2 if objective.binary else n_classes
     z = X @ W.T + b
     if n_classes == 2:
         z = z[:, 0]
@@ -145,8 +145,38 @@ def test_objective_against_explicit_formula(n_classes, rng):
         q = np.full(z.shape, eps / n_classes)
         q[np.arange(len(y)), y] += 1 - eps
         losses = -(q * log_p).sum(axis=1)
-    expected = losses @ objective.scale + 0.15 * (W ** 2).sum()
-    assert objective(w)[0] == pytest.approx(expected, rel=1e-13)
+    return losses @ objective.scale + 0.5 * objective.l2 * (W ** 2).sum()
+
+
+@pytest.mark.parametrize("n_classes", [2, 5])
+def test_objective_against_explicit_formula(n_classes, rng):
+    objective = _objective(n_classes, 0.2, True, rng)
+    w = rng.standard_normal(objective.size)
+    assert objective(w)[0] == pytest.approx(_explicit_objective(objective, w, 0.2), rel=1e-13)
+
+
+# Shapes that give one block, several chunks with a ragged last block, and more chunks than
+# blocks of a full size (block rows = 2**15 // max(K, p)).
+@pytest.mark.parametrize("n,p,k", [(5, 3, 3), (3000, 300, 7), (2500, 20, 1500), (777, 64, 40)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fused_blocks_match_the_formula_and_ignore_threads(n, p, k, dtype, rng):
+    X = rng.standard_normal((n, p)).astype(dtype)
+    y = rng.integers(0, k, n)
+    scale = rng.uniform(0.5, 2.0, n)
+    objective = _LinearObjective(X, y, k, scale / scale.sum(), 0.1, 0.1, True)
+    w = 0.1 * rng.standard_normal(objective.size)
+    fx.set_num_threads(1)
+    value, grad = objective(w)
+    fx.set_num_threads(2)
+    value2, grad2 = objective(w)
+    assert value == value2
+    np.testing.assert_array_equal(grad, grad2)
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    assert value == pytest.approx(_explicit_objective(objective, w, 0.1), rel=rtol)
+    step = 1e-6 * np.sign(rng.standard_normal(objective.size))
+    if dtype == np.float64:     # directional derivative by central differences
+        slope = (objective(w + step)[0] - objective(w - step)[0]) / 2
+        assert grad @ step == pytest.approx(slope, rel=1e-6)
 
 
 def test_label_smoothing_pulls_probabilities_towards_uniform():

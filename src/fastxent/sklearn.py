@@ -14,6 +14,8 @@ agree to the optimiser's tolerance. One objective evaluation is three passes:
    weighted gradient ``G = (s / S) ⊙ (p − q)`` (``grad_out=Z``: no second ``N × K`` array);
 3. ``∇W = Gᵀ X + W / (C S)`` and ``∇b = Σᵢ Gᵢ`` (BLAS).
 
+With three or more classes the three passes run block by block inside one kernel
+(``_cpu/_linear.pyx``), so that ``Z`` stays in cache and one thread pool does all the work.
 A float32 ``X`` keeps ``Z`` and both products in float32; the sums that L-BFGS sees (the
 objective and ``∇b``) are accumulated in float64.
 """
@@ -34,9 +36,14 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (_check_sample_weight, check_array,
                                       check_consistent_length, check_is_fitted,
                                       validate_data)
+from scipy.linalg import cython_blas
 from threadpoolctl import threadpool_limits
 
 from . import functional as F
+from ._cpu import _linear
+from ._threads import threads_for
+
+_linear.init_blas(cython_blas.__pyx_capi__["dgemm"], cython_blas.__pyx_capi__["sgemm"])
 
 __all__ = ["CrossEntropyClassifier", "log_loss"]
 
@@ -48,14 +55,20 @@ class _LinearObjective:
     entropy against ``q = (1 − ε) onehot(y) + ε / K`` (``K ≥ 3``) or sigmoid binary cross
     entropy against ``q = (1 − ε) y + ε / 2`` (``K = 2``, one coefficient row). The intercept
     is not penalised. ``w`` is the flat float64 vector L-BFGS works on: the rows of
-    ``[W | b]``.
+    ``[W | b]``. `X` must be C-contiguous; call it under a one-thread BLAS limit (see
+    ``_cpu/_linear.pyx``).
     """
+
+    #: Rows of X and of the logits that one block keeps in cache, in elements.
+    BLOCK_ELEMENTS = 1 << 15
+    #: Upper bounds on the per-chunk partial gradients: count, and bytes in all.
+    MAX_CHUNKS, MAX_PARTIAL_BYTES = 64, 64 << 20
 
     def __init__(self, X, y_enc, n_classes, scale, l2, label_smoothing, fit_intercept):
         self.X = X
         self.fit_intercept = fit_intercept
         self.l2 = l2
-        self.scale = scale                      # s / S, float64, sums to one
+        self.scale = np.ascontiguousarray(scale, dtype=np.float64)   # s / S, sums to one
         self.binary = n_classes == 2
         self.n_rows = 1 if self.binary else n_classes
         self.label_smoothing = label_smoothing
@@ -64,10 +77,17 @@ class _LinearObjective:
             eps = label_smoothing
             self.target = ((1.0 - eps) * y_enc + 0.5 * eps).astype(X.dtype)
             self.z = np.empty(n, X.dtype)
-        else:
-            self.target = y_enc
-            self.z = np.empty((n, n_classes), X.dtype)
-        self.grad_W = np.empty((self.n_rows, p), X.dtype)
+            return
+        K = n_classes
+        self.target = np.ascontiguousarray(y_enc, dtype=np.int64)
+        self.block_rows = int(np.clip(self.BLOCK_ELEMENTS // max(K, p), 16, 1024))
+        # The partition into chunks depends on the shape only, so that the sums of the
+        # partial gradients, and the fit, do not depend on the thread count.
+        chunks = min(self.MAX_CHUNKS, -(-n // self.block_rows),
+                     self.MAX_PARTIAL_BYTES // (K * p * X.itemsize))
+        self.chunks = max(chunks, 1)
+        self.zbuf = np.empty((self.chunks, self.block_rows * K), X.dtype)
+        self.loss = np.empty(n)
 
     @property
     def size(self) -> int:
@@ -80,31 +100,36 @@ class _LinearObjective:
         b = w2[:, p] if self.fit_intercept else np.zeros(self.n_rows)
         return w2[:, :p], b
 
+    def _softmax_terms(self, W, b):
+        """Losses per row, ∂/∂W and ∂/∂b of Σ (s/S) ℓ, from the fused block kernel."""
+        X = self.X
+        K, p = W.shape
+        gW = np.zeros((self.chunks, K, p), X.dtype)
+        gb = np.zeros((self.chunks, K))
+        _linear.index_linear(X, np.ascontiguousarray(W, dtype=X.dtype), b.astype(X.dtype),
+                             self.target, self.label_smoothing, self.scale, self.loss, gW, gb,
+                             self.zbuf, self.block_rows, threads_for(X.shape[0] * K))
+        return self.loss, gW.sum(axis=0, dtype=np.float64), gb.sum(axis=0)
+
+    def _sigmoid_terms(self, W, b):
+        """The same for one logit per row: X w + b, fused BCE with logits in place, Xᵀ G."""
+        X, z = self.X, self.z
+        np.matmul(X, W[0].astype(X.dtype), out=z)
+        z += X.dtype.type(b[0])
+        loss = F.binary_cross_entropy_with_logits(
+            z, self.target, reduction="none", return_grad=True,
+            grad_output=self.scale, grad_out=z)[0]
+        return loss, (z @ X)[None, :].astype(np.float64), z.sum(dtype=np.float64)[None]
+
     def __call__(self, w):
         W, b = self.split(w)
-        X, z = self.X, self.z
-        Wc = W.astype(X.dtype, copy=False)
-        if self.binary:
-            np.matmul(X, Wc[0], out=z)
-            z += b[0].astype(X.dtype)
-            loss = F.binary_cross_entropy_with_logits(
-                z, self.target, reduction="none", return_grad=True,
-                grad_output=self.scale, grad_out=z)[0]
-        else:
-            np.matmul(X, Wc.T, out=z)
-            z += b.astype(X.dtype)
-            loss = F.cross_entropy(
-                z, self.target, reduction="none", label_smoothing=self.label_smoothing,
-                return_grad=True, grad_output=self.scale, grad_out=z)[0]
-        # z now holds G = (s / S) (p - q), one row per sample.
-        G = z.reshape(len(z), -1)
-        np.matmul(G.T, X, out=self.grad_W)
+        terms = self._sigmoid_terms if self.binary else self._softmax_terms
+        loss, grad_W, grad_b = terms(W, b)
         value = float(np.dot(loss, self.scale)) + 0.5 * self.l2 * float(np.vdot(W, W))
         grad = np.empty_like(w).reshape(self.n_rows, -1)
-        grad[:, :W.shape[1]] = self.grad_W
-        grad[:, :W.shape[1]] += self.l2 * W
+        grad[:, :W.shape[1]] = grad_W + self.l2 * W
         if self.fit_intercept:
-            grad[:, -1] = G.sum(axis=0, dtype=np.float64)
+            grad[:, -1] = grad_b
         return value, grad.ravel()
 
 
@@ -156,8 +181,9 @@ class CrossEntropyClassifier(ClassifierMixin, BaseEstimator):
     tol : float, default=1e-4
         L-BFGS stops when the largest gradient component falls below `tol`.
     n_threads : int or None, default=None
-        Threads for the fastxent kernel and for BLAS during `fit`; None leaves both at their
-        current settings.
+        OpenMP threads for `fit`; None uses :func:`fastxent.get_num_threads`. Each thread runs
+        whole blocks of rows, matrix products included, with BLAS held to one thread during
+        `fit`; the fitted model does not depend on the thread count.
     warm_start : bool, default=False
         Start from the previous solution when refitting on data of the same shape.
     verbose : int, default=0
@@ -237,7 +263,7 @@ class CrossEntropyClassifier(ClassifierMixin, BaseEstimator):
             The fitted estimator.
         """
         self._validate_params()
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C")
         check_classification_targets(y)
         encoder = LabelEncoder().fit(y)
         classes = encoder.classes_
@@ -264,7 +290,8 @@ class CrossEntropyClassifier(ClassifierMixin, BaseEstimator):
                                      self.fit_intercept)
         w0 = self._initial_coef(objective, X.shape[1], len(classes))
         callback = _Reporter() if self.verbose else None
-        with threadpool_limits(limits=self.n_threads):
+        with threadpool_limits(limits=self.n_threads, user_api="openmp"), \
+                threadpool_limits(limits=1, user_api="blas"):
             result = optimize.minimize(
                 objective, w0, method="L-BFGS-B", jac=True, callback=callback,
                 options={"maxiter": self.max_iter, "maxls": 50, "gtol": self.tol,
