@@ -44,3 +44,17 @@ def test_bench_report_and_json(tmp_path, capsys):
     path = tmp_path / "bench.json"
     main(["bench", "--quick", "--rounds", "1", "--json", str(path)])
     assert json.loads(path.read_text())["results"]
+
+
+def test_fit_bench_report_and_json(tmp_path, capsys):
+    path = tmp_path / "fit.json"
+    assert main(["fit-bench", "--quick", "--rounds", "1", "--threads", "1",
+                 "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "LogisticRegression" in out and "fastxent float32" in out
+    report = json.loads(path.read_text())
+    for result in report["results"]:
+        objective = result["objective"]
+        # Same problem, same optimiser: the objectives agree (float32 to its precision).
+        assert abs(objective["fastxent"] - objective["LogisticRegression"]) < 1e-6
+        assert abs(objective["fastxent float32"] - objective["LogisticRegression"]) < 1e-4

@@ -1,9 +1,11 @@
-"""``python -m fastxent demo|info``.
+"""``python -m fastxent demo|bench|fit-bench|info``.
 
 demo   the worked examples, then one fused loss + gradient call on a default-sized problem,
        timed next to a plain NumPy implementation of the same maths.
 bench  fastxent against the installed peers (torch, scikit-learn, JAX/optax, NumPy) and the
        memory floors, on the same arrays, interleaved; a table and optionally JSON.
+fit-bench  fastxent.sklearn.CrossEntropyClassifier against LogisticRegression(solver="lbfgs"):
+       fit time at equal tolerance, 1 thread and all cores (needs scikit-learn).
 info   version, OpenMP, threads, NumPy.
 """
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 import numpy as np
 
 import fastxent as fx
-from fastxent import _bench
+from fastxent import _bench, _fit_bench
 
 
 def _median_ms(fn, repeat):
@@ -96,6 +98,14 @@ def main(argv=None) -> int:
                          help="threads for fastxent, torch and scikit-learn (default: all)")
     p_bench.add_argument("--json", metavar="PATH", help="also write the medians as JSON")
     p_bench.set_defaults(func=_bench.main)
+    p_fit = sub.add_parser("fit-bench", help="CrossEntropyClassifier vs LogisticRegression")
+    p_fit.add_argument("--quick", action="store_true",
+                       help="the synthetic problem with 20000 rows instead of 200000")
+    p_fit.add_argument("--rounds", type=int, default=3, help="interleaved fits (default 3)")
+    p_fit.add_argument("--threads", type=int, nargs="+", default=[1, 0],
+                       help="thread counts to run, 0 = all cores (default: 1 0)")
+    p_fit.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    p_fit.set_defaults(func=lambda args: _fit_bench.main(args))
     p_info = sub.add_parser("info", help="build and runtime facts")
     p_info.set_defaults(func=info)
     args = parser.parse_args(argv)
