@@ -273,12 +273,13 @@ def test_pickle_round_trip():
 
 
 def test_feature_names_are_recorded():
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
     X, y = load_iris(return_X_y=True, as_frame=True)
     clf = CrossEntropyClassifier(max_iter=1000).fit(X, y)
     np.testing.assert_array_equal(clf.feature_names_in_, X.columns)
     assert clf.n_features_in_ == 4
-    with pytest.raises(ValueError, match="features"):
+    with pytest.raises(ValueError, match="features"), \
+            pytest.warns(UserWarning, match="feature names"):
         clf.predict(pd.DataFrame(X.values[:, :3]))
 
 
