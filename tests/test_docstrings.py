@@ -9,7 +9,8 @@ from fastxent import _threads, functional, losses
 from fastxent import sklearn as fx_sklearn
 
 
-@pytest.mark.parametrize("module", [functional, losses, _threads, fx_sklearn], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [functional, losses, _threads, fx_sklearn],
+                         ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     result = doctest.testmod(module, extraglobs={"np": np, "fx": fastxent},
                              optionflags=doctest.NORMALIZE_WHITESPACE)

@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     p_fit.add_argument("--threads", type=int, nargs="+", default=[1, 0],
                        help="thread counts to run, 0 = all cores (default: 1 0)")
     p_fit.add_argument("--json", metavar="PATH", help="also write the report as JSON")
-    p_fit.set_defaults(func=lambda args: _fit_bench.main(args))
+    p_fit.set_defaults(func=_fit_bench.main)
     p_info = sub.add_parser("info", help="build and runtime facts")
     p_info.set_defaults(func=info)
     args = parser.parse_args(argv)

@@ -168,9 +168,14 @@ def main(args) -> int:
         shapes = [(max(n // 4, 16), c) for n, c in SHAPES]
         rounds, budget = min(rounds, 3), 0.02
     report = run(shapes, rounds=rounds, budget=budget, threads=args.threads)
-    print(table(report))
-    if args.json:
-        with open(args.json, "w") as fh:
+    return emit(report, table(report), args.json)
+
+
+def emit(report, text, json_path) -> int:
+    """Print a report's table and, when `json_path` is given, write the report there."""
+    print(text)
+    if json_path:
+        with open(json_path, "w") as fh:
             json.dump(report, fh, indent=1)
-        print(f"\nwrote {args.json}")
+        print(f"\nwrote {json_path}")
     return 0

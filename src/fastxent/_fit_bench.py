@@ -10,7 +10,6 @@ threads have stopped spinning. Needs scikit-learn.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -111,10 +110,6 @@ def table(report) -> str:
 
 
 def main(args) -> int:
+    from ._bench import emit
     report = run(quick=args.quick, rounds=args.rounds, threads=args.threads)
-    print(table(report))
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(report, fh, indent=1)
-        print(f"\nwrote {args.json}")
-    return 0
+    return emit(report, table(report), args.json)

@@ -7,17 +7,16 @@ Design
 ------
 :class:`CrossEntropyClassifier` solves the problem that
 ``LogisticRegression(solver="lbfgs")`` solves, with the same L-BFGS-B options, so that the two
-agree to the optimiser's tolerance. One objective evaluation is three passes:
+agree to the optimiser's tolerance. One objective evaluation takes three steps: the logits
+``Z = X Wᵀ + b``; the per-sample losses and, in place, the weighted gradient
+``G = (s / S) ⊙ (p − q)`` from one fused pass; then ``∇W = Gᵀ X + W / (C S)`` and
+``∇b = Σᵢ Gᵢ``.
 
-1. ``Z = X Wᵀ + b`` (BLAS, written into a buffer reused across iterations);
-2. one fused fastxent call that returns the per-sample losses and overwrites ``Z`` with the
-   weighted gradient ``G = (s / S) ⊙ (p − q)`` (``grad_out=Z``: no second ``N × K`` array);
-3. ``∇W = Gᵀ X + W / (C S)`` and ``∇b = Σᵢ Gᵢ`` (BLAS).
-
-With three or more classes the three passes run block by block inside one kernel
+With three or more classes the steps run block by block inside one kernel
 (``_cpu/_linear.pyx``), so that ``Z`` stays in cache and one thread pool does all the work.
-A float32 ``X`` keeps ``Z`` and both products in float32; the sums that L-BFGS sees (the
-objective and ``∇b``) are accumulated in float64.
+With two classes they are three calls: a GEMV, ``binary_cross_entropy_with_logits`` with
+``grad_out=Z``, a GEMV. A float32 ``X`` keeps ``Z`` and both products in float32; the sums
+that L-BFGS sees (the objective and ``∇b``) are accumulated in float64.
 """
 from __future__ import annotations
 
@@ -471,7 +470,8 @@ def log_loss(y_true, y_proba, *, normalize=True, sample_weight=None, labels=None
     if sample_weight is not None:
         sample_weight = _check_sample_weight(sample_weight, y_proba, force_float_dtype=False)
 
-    binarizer = _label_binarizer(y_true, labels)
+    y_true_array = np.asarray(y_true)
+    binarizer = _label_binarizer(y_true_array, labels)
     n_classes = len(binarizer.classes_)
     positive_only = y_proba.ndim == 1 or y_proba.shape[1] == 1
     if positive_only:
@@ -494,9 +494,8 @@ def log_loss(y_true, y_proba, *, normalize=True, sample_weight=None, labels=None
                          f"of y_proba ({n_columns}). Classes found in labels: "
                          f"{binarizer.classes_}")
 
-    y_true_array = np.asarray(y_true)
     if y_true_array.ndim == 2 and y_true_array.shape[1] > 1:     # a label indicator matrix
-        indicator = binarizer.transform(y_true).astype(y_proba.dtype)
+        indicator = binarizer.transform(y_true_array).astype(y_proba.dtype)
         if positive_only:
             y_proba = np.stack([1 - y_proba, y_proba], axis=1)
         clipped = np.clip(y_proba, eps, 1 - eps)
@@ -521,7 +520,7 @@ def log_loss(y_true, y_proba, *, normalize=True, sample_weight=None, labels=None
 
 
 def _label_binarizer(y_true, labels):
-    """A fitted LabelBinarizer for `y_true` (or `labels`), with scikit-learn's checks."""
+    """A fitted LabelBinarizer for the array `y_true` (or `labels`), with scikit-learn's checks."""
     binarizer = LabelBinarizer()
     if labels is None:
         binarizer.fit(y_true)
@@ -533,9 +532,9 @@ def _label_binarizer(y_true, labels):
                           "ordered lexicographically. Pass the ordered "
                           f"labels={binarizer.classes_.tolist()} and ensure that the columns "
                           "of y_proba correspond to this ordering.", UserWarning, stacklevel=3)
-        present = np.isin(np.asarray(y_true), labels_array)
+        present = np.isin(y_true, labels_array)
         if not np.all(present):
-            undeclared = set(np.asarray(y_true)[~present].ravel().tolist())
+            undeclared = set(y_true[~present].ravel().tolist())
             raise ValueError(f"y_true contains values {undeclared} not belonging to the "
                              f"passed labels {labels}.")
     if len(binarizer.classes_) == 1:

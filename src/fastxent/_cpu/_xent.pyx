@@ -23,11 +23,11 @@ e) Maths (docs/numerics.md): with m = max, s = sum exp(x - m), lse = m + log s, 
      loss = sum_c w_c q'_c (lse - x_c),   grad = (sum_c w_c q'_c) p - w * q'.
 """
 from cython.parallel cimport prange
-from libc.math cimport log, exp, NAN
+from libc.math cimport log
 from libc.stdint cimport int64_t
 
-from ._common cimport (floating, row_max, row_expsum, row_axpw, row_fill,
-                       row_prob_expsum, row_prob_grad, block_index)
+from ._common cimport (floating, row_max, row_fill, row_prob_expsum, row_prob_grad,
+                       block_index)
 from ._xent_row cimport index_row
 
 # Class-index rows go to the lane-per-row block kernel (fx_block.inc) when they are short
