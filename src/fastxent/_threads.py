@@ -1,7 +1,8 @@
 """How many OpenMP threads a kernel call uses.
 
-The count is resolved at each call, never cached at import: ``fx.set_num_threads(n)`` wins;
-otherwise ``omp_get_max_threads()``, which already honours ``OMP_NUM_THREADS`` and
+The count is resolved at each call, never cached at import: a ``limited(n)`` block on the
+calling thread wins (the Dask path uses it so that each Dask thread runs one OpenMP thread),
+then ``fx.set_num_threads(n)``, then ``omp_get_max_threads()``, which already honours ``OMP_NUM_THREADS`` and
 threadpoolctl's ``threadpool_limits(user_api="openmp")``. Calls smaller than
 ``SERIAL_THRESHOLD`` elements run on one thread, because starting the team costs more than
 the work. Results never depend on the count: kernels write per-row values or fixed blocks
@@ -9,7 +10,9 @@ the work. Results never depend on the count: kernels write per-row values or fix
 """
 from __future__ import annotations
 
+import contextlib
 import operator
+import threading
 
 from ._cpu import omp_max_threads
 
@@ -17,6 +20,23 @@ from ._cpu import omp_max_threads
 SERIAL_THRESHOLD = 32768
 
 _requested: int | None = None
+_local = threading.local()     # .n: the count inside a limited() block on this thread
+
+
+def _count(n, name: str = "n") -> int | None:
+    """`n` as a positive int, or None; raises as set_num_threads documents."""
+    if n is None:
+        return None
+    if isinstance(n, bool):
+        raise TypeError(f"{name} must be a positive integer or None; got {n!r}")
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"{name} must be a positive integer or None; got "
+                        f"{type(n).__name__}") from None
+    if n < 1:
+        raise ValueError(f"{name} must be a positive integer or None; got {n}")
+    return n
 
 
 def set_num_threads(n: int | None) -> None:
@@ -44,18 +64,7 @@ def set_num_threads(n: int | None) -> None:
     >>> fx.set_num_threads(None)
     """
     global _requested
-    if n is None:
-        _requested = None
-        return
-    if isinstance(n, bool):
-        raise TypeError(f"n must be a positive integer or None; got {n!r}")
-    try:
-        n = operator.index(n)
-    except TypeError:
-        raise TypeError(f"n must be a positive integer or None; got {type(n).__name__}") from None
-    if n < 1:
-        raise ValueError(f"n must be a positive integer or None; got {n}")
-    _requested = n
+    _requested = _count(n)
 
 
 def get_num_threads() -> int:
@@ -67,7 +76,26 @@ def get_num_threads() -> int:
     >>> fx.get_num_threads() >= 1
     True
     """
+    local = getattr(_local, "n", None)
+    if local is not None:
+        return local
     return _requested if _requested is not None else omp_max_threads()
+
+
+@contextlib.contextmanager
+def limited(n: int | None, name: str = "n"):
+    """Run the calling thread's kernels on `n` OpenMP threads inside the block.
+
+    Thread-local, so concurrent callers (Dask's worker threads) do not see each other's
+    limit; None leaves the count as it is.
+    """
+    n = _count(n, name)
+    previous = getattr(_local, "n", None)
+    _local.n = n if n is not None else previous
+    try:
+        yield
+    finally:
+        _local.n = previous
 
 
 def threads_for(work: int) -> int:

@@ -69,7 +69,9 @@ def _grad_buffer(grad_out, cdt, shape3, as_view3, as_full, grad_dtype):
 
 # --- class-axis losses ----------------------------------------------------------------
 
-def _run_class(p, kernel, want_grad, grad_output, grad_out):
+def _run_class(p, kernel, want_grad, grad_output, grad_out, partial=False):
+    """Run a class-axis kernel; `partial` returns the float64 sum of the row losses instead
+    of the reduced loss (the Dask path adds these over blocks before it divides)."""
     outer, C, inner = p.x.shape
     rows = np.empty((outer, inner), np.float64)
     gscale, g3, finish = _unused(np.float64)[0], _unused(p.x.dtype), None
@@ -82,7 +84,11 @@ def _run_class(p, kernel, want_grad, grad_output, grad_out):
                                   lambda a: a.reshape(p.x.shape),
                                   lambda a: a.reshape(p.shape), p.grad_dtype)
     kernel(gscale, rows, g3, want_grad, threads_for(p.x.size))
-    loss = _reduce.reduce_rows(rows, p.reduction, p.denominator, p.loss_shape, p.loss_dtype)
+    if partial and p.reduction != "none":
+        loss = np.float64(rows.sum())
+    else:
+        loss = _reduce.reduce_rows(rows, p.reduction, p.denominator, p.loss_shape,
+                                   p.loss_dtype)
     return (loss, finish()) if want_grad else loss
 
 
@@ -175,10 +181,17 @@ def cross_entropy(input, target, *, weight=None, ignore_index=-100, reduction="m
            [ 0.0706,  0.3866, -0.4572]])
     """
     want = V.gradient_options(return_grad, grad_output, grad_out)
+    p, kernel = _cross_entropy_problem(input, target, weight, ignore_index, reduction,
+                                       label_smoothing, axis)
+    grad_out = V.grad_out(grad_out, input, {"target": target, "weight": weight})
+    return _run_class(p, kernel, want, grad_output, grad_out)
+
+
+def _cross_entropy_problem(input, target, weight, ignore_index, reduction, label_smoothing,
+                           axis):
     p = V.class_problem(input, target, weight=weight, ignore_index=ignore_index,
                         reduction_value=reduction, label_smoothing_value=label_smoothing,
                         axis_value=axis, allow_probs=True)
-    grad_out = V.grad_out(grad_out, input, {"target": target, "weight": weight})
     eps = p.label_smoothing
     if p.probs:
         def kernel(gscale, rows, g3, wg, nt):
@@ -186,7 +199,7 @@ def cross_entropy(input, target, *, weight=None, ignore_index=-100, reduction="m
     else:
         def kernel(gscale, rows, g3, wg, nt):
             _xent.index_rows(p.x, p.target, p.weight, eps, gscale, rows, g3, wg, nt)
-    return _run_class(p, kernel, want, grad_output, grad_out)
+    return p, kernel
 
 
 def nll_loss(input, target, *, weight=None, ignore_index=-100, reduction="mean", axis=None,
@@ -234,19 +247,25 @@ def nll_loss(input, target, *, weight=None, ignore_index=-100, reduction="mean",
     array([0.6931, 0.2231])
     """
     want = V.gradient_options(return_grad, grad_output, grad_out)
+    p, kernel = _nll_problem(input, target, weight, ignore_index, reduction, axis)
+    grad_out = V.grad_out(grad_out, input, {"target": target, "weight": weight})
+    return _run_class(p, kernel, want, grad_output, grad_out)
+
+
+def _nll_problem(input, target, weight, ignore_index, reduction, axis):
     p = V.class_problem(input, target, weight=weight, ignore_index=ignore_index,
                         reduction_value=reduction, label_smoothing_value=0.0,
                         axis_value=axis, allow_probs=False)
-    grad_out = V.grad_out(grad_out, input, {"target": target, "weight": weight})
 
     def kernel(gscale, rows, g3, wg, nt):
         _xent.nll_rows(p.x, p.target, p.weight, gscale, rows, g3, wg, nt)
-    return _run_class(p, kernel, want, grad_output, grad_out)
+    return p, kernel
 
 
 # --- element-wise losses --------------------------------------------------------------
 
-def _run_elementwise(p, kernel, want_grad, grad_output, grad_out):
+def _run_elementwise(p, kernel, want_grad, grad_output, grad_out, partial=False):
+    """Run an element-wise kernel; `partial` as in :func:`_run_class`."""
     cdt, shape3 = p.x.dtype, p.x.shape
     per_element = p.reduction == "none"
     loss3 = np.empty(shape3, cdt) if per_element else _unused(cdt)
@@ -259,6 +278,8 @@ def _run_elementwise(p, kernel, want_grad, grad_output, grad_out):
     total = kernel(gscale, loss3, g3, per_element, want_grad, threads_for(p.x.size))
     if per_element:
         loss = p.full(loss3).astype(p.loss_dtype, copy=False)
+    elif partial:
+        loss = np.float64(total)
     else:
         loss = _reduce.reduce_total(total, p.reduction, p.denominator, p.loss_dtype)
     return (loss, finish()) if want_grad else loss
@@ -322,13 +343,18 @@ def binary_cross_entropy(input, target, *, weight=None, reduction="mean", return
     0.3048
     """
     want = V.gradient_options(return_grad, grad_output, grad_out)
+    p, kernel = _bce_problem(input, target, weight, reduction)
+    grad_out = V.grad_out(grad_out, input, {"target": target, "weight": weight})
+    return _run_elementwise(p, kernel, want, grad_output, grad_out)
+
+
+def _bce_problem(input, target, weight, reduction):
     p = V.elementwise_problem(input, target, weight=weight, reduction_value=reduction,
                               probabilities=True)
-    grad_out = V.grad_out(grad_out, input, {"target": target, "weight": weight})
 
     def kernel(gscale, loss3, g3, wl, wg, nt):
         return _binary.bce(p.x, p.target, p.weight, gscale, loss3, g3, wl, wg, nt)
-    return _run_elementwise(p, kernel, want, grad_output, grad_out)
+    return p, kernel
 
 
 def binary_cross_entropy_with_logits(input, target, *, weight=None, pos_weight=None,
@@ -395,17 +421,22 @@ def binary_cross_entropy_with_logits(input, target, *, weight=None, pos_weight=N
     0.7054
     """
     want = V.gradient_options(return_grad, grad_output, grad_out)
-    p = V.elementwise_problem(input, target, weight=weight, pos_weight=pos_weight,
-                              reduction_value=reduction)
+    p, kernel = _bce_logits_problem(input, target, weight, pos_weight, reduction)
     grad_out = V.grad_out(grad_out, input, {"target": target, "weight": weight,
                                             "pos_weight": pos_weight})
+    return _run_elementwise(p, kernel, want, grad_output, grad_out)
+
+
+def _bce_logits_problem(input, target, weight, pos_weight, reduction):
+    p = V.elementwise_problem(input, target, weight=weight, pos_weight=pos_weight,
+                              reduction_value=reduction)
     has_pw = p.pos_weight is not None
     pw = p.pos_weight if has_pw else _unused(np.float64)
 
     def kernel(gscale, loss3, g3, wl, wg, nt):
         return _binary.bce_logits(p.x, p.target, p.weight, pw, gscale, loss3, g3, has_pw,
                                   wl, wg, nt)
-    return _run_elementwise(p, kernel, want, grad_output, grad_out)
+    return p, kernel
 
 
 def kl_div(input, target, *, reduction="mean", log_target=False, return_grad=False,
@@ -462,15 +493,20 @@ def kl_div(input, target, *, reduction="mean", log_target=False, return_grad=Fal
     0.3163
     """
     want = V.gradient_options(return_grad, grad_output, grad_out)
+    p, kernel = _kl_div_problem(input, target, reduction, log_target)
+    grad_out = V.grad_out(grad_out, input, {"target": target})
+    return _run_elementwise(p, kernel, want, grad_output, grad_out)
+
+
+def _kl_div_problem(input, target, reduction, log_target):
     lt = V.flag("log_target", log_target)
     p = V.elementwise_problem(input, target, reduction_value=reduction, same_shape=False,
                               reductions=("none", "batchmean", "mean", "sum"),
                               batch_denominator=reduction == "batchmean")
-    grad_out = V.grad_out(grad_out, input, {"target": target})
 
     def kernel(gscale, loss3, g3, wl, wg, nt):
         return _kldiv.kl_div(p.x, p.target, gscale, loss3, g3, lt, wl, wg, nt)
-    return _run_elementwise(p, kernel, want, grad_output, grad_out)
+    return p, kernel
 
 
 # --- transforms -----------------------------------------------------------------------
@@ -523,20 +559,25 @@ def logsumexp(x, axis=-1, keepdims=False):
     array([1000.6931,    0.    ])
     """
     keep = V.flag("keepdims", keepdims)
+    a, ax, shape, rows = _logsumexp64(x, axis)
+    out = rows.astype(a.dtype)
+    if keep:
+        out = out.reshape((1,) * len(shape) if axis is None else
+                          a.shape[:ax] + (1,) + a.shape[ax + 1:])
+    return out
+
+
+def _logsumexp64(x, axis):
+    """The validated input, its class axis and shape, and the log-sum-exp in float64."""
     a, ax, shape = _transform_input(x, axis)
     cdt = V.compute_dtype(a.dtype)
     x3 = V.class_view(a.astype(cdt, copy=False), ax)
     out_shape = a.shape[:ax] + a.shape[ax + 1:]
     if x3.shape[1] == 0:
-        out = np.full(out_shape, -np.inf, a.dtype)
-    else:
-        rows = np.empty((x3.shape[0], x3.shape[2]), np.float64)
-        _softmax.logsumexp(x3, rows, threads_for(x3.size))
-        out = rows.reshape(out_shape).astype(a.dtype)
-    if keep:
-        out = out.reshape((1,) * len(shape) if axis is None else
-                          a.shape[:ax] + (1,) + a.shape[ax + 1:])
-    return out
+        return a, ax, shape, np.full(out_shape, -np.inf)
+    rows = np.empty((x3.shape[0], x3.shape[2]), np.float64)
+    _softmax.logsumexp(x3, rows, threads_for(x3.size))
+    return a, ax, shape, rows.reshape(out_shape)
 
 
 def _transform(kernel, x, axis):
