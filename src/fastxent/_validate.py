@@ -212,9 +212,19 @@ def _index_target(t: np.ndarray, C: int, ignore: int, outer: int, inner: int):
     return t64, True
 
 
+def index_denominator(t64: np.ndarray, any_ignored: bool, w: np.ndarray) -> float:
+    """What reduction="mean" divides by: the summed class weights of the counted targets."""
+    valid = t64[t64 >= 0] if any_ignored else t64
+    return float(w[valid].sum()) if w.size else float(valid.size)
+
+
 def class_problem(input, target, *, weight, ignore_index, reduction_value,
-                  label_smoothing_value, axis_value, allow_probs) -> ClassProblem:
-    """Validate cross_entropy / nll_loss arguments into a ClassProblem."""
+                  label_smoothing_value, axis_value, allow_probs, check_only=False):
+    """Validate cross_entropy / nll_loss arguments into a ClassProblem.
+
+    With `check_only`, stop after the checks that need only shapes and dtypes (what a lazy
+    caller can check before it has the values) and return ``(class axis, probs)``.
+    """
     x, ax = class_input(input, axis_value, default_axis=_torch_class_axis)
     red = reduction(reduction_value)
     eps = label_smoothing(label_smoothing_value)
@@ -238,6 +248,8 @@ def class_problem(input, target, *, weight, ignore_index, reduction_value,
         if ignore != -100:
             raise ValueError(f"ignore_index must be left at -100 with probability targets; "
                              f"got {ignore}")
+        if check_only:
+            return ax, True
         cdt = compute_dtype(x.dtype, t.dtype)
         return ClassProblem(
             x=class_view(x.astype(cdt, copy=False), ax),
@@ -257,9 +269,10 @@ def class_problem(input, target, *, weight, ignore_index, reduction_value,
                             f"probabilities and must be floating-point; got dtype {t.dtype}")
         raise ValueError(f"target must have shape {loss_shape} (the input's shape {x.shape} "
                          f"without class axis {ax}); got {t.shape}")
+    if check_only:
+        return ax, False
     t64, any_ignored = _index_target(t, C, ignore, outer, inner)
-    valid = t64[t64 >= 0] if any_ignored else t64
-    denominator = float(w[valid].sum()) if w.size else float(valid.size)
+    denominator = index_denominator(t64, any_ignored, w)
     cdt = compute_dtype(x.dtype)
     return ClassProblem(
         x=class_view(x.astype(cdt, copy=False), ax), target=t64, probs=False, weight=w,
@@ -269,12 +282,19 @@ def class_problem(input, target, *, weight, ignore_index, reduction_value,
 
 # --- element-wise problems (binary losses, kl_div) -------------------------------------
 
-def _broadcast(name: str, a: np.ndarray, shape, dtype) -> np.ndarray:
+def _broadcastable(name: str, a: np.ndarray, shape) -> None:
     try:
-        return np.broadcast_to(a.astype(dtype, copy=False), shape)
+        ok = np.broadcast_shapes(a.shape, shape) == tuple(shape)
     except ValueError:
+        ok = False
+    if not ok:
         raise ValueError(f"{name} must broadcast to the input's shape {shape}; got shape "
-                         f"{a.shape}") from None
+                         f"{a.shape}")
+
+
+def _broadcast(name: str, a: np.ndarray, shape, dtype) -> np.ndarray:
+    _broadcastable(name, a, shape)
+    return np.broadcast_to(a.astype(dtype, copy=False), shape)
 
 
 def _in_unit_interval(name: str, a: np.ndarray) -> None:
@@ -285,11 +305,12 @@ def _in_unit_interval(name: str, a: np.ndarray) -> None:
 
 def elementwise_problem(input, target, *, weight=None, pos_weight=None, reduction_value,
                         same_shape=True, probabilities=False, reductions=REDUCTIONS,
-                        batch_denominator=False) -> ElementwiseProblem:
+                        batch_denominator=False, check_only=False):
     """Validate binary_cross_entropy(_with_logits) / kl_div arguments.
 
     Targets may be floating-point, integer or bool (0/1 labels); they are read in the
     compute dtype, float64 when the input or the target is float64 and float32 otherwise.
+    With `check_only`, stop after the shape and dtype checks (see :func:`class_problem`).
     """
     x = float_array("input", input)
     red = reduction(reduction_value, reductions)
@@ -298,6 +319,12 @@ def elementwise_problem(input, target, *, weight=None, pos_weight=None, reductio
         raise TypeError(f"target must be an array of real numbers; got dtype {t.dtype}")
     if same_shape and t.shape != x.shape:
         raise ValueError(f"target must have the input's shape {x.shape}; got {t.shape}")
+    if check_only:
+        _broadcastable("target", t, x.shape)
+        for name, value in (("weight", weight), ("pos_weight", pos_weight)):
+            if value is not None:
+                _broadcastable(name, real_array(name, value), x.shape)
+        return None
     if probabilities:
         _in_unit_interval("input", x)
         _in_unit_interval("target", t)

@@ -1,0 +1,258 @@
+"""What each Dask task runs: one block in, NumPy out; no Dask here.
+
+These functions are module-level so that Dask pickles them by reference and process workers
+import them from the installed fastxent. Each wraps its kernel call in
+``_threads.limited(n_threads)``: one OpenMP thread per Dask thread unless the caller asked
+for more (thread workers do not inherit ``OMP_NUM_THREADS=1`` the way process workers do).
+
+Layout conventions: ``ax`` is the class axis of the block as the caller passed it; the
+class-chunked statistics put their ``k`` numbers where the class axis was, so a block of
+statistics has the block's shape with the class axis replaced by ``k``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _reduce
+from . import _validate as V
+from . import functional as F
+from ._threads import limited
+
+_PROBLEMS = {
+    "cross_entropy": lambda x, t, o: F._cross_entropy_problem(
+        x, t, o["weight"], o["ignore_index"], o["reduction"], o["label_smoothing"], o["axis"]),
+    "nll_loss": lambda x, t, o: F._nll_problem(
+        x, t, o["weight"], o["ignore_index"], o["reduction"], o["axis"]),
+    "binary_cross_entropy": lambda x, t, o: F._bce_problem(
+        x, t, o["weight"], o["reduction"]),
+    "binary_cross_entropy_with_logits": lambda x, t, o: F._bce_logits_problem(
+        x, t, o["weight"], o["pos_weight"], o["reduction"]),
+    "kl_div": lambda x, t, o: F._kl_div_problem(
+        x, t, o["reduction"], o["log_target"]),
+}
+
+
+def _targets64(t, n_classes, ignore_index):
+    """Class indices as int64 of t's shape, -1 where ignored; IndexError as the NumPy API."""
+    t64, _ = V._index_target(np.asarray(t), n_classes, ignore_index, t.size, 1)
+    return t64.reshape(np.shape(t))
+
+
+def _local_classes(t, cids, n_classes, weight, ignore_index):
+    """Targets, weights and ignore_index of a block that holds classes ``cids`` only.
+
+    A target outside the block becomes the local ignore value -1, so the block's kernel
+    call adds exactly the terms of the classes it holds.
+    """
+    t64 = _targets64(t, n_classes, ignore_index)
+    c0 = int(cids[0])
+    inside = (t64 >= c0) & (t64 < c0 + len(cids))
+    local = np.where(inside, t64 - c0, -1)
+    w = None if weight is None else np.asarray(weight)[c0:c0 + len(cids)]
+    return local, w, -1
+
+
+def loss_block(x, t, cids, w, pw, gout, *, fn, options, reduction, want_grad, n_threads,
+               n_classes=None, ax=None):
+    """One block's loss piece and gradient, ``(piece, grad or None)``.
+
+    `piece` is the block's per-item loss for reduction="none" (with a length-1 class axis
+    for class losses, so that class chunks can be added), otherwise the float64 sum of its
+    item losses shaped ``(1,) * x.ndim``. `gout` is d total / d loss: the block of
+    grad_output for "none", the scalar grad_output for "sum", grad_output / denominator for
+    "mean".
+    """
+    o = dict(options, reduction="none" if reduction == "none" else "sum")
+    if w is not None:
+        o["weight"] = w
+    if pw is not None:
+        o["pos_weight"] = pw
+    if cids is not None and len(cids) != n_classes:
+        t, o["weight"], o["ignore_index"] = _local_classes(t, cids, n_classes, o["weight"],
+                                                          o["ignore_index"])
+    with limited(n_threads):
+        p, kernel = _PROBLEMS[fn](x, t, o)
+        run = F._run_class if cids is not None else F._run_elementwise
+        out = run(p, kernel, want_grad, np.asarray(gout) if want_grad else None, None,
+                  partial=True)
+    loss, grad = out if want_grad else (out, None)
+    if reduction != "none":
+        loss = np.reshape(loss, (1,) * x.ndim)
+    elif cids is not None:
+        loss = np.expand_dims(loss, ax)
+    return loss, grad
+
+
+def index_denominator(t, *, n_classes, weight, ignore_index):
+    """This block's share of the "mean" denominator, shaped ``(1,) * t.ndim``."""
+    t64 = _targets64(t, n_classes, ignore_index)
+    w = V._class_weight(weight, n_classes)
+    return np.reshape(V.index_denominator(t64, True, w), (1,) * t.ndim)
+
+
+def mean_scale(denominator, *, grad_output):
+    """grad_output / denominator, NaN (without a warning) when the denominator is 0."""
+    return np.asarray(_reduce.grad_scale(grad_output, "mean", float(denominator)))
+
+
+def finish(total, denominator, *, reduction, out_dtype):
+    """The 0-d result of "sum" or "mean" from the float64 total over all blocks."""
+    return _reduce.reduce_total(float(total), reduction, float(denominator), out_dtype)
+
+
+# --- log-sum-exp over chunks -----------------------------------------------------------
+
+def merge_lse(lse, axis):
+    """Exact log-sum-exp of per-chunk log-sum-exps along `axis` (float64).
+
+    ``L + log sum_j exp(l_j - L)`` with ``L = max_j l_j``; a +inf, -inf or NaN maximum is
+    the answer itself (all chunks -inf, or an infinite or NaN logit somewhere).
+    """
+    top = np.max(lse, axis=axis, keepdims=True)
+    with np.errstate(invalid="ignore", over="ignore"):
+        total = top + np.log(np.sum(np.exp(lse - top), axis=axis, keepdims=True))
+    return np.squeeze(np.where(np.isfinite(top), total, top), axis=axis)
+
+
+def lse_chunk(x, axis, keepdims, *, n_threads):
+    """float64 log-sum-exp of a block over `axis` (a tuple), as dask.array.reduction asks."""
+    with limited(n_threads):
+        whole = len(axis) == x.ndim
+        rows = F._logsumexp64(x, None if whole else axis[0])[3]
+    if keepdims:
+        rows = np.reshape(rows, (1,) * x.ndim) if whole else np.expand_dims(rows, axis)
+    return rows
+
+
+def lse_combine(lse, axis, keepdims):
+    """Merge per-chunk log-sum-exps concatenated along `axis` (a tuple)."""
+    out = lse
+    for a in sorted(axis, reverse=True):
+        out = merge_lse(out, a) if not keepdims else np.expand_dims(merge_lse(out, a), a)
+    return out
+
+
+def lse_aggregate(lse, axis, keepdims, *, out_dtype):
+    return lse_combine(lse, axis, keepdims).astype(out_dtype)
+
+
+def shifted_transform(x, lse, *, log):
+    """softmax or log_softmax of a chunk from its rows' global log-sum-exp (broadcast).
+
+    A row whose log-sum-exp is not finite (all -inf, or holding +inf or NaN) is NaN, as
+    the NumPy API gives.
+    """
+    with np.errstate(invalid="ignore"):
+        z = np.where(np.isfinite(lse), x - lse, np.nan)
+        out = z if log else np.exp(z)
+    return out.astype(x.dtype, copy=False)
+
+
+def transform_block(x, *, fn, axis, n_threads):
+    """The NumPy API's softmax or log_softmax of a block that holds whole rows."""
+    with limited(n_threads):
+        return getattr(F, fn)(x, axis=axis)
+
+
+# --- cross_entropy with the classes split over chunks ------------------------------------
+
+def ce_stats(x, t, cids, *, n_classes, weight, ignore_index, label_smoothing, ax, probs,
+             n_threads):
+    """Per-row statistics of one class chunk, shaped like the block with ``k`` at `ax`.
+
+    Index targets (k = 4): the chunk's log-sum-exp ``l``; whether it holds the target;
+    ``x_y - l`` for the target if it does; ``sum_c w_c (l - x_c)``.
+    Probability targets (k = 3): ``l``; ``sum_c w_c q'_c``; ``sum_c w_c q'_c (l - x_c)``,
+    the chunk's own cross entropy, from the kernel.
+    Differences from ``l`` rather than raw sums keep huge logits free of cancellation.
+    """
+    c0, cb = int(cids[0]), len(cids)
+    w = np.ones(cb) if weight is None else np.asarray(weight, np.float64)[c0:c0 + cb]
+    with limited(n_threads):
+        lse = F._logsumexp64(x, ax)[3]
+        xm = np.moveaxis(x, ax, -1).astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            # -log p_c relative to this chunk; +inf across a chunk that is all -inf.
+            d = np.where(np.isneginf(lse)[..., None], np.inf, lse[..., None] - xm)
+        if probs:
+            eps = label_smoothing
+            q = np.moveaxis(t, ax, -1).astype(np.float64) * (1 - eps) + eps / n_classes
+            with np.errstate(invalid="ignore"):
+                stats = (lse, q @ w, (d * q) @ w)
+        else:
+            t64 = _targets64(t, n_classes, ignore_index)
+            inside = (t64 >= c0) & (t64 < c0 + cb)
+            y = np.where(inside, t64 - c0, 0)
+            picked = np.take_along_axis(xm, y[..., None], axis=-1)[..., 0]
+            with np.errstate(invalid="ignore"):
+                shift = np.where(inside, picked - lse, 0.0)
+                smooth = d @ w if label_smoothing else np.zeros_like(lse)
+            stats = (lse, inside.astype(np.float64), shift, smooth)
+    return np.moveaxis(np.stack(stats, axis=-1), -1, ax)
+
+
+def ce_merge(stats, t, *, n_classes, n_chunks, chunk_weights, weight, ignore_index,
+             label_smoothing, ax, probs):
+    """Merge the class chunks' statistics into per-row float64 ``(loss, lse, a)`` at `ax`.
+
+    ``a`` is the coefficient of the softmax in the row's gradient (before grad_output):
+    ``(1-eps) w_y + eps/C * sum_c w_c`` for index targets, ``sum_c w_c q'_c`` for
+    probability targets.
+    """
+    s = np.moveaxis(stats, ax, -1)
+    s = s.reshape(s.shape[:-1] + (n_chunks, -1))
+    l_j = s[..., 0]
+    lse = merge_lse(l_j, -1)
+    eps, C = label_smoothing, n_classes
+    with np.errstate(invalid="ignore", over="ignore"):
+        gap = np.where(np.isneginf(l_j), 0.0, lse[..., None] - l_j)    # lse - l_j, >= 0
+        if probs:
+            mass = s[..., 1].sum(-1)
+            loss = np.where(np.isfinite(lse), (s[..., 1] * gap + s[..., 2]).sum(-1), np.nan)
+            a = mass
+        else:
+            t64 = _targets64(t, n_classes, ignore_index)
+            valid = t64 >= 0
+            w = np.ones(C) if weight is None else np.asarray(weight, np.float64)
+            wy = np.where(valid, w[np.where(valid, t64, 0)], 0.0)
+            nll = (s[..., 1] * (gap - s[..., 2])).sum(-1)
+            loss = (1 - eps) * wy * nll
+            a = (1 - eps) * wy
+            if eps:
+                smooth = (np.asarray(chunk_weights) * gap + s[..., 3]).sum(-1)
+                loss = loss + eps / C * smooth
+                a = a + eps / C * w.sum()
+            # A row holding +inf or NaN, or only -inf, has no softmax: NaN, as PyTorch.
+            loss = np.where(valid, np.where(np.isfinite(lse), loss, np.nan), 0.0)
+            a = np.where(valid, a, 0.0)
+    return np.moveaxis(np.stack((loss, lse, a), axis=-1), -1, ax)
+
+
+def ce_grad(x, t, cids, merged, gout, *, n_classes, weight, ignore_index, label_smoothing,
+            ax, probs, reduction):
+    """One class chunk's gradient: ``s * (a p - w * e_y (1-eps) - eps/C w)`` (index targets)
+    or ``s * (a p - w * q')`` (probabilities), with ``p = exp(x - lse)`` and ``s`` the
+    upstream scale of the row."""
+    c0, cb = int(cids[0]), len(cids)
+    eps, C = label_smoothing, n_classes
+    w = np.ones(cb) if weight is None else np.asarray(weight, np.float64)[c0:c0 + cb]
+    m = np.moveaxis(merged, ax, -1)
+    lse, a = m[..., 1:2], m[..., 2:3]
+    scale = np.asarray(gout, np.float64)
+    if reduction == "none":
+        scale = scale[..., None]
+    xm = np.moveaxis(x, ax, -1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        p = np.exp(xm.astype(np.float64) - lse)
+        if probs:
+            q = np.moveaxis(t, ax, -1).astype(np.float64) * (1 - eps) + eps / C
+            g = a * p - w * q
+        else:
+            t64 = _targets64(t, n_classes, ignore_index)
+            valid = (t64 >= 0)[..., None]
+            g = a * p - np.where(valid, eps / C * w, 0.0)
+            inside = (t64 >= c0) & (t64 < c0 + cb)
+            rows = np.nonzero(inside)
+            g[rows + (t64[rows] - c0,)] -= (1 - eps) * w[t64[rows] - c0]
+        g = np.where(np.isfinite(lse), g * scale, np.nan)     # even where ignored (PyTorch)
+    return np.moveaxis(g, -1, ax).astype(x.dtype)
