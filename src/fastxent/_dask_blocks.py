@@ -200,7 +200,7 @@ def ce_merge(stats, t, *, n_classes, n_chunks, chunk_weights, weight, ignore_ind
     probability targets.
     """
     s = np.moveaxis(stats, ax, -1)
-    s = s.reshape(s.shape[:-1] + (n_chunks, -1))
+    s = s.reshape(s.shape[:-1] + (n_chunks, s.shape[-1] // n_chunks))
     l_j = s[..., 0]
     lse = merge_lse(l_j, -1)
     eps, C = label_smoothing, n_classes
@@ -250,9 +250,9 @@ def ce_grad(x, t, cids, merged, gout, *, n_classes, weight, ignore_index, label_
         else:
             t64 = _targets64(t, n_classes, ignore_index)
             valid = (t64 >= 0)[..., None]
-            g = a * p - np.where(valid, eps / C * w, 0.0)
-            inside = (t64 >= c0) & (t64 < c0 + cb)
-            rows = np.nonzero(inside)
-            g[rows + (t64[rows] - c0,)] -= (1 - eps) * w[t64[rows] - c0]
+            target = np.arange(c0, c0 + cb) == t64[..., None]      # no class is -1
+            g = a * p - np.where(valid, eps / C * w, 0.0) - np.where(target, (1 - eps) * w, 0.0)
+            # An ignored row stays 0 even when the scale is NaN ("mean" of nothing).
+            scale = np.where(valid, scale, 1.0)
         g = np.where(np.isfinite(lse), g * scale, np.nan)     # even where ignored (PyTorch)
     return np.moveaxis(g, -1, ax).astype(x.dtype)
