@@ -420,3 +420,18 @@ def test_local_cluster_with_process_workers(cluster_client, chunks):
     check("log_softmax", x, chunks)
     with pytest.raises(IndexError):
         fxd.nll_loss(da.from_array(x, chunks=chunks), np.full(100, 40)).compute()
+
+
+def test_out_of_core_example_runs(tmp_path):
+    import pathlib
+    import re
+    script = pathlib.Path(__file__).parents[1] / "examples" / "dask_out_of_core.py"
+    out = subprocess.run([sys.executable, str(script), "--gb", "0.001", "--classes", "50",
+                          "--row-chunk", "300", "--class-chunks", "3", "--compare",
+                          "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    difference = float(re.search(r"\|loss difference\| (\S+)", out).group(1))
+    grad_difference = float(re.search(r"max \|grad difference\| \(first rows\) (\S+)",
+                                      out).group(1))
+    assert difference <= 1e-6 and grad_difference <= 1e-6, out
+    assert (tmp_path / "grad.npy").exists()

@@ -170,24 +170,36 @@ def ce_stats(x, t, cids, *, n_classes, weight, ignore_index, label_smoothing, ax
     w = np.ones(cb) if weight is None else np.asarray(weight, np.float64)[c0:c0 + cb]
     with limited(n_threads):
         lse = F._logsumexp64(x, ax)[3]
-        xm = np.moveaxis(x, ax, -1).astype(np.float64)
-        with np.errstate(invalid="ignore"):
-            # -log p_c relative to this chunk; +inf across a chunk that is all -inf.
-            d = np.where(np.isneginf(lse)[..., None], np.inf, lse[..., None] - xm)
+    xm = np.moveaxis(x, ax, -1)
+    # One float64 temporary of the block's size: d = -log p_c relative to this chunk,
+    # +inf across a row of the chunk that is all -inf.
+    with np.errstate(invalid="ignore"):
+        d = np.subtract(lse[..., None], xm, dtype=np.float64)
+        d[np.isneginf(lse)] = np.inf
         if probs:
-            eps = label_smoothing
-            q = np.moveaxis(t, ax, -1).astype(np.float64) * (1 - eps) + eps / n_classes
-            with np.errstate(invalid="ignore"):
-                stats = (lse, q @ w, (d * q) @ w)
-        else:
-            t64 = _targets64(t, n_classes, ignore_index)
-            inside = (t64 >= c0) & (t64 < c0 + cb)
-            y = np.where(inside, t64 - c0, 0)
-            picked = np.take_along_axis(xm, y[..., None], axis=-1)[..., 0]
-            with np.errstate(invalid="ignore"):
-                shift = np.where(inside, picked - lse, 0.0)
-                smooth = d @ w if label_smoothing else np.zeros_like(lse)
-            stats = (lse, inside.astype(np.float64), shift, smooth)
+            q = _smoothed(t, ax, label_smoothing, n_classes)
+            mass = q @ w
+            d *= q
+            return _stack((lse, mass, d @ w), ax)
+        t64 = _targets64(t, n_classes, ignore_index)
+        inside = (t64 >= c0) & (t64 < c0 + cb)
+        y = np.where(inside, t64 - c0, 0)
+        picked = np.take_along_axis(xm, y[..., None], axis=-1)[..., 0]
+        shift = np.where(inside, picked - lse, 0.0)
+        smooth = d @ w if label_smoothing else np.zeros_like(lse)
+    return _stack((lse, inside.astype(np.float64), shift, smooth), ax)
+
+
+def _smoothed(t, ax, eps, n_classes):
+    """Probability targets mixed with the uniform distribution, class axis last, float64."""
+    q = np.moveaxis(t, ax, -1).astype(np.float64)
+    if eps:
+        q *= 1 - eps
+        q += eps / n_classes
+    return q
+
+
+def _stack(stats, ax):
     return np.moveaxis(np.stack(stats, axis=-1), -1, ax)
 
 
@@ -225,7 +237,7 @@ def ce_merge(stats, t, *, n_classes, n_chunks, chunk_weights, weight, ignore_ind
             # A row holding +inf or NaN, or only -inf, has no softmax: NaN, as PyTorch.
             loss = np.where(valid, np.where(np.isfinite(lse), loss, np.nan), 0.0)
             a = np.where(valid, a, 0.0)
-    return np.moveaxis(np.stack((loss, lse, a), axis=-1), -1, ax)
+    return _stack((loss, lse, a), ax)
 
 
 def ce_grad(x, t, cids, merged, gout, *, n_classes, weight, ignore_index, label_smoothing,
@@ -241,18 +253,26 @@ def ce_grad(x, t, cids, merged, gout, *, n_classes, weight, ignore_index, label_
     scale = np.asarray(gout, np.float64)
     if reduction == "none":
         scale = scale[..., None]
-    xm = np.moveaxis(x, ax, -1)
     with np.errstate(invalid="ignore", over="ignore"):
-        p = np.exp(xm.astype(np.float64) - lse)
+        g = np.subtract(np.moveaxis(x, ax, -1), lse, dtype=np.float64, order="C")  # the temporary
+        np.exp(g, out=g)
+        g *= a
         if probs:
-            q = np.moveaxis(t, ax, -1).astype(np.float64) * (1 - eps) + eps / C
-            g = a * p - w * q
+            q = _smoothed(t, ax, eps, C)
+            q *= w
+            g -= q
         else:
             t64 = _targets64(t, n_classes, ignore_index)
-            valid = (t64 >= 0)[..., None]
-            target = np.arange(c0, c0 + cb) == t64[..., None]      # no class is -1
-            g = a * p - np.where(valid, eps / C * w, 0.0) - np.where(target, (1 - eps) * w, 0.0)
+            valid = t64 >= 0
+            if eps:
+                g -= np.multiply.outer(np.where(valid, eps / C, 0.0), w)
+            # The target's own term, one element per row that has its class here.
+            flat = g.reshape(-1, cb)
+            rows = np.flatnonzero((t64 >= c0) & (t64 < c0 + cb))
+            cols = t64.reshape(-1)[rows] - c0
+            flat[rows, cols] -= (1 - eps) * w[cols]
             # An ignored row stays 0 even when the scale is NaN ("mean" of nothing).
-            scale = np.where(valid, scale, 1.0)
-        g = np.where(np.isfinite(lse), g * scale, np.nan)     # even where ignored (PyTorch)
+            scale = np.where(valid[..., None], scale, 1.0)
+        g *= scale
+        g[~np.isfinite(lse[..., 0])] = np.nan      # even where ignored, as PyTorch
     return np.moveaxis(g, -1, ax).astype(x.dtype)
