@@ -9,7 +9,7 @@ import pytest
 
 BENCH_DIR = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 MODULES = ["bench_cross_entropy", "bench_softmax", "bench_binary", "bench_kldiv",
-           "bench_peers", "bench_sklearn"]
+           "bench_peers", "bench_sklearn", "bench_dask"]
 
 
 def _classes():
