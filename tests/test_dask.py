@@ -351,6 +351,8 @@ T0 = np.zeros(6, int)
     (lambda: fxd.cross_entropy(X0, T0, return_grad=True, grad_out=np.zeros((6, 4))),
      ValueError, "grad_out"),
     (lambda: fxd.cross_entropy(X0, T0, grad_output=2.0), ValueError, "grad_output"),
+    (lambda: fxd.cross_entropy(X0, T0, return_grad=True, grad_output=np.ones(2)),
+     ValueError, "grad_output must be a scalar for reduction='mean'"),
     (lambda: fxd.cross_entropy(X0, T0, reduction="none", return_grad=True,
                                grad_output=np.ones(5)), ValueError, "grad_output"),
     (lambda: fxd.cross_entropy(X0, T0, n_threads=0), ValueError, "n_threads"),

@@ -97,7 +97,7 @@ def _upstream(grad_output, reduction, loss_shape, row_chunks):
         V.real_array("grad_output", np.empty(0, g.dtype))
         V.grad_output(np.broadcast_to(np.zeros(()), g.shape), reduction, loss_shape)
         return da.broadcast_to(g, loss_shape).rechunk(row_chunks)
-    return float(V.grad_output(_small("grad_output", grad_output), "sum", ()))
+    return float(V.grad_output(_small("grad_output", grad_output), reduction, ()))
 
 
 def _finish(total, denominator, reduction, dtype):
