@@ -63,3 +63,20 @@ def test_bit_identical_for_one_and_two_threads(name):
     two = CALLS[name]()
     for a, b in zip(one, two):
         np.testing.assert_array_equal(a, b)
+
+
+def test_concurrent_python_threads_match_serial_calls():
+    # The kernels release the GIL; 8 Python threads, each starting OpenMP teams, must not
+    # disturb one another (no shared scratch, no global state written during a call).
+    from concurrent.futures import ThreadPoolExecutor
+    fx.set_num_threads(2)
+    try:
+        serial = {name: call() for name, call in CALLS.items()}
+        names = sorted(CALLS) * 4
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(lambda name: (name, CALLS[name]()), names))
+    finally:
+        fx.set_num_threads(None)
+    for name, result in results:
+        for a, b in zip(serial[name], result):
+            np.testing.assert_array_equal(a, b, err_msg=name)
