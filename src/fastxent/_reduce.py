@@ -17,6 +17,13 @@ from __future__ import annotations
 import numpy as np
 
 
+def narrow(a, dtype):
+    """`a` in the caller's dtype. A value past a 16-bit dtype's range becomes +-inf without
+    a warning, as it does in PyTorch's casts."""
+    with np.errstate(over="ignore"):
+        return a.astype(dtype, copy=False)
+
+
 def _mean(total, denominator):
     if denominator == 0:
         return np.nan
@@ -26,14 +33,15 @@ def _mean(total, denominator):
 def reduce_rows(rows, reduction: str, denominator: float, loss_shape, dtype, xp=np):
     """Reduce per-row float64 losses of shape (outer, inner)."""
     if reduction == "none":
-        return rows.reshape(loss_shape).astype(dtype)
+        return narrow(rows.reshape(loss_shape), dtype)
     return reduce_total(rows.sum(), reduction, denominator, dtype, xp)
 
 
 def reduce_total(total, reduction: str, denominator: float, dtype, xp=np):
     """The 0-d result of "sum" or "mean" from a float64 total."""
     value = total if reduction == "sum" else _mean(total, denominator)
-    return xp.asarray(value, dtype=dtype)
+    with np.errstate(over="ignore"):
+        return xp.asarray(value, dtype=dtype)
 
 
 def grad_scale(grad_output, reduction: str, denominator: float):

@@ -60,11 +60,12 @@ def _grad_buffer(grad_out, cdt, shape3, as_view3, as_full, grad_dtype):
         g3 = np.empty(shape3, cdt)
 
         def copy_back():
-            np.copyto(grad_out, as_full(g3), casting="unsafe")
+            with np.errstate(over="ignore"):
+                np.copyto(grad_out, as_full(g3), casting="unsafe")
             return grad_out
         return g3, copy_back
     g3 = np.empty(shape3, cdt)
-    return g3, lambda: as_full(g3).astype(grad_dtype, copy=False)
+    return g3, lambda: _reduce.narrow(as_full(g3), grad_dtype)
 
 
 # --- class-axis losses ----------------------------------------------------------------
@@ -277,7 +278,7 @@ def _run_elementwise(p, kernel, want_grad, grad_output, grad_out, partial=False)
         g3, finish = _grad_buffer(grad_out, cdt, shape3, p.view3, p.full, p.grad_dtype)
     total = kernel(gscale, loss3, g3, per_element, want_grad, threads_for(p.x.size))
     if per_element:
-        loss = p.full(loss3).astype(p.loss_dtype, copy=False)
+        loss = _reduce.narrow(p.full(loss3), p.loss_dtype)
     elif partial:
         loss = np.float64(total)
     else:
@@ -560,7 +561,7 @@ def logsumexp(x, axis=-1, keepdims=False):
     """
     keep = V.flag("keepdims", keepdims)
     a, ax, shape, rows = _logsumexp64(x, axis)
-    out = rows.astype(a.dtype)
+    out = _reduce.narrow(rows, a.dtype)
     if keep:
         out = out.reshape((1,) * len(shape) if axis is None else
                           a.shape[:ax] + (1,) + a.shape[ax + 1:])
@@ -587,7 +588,7 @@ def _transform(kernel, x, axis):
     out3 = np.empty_like(x3)
     if x3.size:
         kernel(x3, out3, threads_for(x3.size))
-    return out3.reshape(shape).astype(a.dtype, copy=False)
+    return _reduce.narrow(out3.reshape(shape), a.dtype)
 
 
 def softmax(x, axis=-1):
