@@ -95,6 +95,12 @@ def mean_scale(denominator, *, grad_output):
     return np.asarray(_reduce.grad_scale(grad_output, "mean", float(denominator)))
 
 
+def total(pieces, axis, keepdims):
+    """float64 sum for dask.array.reduction; +inf and -inf give NaN without a warning."""
+    with np.errstate(invalid="ignore"):
+        return np.sum(pieces, axis=axis, keepdims=keepdims, dtype=np.float64)
+
+
 def finish(total, denominator, *, reduction, out_dtype):
     """The 0-d result of "sum" or "mean" from the float64 total over all blocks."""
     return _reduce.reduce_total(float(total), reduction, float(denominator), out_dtype)

@@ -34,7 +34,9 @@ def reduce_rows(rows, reduction: str, denominator: float, loss_shape, dtype, xp=
     """Reduce per-row float64 losses of shape (outer, inner)."""
     if reduction == "none":
         return narrow(rows.reshape(loss_shape), dtype)
-    return reduce_total(rows.sum(), reduction, denominator, dtype, xp)
+    with np.errstate(invalid="ignore"):        # +inf and -inf rows sum to NaN, silently
+        total = rows.sum()
+    return reduce_total(total, reduction, denominator, dtype, xp)
 
 
 def reduce_total(total, reduction: str, denominator: float, dtype, xp=np):

@@ -100,7 +100,10 @@ def _upstream(grad_output, reduction, loss_shape, row_chunks):
     return float(V.grad_output(_small("grad_output", grad_output), reduction, ()))
 
 
-def _finish(total, denominator, reduction, dtype):
+def _finish(pieces, denominator, reduction, dtype):
+    """The 0-d "sum" or "mean" from float64 pieces: one global total, one division."""
+    total = da.reduction(pieces, B.total, B.total, axis=None, dtype=np.float64,
+                         concatenate=True, meta=np.empty((), np.float64))
     return da.blockwise(B.finish, "", total, "", denominator,
                         "" if isinstance(denominator, da.Array) else None,
                         reduction=reduction, out_dtype=dtype, dtype=dtype,
@@ -169,7 +172,7 @@ def _class_loss(fn, input, target, weight, ignore_index, reduction, label_smooth
         if reduction == "none":
             loss = loss_rows.astype(x.dtype)
         else:
-            loss = _finish(loss_rows.sum(dtype=np.float64), den, reduction, x.dtype)
+            loss = _finish(loss_rows, den, reduction, x.dtype)
         return (loss, grad) if want else loss
 
     options = {"weight": w, "ignore_index": ignore, "label_smoothing": eps, "axis": ax}
@@ -185,7 +188,7 @@ def _class_loss(fn, input, target, weight, ignore_index, reduction, label_smooth
         loss = pieces.sum(axis=ax, dtype=x.dtype)
     else:
         pieces, grad = _split(pair, tuple((1,) * n for n in x.numblocks), np.float64, x)
-        loss = _finish(pieces.sum(dtype=np.float64), den, reduction, x.dtype)
+        loss = _finish(pieces, den, reduction, x.dtype)
     return (loss, grad) if want else loss
 
 
@@ -373,7 +376,7 @@ def _elementwise_loss(fn, input, target, *, weight=None, pos_weight=None, reduct
         loss, grad = _split(pair, x.chunks, x.dtype, x)
     else:
         pieces, grad = _split(pair, tuple((1,) * n for n in x.numblocks), np.float64, x)
-        loss = _finish(pieces.sum(dtype=np.float64), den, red, x.dtype)
+        loss = _finish(pieces, den, red, x.dtype)
     return (loss, grad) if want else loss
 
 
