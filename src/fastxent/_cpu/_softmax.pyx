@@ -37,7 +37,7 @@ def logsumexp(const floating[:, :, :] x,   # IN  (outer, C, inner)
               double[:, ::1] out,          # OUT (outer, inner)
               int n_threads):
     cdef Py_ssize_t inner = x.shape[2], C = x.shape[1]
-    cdef Py_ssize_t s = x.strides[1] // sizeof(floating)
+    cdef Py_ssize_t s = x.strides[1] // <Py_ssize_t>sizeof(floating)
     cdef Py_ssize_t r, i, j
     for r in prange(x.shape[0] * inner, nogil=True, schedule="static",
                     num_threads=n_threads):
@@ -50,8 +50,8 @@ def softmax(const floating[:, :, :] x,   # IN  (outer, C, inner)
             floating[:, :, :] out,       # OUT (outer, C, inner), may be x's buffer
             int n_threads):
     cdef Py_ssize_t inner = x.shape[2], C = x.shape[1]
-    cdef Py_ssize_t s = x.strides[1] // sizeof(floating)
-    cdef Py_ssize_t os = out.strides[1] // sizeof(floating)
+    cdef Py_ssize_t s = x.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t os = out.strides[1] // <Py_ssize_t>sizeof(floating)
     cdef Py_ssize_t r, i, j
     cdef double m, total
     cdef floating* o
@@ -69,8 +69,8 @@ def log_softmax(const floating[:, :, :] x,   # IN  (outer, C, inner)
                 floating[:, :, :] out,       # OUT (outer, C, inner), may be x's buffer
                 int n_threads):
     cdef Py_ssize_t inner = x.shape[2], C = x.shape[1]
-    cdef Py_ssize_t s = x.strides[1] // sizeof(floating)
-    cdef Py_ssize_t os = out.strides[1] // sizeof(floating)
+    cdef Py_ssize_t s = x.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t os = out.strides[1] // <Py_ssize_t>sizeof(floating)
     cdef Py_ssize_t r, i, j, c
     cdef double m, lsum
     cdef const floating* xr

@@ -77,8 +77,8 @@ def index_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) logits
                bint want_grad, int n_threads):
     """Cross entropy with class-index targets: one loss per row (+ gradient rows)."""
     cdef Py_ssize_t inner = x.shape[2], C = x.shape[1]
-    cdef Py_ssize_t s = x.strides[1] // sizeof(floating)
-    cdef Py_ssize_t gs = grad.strides[1] // sizeof(floating)
+    cdef Py_ssize_t s = x.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t gs = grad.strides[1] // <Py_ssize_t>sizeof(floating)
     cdef Py_ssize_t r, i, j
     cdef const double* wp = &w[0] if w.shape[0] > 0 else NULL
     cdef double W = <double>C if wp == NULL else 0.0
@@ -111,11 +111,11 @@ cdef inline void _index_block(const floating[:, :, :] x, const int64_t[:, ::1] t
     # Rows r0 .. r0 + lanes - 1 (fewer at the end) through fx_block_index: element offsets of
     # each row in x and grad, their targets, scales and loss slots, all contiguous in r.
     cdef Py_ssize_t inner = x.shape[2], rows = x.shape[0] * inner
-    cdef Py_ssize_t so = x.strides[0] // sizeof(floating), si = x.strides[2] // sizeof(floating)
-    cdef Py_ssize_t sc = x.strides[1] // sizeof(floating)
-    cdef Py_ssize_t gso = grad.strides[0] // sizeof(floating)
-    cdef Py_ssize_t gsi = grad.strides[2] // sizeof(floating)
-    cdef Py_ssize_t gsc = grad.strides[1] // sizeof(floating)
+    cdef Py_ssize_t so = x.strides[0] // <Py_ssize_t>sizeof(floating), si = x.strides[2] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t sc = x.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t gso = grad.strides[0] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t gsi = grad.strides[2] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t gsc = grad.strides[1] // <Py_ssize_t>sizeof(floating)
     cdef Py_ssize_t off[16]
     cdef Py_ssize_t goff[16]
     cdef double scale[16]
@@ -148,9 +148,9 @@ def prob_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) logits
               bint want_grad, int n_threads):
     """Cross entropy with probability targets: one loss per row (+ gradient rows)."""
     cdef Py_ssize_t inner = x.shape[2], C = x.shape[1]
-    cdef Py_ssize_t s = x.strides[1] // sizeof(floating)
-    cdef Py_ssize_t qs = q.strides[1] // sizeof(floating)
-    cdef Py_ssize_t gs = grad.strides[1] // sizeof(floating)
+    cdef Py_ssize_t s = x.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t qs = q.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t gs = grad.strides[1] // <Py_ssize_t>sizeof(floating)
     cdef Py_ssize_t r, i, j
     cdef const double* wp = &w[0] if w.shape[0] > 0 else NULL
     cdef floating* g = NULL
@@ -176,8 +176,8 @@ def nll_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) log-probab
              bint want_grad, int n_threads):
     """Negative log-likelihood: one loss per row (+ gradient rows)."""
     cdef Py_ssize_t inner = x.shape[2], C = x.shape[1]
-    cdef Py_ssize_t s = x.strides[1] // sizeof(floating)
-    cdef Py_ssize_t gs = grad.strides[1] // sizeof(floating)
+    cdef Py_ssize_t s = x.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t gs = grad.strides[1] // <Py_ssize_t>sizeof(floating)
     cdef Py_ssize_t r, i, j
     cdef const double* wp = &w[0] if w.shape[0] > 0 else NULL
     cdef floating* g = NULL

@@ -71,7 +71,7 @@
 
 static inline double fx_exp_nonpos(double d) {
 #define FX_EXP_T double
-    int64_t tb, bits;
+    uint64_t tb, bits;      /* unsigned: a NaN's bits shift left without undefined behaviour */
     double scale;
     FX_EXP_BODY(d < -746.0 ? -746.0 : d, (memcpy(&tb, &t, sizeof tb), tb))
     memcpy(&scale, &bits, sizeof scale);
@@ -101,7 +101,7 @@ static inline double fx_exp_nonpos(double d) {
 
 static inline float fx_expf_nonpos(float d) {
 #define FX_EXP_T float
-    int32_t tb, bits;
+    uint32_t tb, bits;
     float scale;
     FX_EXPF_BODY(d < -105.0f ? -105.0f : d, (memcpy(&tb, &t, sizeof tb), tb))
     memcpy(&scale, &bits, sizeof scale);
@@ -114,29 +114,31 @@ static inline float fx_expf_nonpos(float d) {
 #define FX_VLEN 8
 typedef double fx_vd __attribute__((vector_size(64)));
 typedef int64_t fx_vi __attribute__((vector_size(64)));
+typedef uint64_t fx_vu __attribute__((vector_size(64)));   /* for the exponent-bit shifts */
 typedef float fx_vf __attribute__((vector_size(32)));
 
 /* always_inline: each ISA clone must get its own copy; an out-of-line call would pass 64-byte
  * vectors between code built for different instruction sets (different ABIs). */
 __attribute__((always_inline)) static inline fx_vd fx_vexp_nonpos(fx_vd d) {
 #define FX_EXP_T fx_vd
-    fx_vi bits;
+    fx_vu bits;
     const fx_vi low = d < -746.0;                  /* false for NaN, which stays NaN */
     const fx_vd lowest = (fx_vd){0} - 746.0;
-    FX_EXP_BODY((fx_vd)(((fx_vi)lowest & low) | ((fx_vi)d & ~low)), (fx_vi)t)
+    FX_EXP_BODY((fx_vd)(((fx_vi)lowest & low) | ((fx_vi)d & ~low)), (fx_vu)t)
     return p * (fx_vd)bits * 0x1p-100;
 #undef FX_EXP_T
 }
 
 typedef float fx_vf16 __attribute__((vector_size(64)));
 typedef int32_t fx_vi16 __attribute__((vector_size(64)));
+typedef uint32_t fx_vu16 __attribute__((vector_size(64)));
 
 __attribute__((always_inline)) static inline fx_vf16 fx_vexpf_nonpos(fx_vf16 d) {
 #define FX_EXP_T fx_vf16
-    fx_vi16 bits;
+    fx_vu16 bits;
     const fx_vi16 low = d < -105.0f;
     const fx_vf16 lowest = (fx_vf16){0} - 105.0f;
-    FX_EXPF_BODY((fx_vf16)(((fx_vi16)lowest & low) | ((fx_vi16)d & ~low)), (fx_vi16)t)
+    FX_EXPF_BODY((fx_vf16)(((fx_vi16)lowest & low) | ((fx_vi16)d & ~low)), (fx_vu16)t)
     return p * (fx_vf16)bits * 0x1p-30f;
 #undef FX_EXP_T
 }
