@@ -1,4 +1,5 @@
-"""The whole suite again, against the Debug build (CMake Debug: -O0 -g, Cython boundscheck).
+"""The whole suite again, against the Debug build (CMake Debug: -O0 -g, Cython boundscheck),
+and against an AddressSanitizer + UndefinedBehaviorSanitizer build (`.ci/sanitizers`).
 
 With bounds checking on, an index past a typed memoryview's end raises IndexError instead
 of reading or writing out of bounds, so a kernel bug that the Release build hides fails
@@ -12,6 +13,7 @@ Left out of the Debug run: this file, and the > 2**31-element views, which take 
 """
 import os
 import pathlib
+import shutil
 import site
 import subprocess
 import sys
@@ -44,3 +46,21 @@ def test_suite_passes_on_the_debug_build(tmp_path):
     summary = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
     assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-2000:]
     assert " passed" in summary
+
+
+def _sanitizer_runtimes():
+    if shutil.which("gcc") is None:
+        return False
+    names = [subprocess.run(["gcc", f"-print-file-name={lib}"], capture_output=True,
+                            text=True).stdout.strip() for lib in ("libasan.so", "libubsan.so")]
+    return all(os.path.isabs(name) and os.path.exists(name) for name in names)
+
+
+@pytest.mark.skipif(os.environ.get("FASTXENT_DEBUG_RUN") == "1",
+                    reason="this is a Debug or sanitizer run itself")
+@pytest.mark.skipif(not _sanitizer_runtimes(), reason="gcc's libasan/libubsan not found")
+def test_suite_passes_under_address_and_undefined_behaviour_sanitizers():
+    run = subprocess.run(["bash", str(ROOT / ".ci" / "sanitizers")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=1800)
+    assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-3000:]
+    assert " passed" in run.stdout.strip().splitlines()[-1]
