@@ -75,7 +75,7 @@ def _probe(a):
     return np.broadcast_to(np.zeros((), a.dtype), a.shape)
 
 
-def _small(name, value):
+def _small(value):
     """A small array argument (class weights), computed now when it is a Dask array."""
     if isinstance(value, da.Array):
         return np.asarray(value.compute())
@@ -97,7 +97,7 @@ def _upstream(grad_output, reduction, loss_shape, row_chunks):
         V.real_array("grad_output", np.empty(0, g.dtype))
         V.grad_output(np.broadcast_to(np.zeros(()), g.shape), reduction, loss_shape)
         return da.broadcast_to(g, loss_shape).rechunk(row_chunks)
-    return float(V.grad_output(_small("grad_output", grad_output), reduction, ()))
+    return float(V.grad_output(_small(grad_output), reduction, ()))
 
 
 def _finish(pieces, denominator, reduction, dtype):
@@ -129,7 +129,7 @@ def _class_loss(fn, input, target, weight, ignore_index, reduction, label_smooth
     want = _gradient_options(return_grad, grad_output, grad_out)
     nt = _threads(n_threads)
     x, t = _array("input", input), _array("target", target)
-    weight = _small("weight", weight)
+    weight = _small(weight)
     ax, probs = V.class_problem(_probe(x), _probe(t), weight=weight, ignore_index=ignore_index,
                                 reduction_value=reduction,
                                 label_smoothing_value=label_smoothing, axis_value=axis,
