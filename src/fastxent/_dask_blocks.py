@@ -38,6 +38,13 @@ def _targets64(t, n_classes, ignore_index):
     return t64.reshape(np.shape(t))
 
 
+def _chunk_weight(weight, c0, n, ones=False):
+    """The class weights of classes c0 .. c0+n-1 (float64); None or ones when unweighted."""
+    if weight is None:
+        return np.ones(n) if ones else None
+    return np.asarray(weight, np.float64)[c0:c0 + n]
+
+
 def _local_classes(t, cids, n_classes, weight, ignore_index):
     """Targets, weights and ignore_index of a block that holds classes ``cids`` only.
 
@@ -48,8 +55,7 @@ def _local_classes(t, cids, n_classes, weight, ignore_index):
     c0 = int(cids[0])
     inside = (t64 >= c0) & (t64 < c0 + len(cids))
     local = np.where(inside, t64 - c0, -1)
-    w = None if weight is None else np.asarray(weight)[c0:c0 + len(cids)]
-    return local, w, -1
+    return local, _chunk_weight(weight, c0, len(cids)), -1
 
 
 def loss_block(x, t, cids, w, pw, gout, *, fn, options, reduction, want_grad, n_threads,
@@ -173,7 +179,7 @@ def ce_stats(x, t, cids, *, n_classes, weight, ignore_index, label_smoothing, ax
     Differences from ``l`` rather than raw sums keep huge logits free of cancellation.
     """
     c0, cb = int(cids[0]), len(cids)
-    w = np.ones(cb) if weight is None else np.asarray(weight, np.float64)[c0:c0 + cb]
+    w = _chunk_weight(weight, c0, cb, ones=True)
     with limited(n_threads):
         lse = F._logsumexp64(x, ax)[3]
     xm = np.moveaxis(x, ax, -1)
@@ -253,7 +259,7 @@ def ce_grad(x, t, cids, merged, gout, *, n_classes, weight, ignore_index, label_
     upstream scale of the row."""
     c0, cb = int(cids[0]), len(cids)
     eps, C = label_smoothing, n_classes
-    w = np.ones(cb) if weight is None else np.asarray(weight, np.float64)[c0:c0 + cb]
+    w = _chunk_weight(weight, c0, cb, ones=True)
     m = np.moveaxis(merged, ax, -1)
     lse, a = m[..., 1:2], m[..., 2:3]
     scale = np.asarray(gout, np.float64)

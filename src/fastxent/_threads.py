@@ -2,10 +2,10 @@
 
 The count is resolved at each call, never cached at import: a ``limited(n)`` block on the
 calling thread wins (the Dask path uses it so that each Dask thread runs one OpenMP thread),
-then ``fx.set_num_threads(n)``, then ``omp_get_max_threads()``, which already honours ``OMP_NUM_THREADS`` and
-threadpoolctl's ``threadpool_limits(user_api="openmp")``. Calls smaller than
-``SERIAL_THRESHOLD`` elements run on one thread, because starting the team costs more than
-the work. Results never depend on the count: kernels write per-row values or fixed blocks
+then ``fx.set_num_threads(n)``, then ``omp_get_max_threads()``, which already honours
+``OMP_NUM_THREADS`` and threadpoolctl's ``threadpool_limits(user_api="openmp")``. Calls
+smaller than ``SERIAL_THRESHOLD`` elements run on one thread, because starting the team
+costs more than the work. Results never depend on the count: kernels write per-row values or fixed blocks
 (see ``_reduce.py``).
 """
 from __future__ import annotations

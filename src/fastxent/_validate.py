@@ -292,8 +292,7 @@ def _broadcastable(name: str, a: np.ndarray, shape) -> None:
                          f"{a.shape}")
 
 
-def _broadcast(name: str, a: np.ndarray, shape, dtype) -> np.ndarray:
-    _broadcastable(name, a, shape)
+def _broadcast(a: np.ndarray, shape, dtype) -> np.ndarray:
     return np.broadcast_to(a.astype(dtype, copy=False), shape)
 
 
@@ -319,22 +318,20 @@ def elementwise_problem(input, target, *, weight=None, pos_weight=None, reductio
         raise TypeError(f"target must be an array of real numbers; got dtype {t.dtype}")
     if same_shape and t.shape != x.shape:
         raise ValueError(f"target must have the input's shape {x.shape}; got {t.shape}")
+    w = np.float64(1.0) if weight is None else real_array("weight", weight)
+    pw = None if pos_weight is None else real_array("pos_weight", pos_weight)
+    for name, a in (("target", t), ("weight", w), ("pos_weight", pw)):
+        if a is not None:
+            _broadcastable(name, a, x.shape)
     if check_only:
-        _broadcastable("target", t, x.shape)
-        for name, value in (("weight", weight), ("pos_weight", pos_weight)):
-            if value is not None:
-                _broadcastable(name, real_array(name, value), x.shape)
         return None
     if probabilities:
         _in_unit_interval("input", x)
         _in_unit_interval("target", t)
     cdt = compute_dtype(x.dtype, t.dtype)
-    operands = [_broadcast("target", t, x.shape, cdt)]
-    w = np.float64(1.0) if weight is None else real_array("weight", weight)
-    operands.append(_broadcast("weight", w, x.shape, np.float64))
-    if pos_weight is not None:
-        pw = real_array("pos_weight", pos_weight)
-        operands.append(_broadcast("pos_weight", pw, x.shape, np.float64))
+    operands = [_broadcast(t, x.shape, cdt), _broadcast(w, x.shape, np.float64)]
+    if pw is not None:
+        operands.append(_broadcast(pw, x.shape, np.float64))
     perm, pshape, views = elementwise_views(x.astype(cdt, copy=False), *operands)
     denominator = float(x.size)
     if batch_denominator:          # kl_div's "batchmean": the first dimension
