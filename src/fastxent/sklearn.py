@@ -207,7 +207,7 @@ class CrossEntropyClassifier(ClassifierMixin, BaseEstimator):
         Number of L-BFGS iterations run.
     n_features_in_ : int
         Number of features seen during `fit`.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape ``(n_features_in_,)``
         Feature names, when `X` had string column names.
 
     Examples
