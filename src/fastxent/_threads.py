@@ -70,6 +70,12 @@ def set_num_threads(n: int | None) -> None:
 def get_num_threads() -> int:
     """Return the number of OpenMP threads a large kernel call would use now.
 
+    Returns
+    -------
+    int
+        `set_num_threads`'s value if set, else OpenMP's maximum (``OMP_NUM_THREADS``,
+        threadpoolctl); inside a thread-local limit, that limit.
+
     Examples
     --------
     >>> import fastxent as fx

@@ -34,11 +34,62 @@ class _Loss:
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __call__(self, input, target):
-        """Return the loss."""
+        """Return the loss of `input` against `target` with this object's options.
+
+        Parameters
+        ----------
+        input : array_like of float
+            The logits (or probabilities, log-probabilities: as the functional form).
+        target : array_like
+            The target, as the functional form takes it.
+
+        Returns
+        -------
+        loss : ndarray
+            0-d for 'mean', 'sum' and 'batchmean'; per item for 'none'.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import fastxent as fx
+        >>> fx.BCEWithLogitsLoss(reduction="none")(np.array([0.0, 0.0]), np.array([1, 0]))
+        array([0.69314718, 0.69314718])
+        """
         return type(self)._function(input, target, **self._options)
 
     def loss_and_grad(self, input, target, grad_output=None, grad_out=None):
-        """Return ``(loss, grad)``: the loss and its gradient with respect to `input`."""
+        """Return the loss and its gradient with respect to `input`, from one fused pass.
+
+        Parameters
+        ----------
+        input : array_like of float
+            The logits (or probabilities, log-probabilities: as the functional form).
+        target : array_like
+            The target, as the functional form takes it.
+        grad_output : float or array_like, optional
+            The upstream gradient ``d total / d loss`` (1 by default; the loss's shape
+            for ``reduction='none'``).
+        grad_out : ndarray, optional
+            An array of the input's shape and dtype to write the gradient into; the input
+            itself gives an in-place gradient.
+
+        Returns
+        -------
+        loss : ndarray
+            As from calling the object.
+        grad : ndarray
+            The gradient of ``sum(grad_output * loss)``, the input's shape and dtype
+            (`grad_out` when given).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import fastxent as fx
+        >>> loss, grad = fx.CrossEntropyLoss(reduction="sum").loss_and_grad(
+        ...     np.zeros((1, 2)), np.array([0]))
+        >>> grad
+        array([[-0.5,  0.5]])
+        """
         return type(self)._function(input, target, return_grad=True, grad_output=grad_output,
                                     grad_out=grad_out, **self._options)
 
@@ -49,6 +100,19 @@ class _Loss:
 
 class CrossEntropyLoss(_Loss):
     """Cross entropy on logits; see :func:`fastxent.cross_entropy` for every option.
+
+    Parameters
+    ----------
+    weight : array_like of float, shape (C,), optional
+        A weight per class.
+    ignore_index : int, default -100
+        Class-index targets equal to it contribute nothing.
+    reduction : {'mean', 'sum', 'none'}, default 'mean'
+        How the per-item losses are combined.
+    label_smoothing : float in [0, 1], default 0
+        Mix the target with the uniform distribution.
+    axis : int, optional
+        The class axis (1, or 0 for a 1-d input, by default).
 
     Examples
     --------
@@ -71,6 +135,17 @@ class CrossEntropyLoss(_Loss):
 class NLLLoss(_Loss):
     """Negative log-likelihood on log-probabilities; see :func:`fastxent.nll_loss`.
 
+    Parameters
+    ----------
+    weight : array_like of float, shape (C,), optional
+        A weight per class.
+    ignore_index : int, default -100
+        Class-index targets equal to it contribute nothing.
+    reduction : {'mean', 'sum', 'none'}, default 'mean'
+        How the per-item losses are combined.
+    axis : int, optional
+        The class axis (1, or 0 for a 1-d input, by default).
+
     Examples
     --------
     >>> import numpy as np
@@ -91,6 +166,13 @@ class NLLLoss(_Loss):
 class BCELoss(_Loss):
     """Binary cross entropy on probabilities; see :func:`fastxent.binary_cross_entropy`.
 
+    Parameters
+    ----------
+    weight : array_like of float, optional
+        A weight per element, broadcast against the input.
+    reduction : {'mean', 'sum', 'none'}, default 'mean'
+        How the per-item losses are combined.
+
     Examples
     --------
     >>> import numpy as np
@@ -109,6 +191,15 @@ class BCEWithLogitsLoss(_Loss):
     """Binary cross entropy on logits; see
     :func:`fastxent.binary_cross_entropy_with_logits`.
 
+    Parameters
+    ----------
+    weight : array_like of float, optional
+        A weight per element, broadcast against the input.
+    reduction : {'mean', 'sum', 'none'}, default 'mean'
+        How the per-item losses are combined.
+    pos_weight : array_like of float, optional
+        A weight for the positive term, broadcast against the input (its last axis).
+
     Examples
     --------
     >>> import numpy as np
@@ -126,6 +217,13 @@ class BCEWithLogitsLoss(_Loss):
 
 class KLDivLoss(_Loss):
     """Kullback-Leibler divergence; see :func:`fastxent.kl_div`.
+
+    Parameters
+    ----------
+    reduction : {'mean', 'batchmean', 'sum', 'none'}, default 'mean'
+        How the per-item losses are combined.
+    log_target : bool, default False
+        Whether the target is given as log-probabilities.
 
     Examples
     --------
