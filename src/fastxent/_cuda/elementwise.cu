@@ -1,0 +1,92 @@
+/* Element-wise kernels: binary_cross_entropy, binary_cross_entropy_with_logits and kl_div,
+ * loss and fused gradient, on (d0, d1, d2) views with any element strides per operand
+ * (stride 0 broadcasts: weights, pos_weight, a scalar gradient scale), as on the CPU
+ * (_cpu/_binary.pyx, _kldiv.pyx).
+ *
+ * A grid-stride loop over the elements; each block adds its threads' losses in double in a
+ * fixed order and writes one partial sum, which the host adds: deterministic for a given
+ * grid, no float atomics. The gradient may be the input itself (each element is read before
+ * it is written, by the same thread). elem_work is host+device: the CI host test runs it.
+ */
+#include "fx_device.cuh"
+
+namespace fx {
+
+enum { BCE = 0, BCE_LOGITS = 1, KL_DIV = 2 };
+
+template <class T> struct ElemArgs {
+    const T* x; long long d0, d1, d2, xs0, xs1, xs2;
+    const T* y; long long ys0, ys1, ys2;
+    const double* w; long long ws0, ws1, ws2;
+    const double* pw; long long ps0, ps1, ps2; int has_pw;
+    int log_target;
+    const double* gscale; long long gss0, gss1, gss2;
+    T* loss; long long ls0, ls1, ls2; int want_loss;
+    T* g; long long gs0, gs1, gs2; int want_grad;
+};
+
+/* Element k (C order over d0, d1, d2): writes its loss and gradient when wanted, returns
+ * its loss in double for the block's partial sum. */
+template <int OP, class T> FX_HD double elem_work(const ElemArgs<T>& a, long long k) {
+    typedef typename acc_of<T>::type A;
+    const long long d12 = a.d1 * a.d2;
+    const long long i0 = k / d12, r = k - i0 * d12, i1 = r / a.d2, i2 = r - i1 * a.d2;
+    const A xv = widen(a.x[i0 * a.xs0 + i1 * a.xs1 + i2 * a.xs2]);
+    const A yv = widen(a.y[i0 * a.ys0 + i1 * a.ys1 + i2 * a.ys2]);
+    const A wv = OP == KL_DIV ? A(1) : A(a.w[i0 * a.ws0 + i1 * a.ws1 + i2 * a.ws2]);
+    const A pv = OP == BCE_LOGITS && a.has_pw ? A(a.pw[i0 * a.ps0 + i1 * a.ps1 + i2 * a.ps2])
+                                              : A(1);
+    const bool log_target = a.log_target != 0;
+    const A lv = OP == KL_DIV ? kl_loss(xv, yv, log_target)
+               : OP == BCE    ? bce_loss(xv, yv, wv)
+                              : bce_logits_loss(xv, yv, wv, pv);
+    if (a.want_loss) a.loss[i0 * a.ls0 + i1 * a.ls1 + i2 * a.ls2] = narrow_to<T>::from(lv);
+    if (a.want_grad) {
+        const A scale = A(a.gscale[i0 * a.gss0 + i1 * a.gss1 + i2 * a.gss2]);
+        const A gv = OP == KL_DIV ? kl_grad(yv, log_target, scale)
+                   : OP == BCE    ? bce_grad(xv, yv, wv, scale)
+                                  : bce_logits_grad(xv, yv, wv, pv, scale);
+        a.g[i0 * a.gs0 + i1 * a.gs1 + i2 * a.gs2] = narrow_to<T>::from(gv);
+    }
+    return (double)lv;
+}
+
+#if defined(__CUDACC__)
+
+template <int OP, class T, int BLOCK>
+__global__ void __launch_bounds__(BLOCK) elementwise(
+        const T* x, long long d0, long long d1, long long d2,
+        long long xs0, long long xs1, long long xs2,
+        const T* y, long long ys0, long long ys1, long long ys2,
+        const double* w, long long ws0, long long ws1, long long ws2,
+        const double* pw, long long ps0, long long ps1, long long ps2, int has_pw,
+        int log_target,
+        const double* gscale, long long gss0, long long gss1, long long gss2,
+        T* loss, long long ls0, long long ls1, long long ls2, int want_loss,
+        T* g, long long gs0, long long gs1, long long gs2, int want_grad,
+        double* partial) {
+    const ElemArgs<T> a = {x, d0, d1, d2, xs0, xs1, xs2, y, ys0, ys1, ys2, w, ws0, ws1, ws2,
+                           pw, ps0, ps1, ps2, has_pw, log_target, gscale, gss0, gss1, gss2,
+                           loss, ls0, ls1, ls2, want_loss, g, gs0, gs1, gs2, want_grad};
+    __shared__ double slots[BLOCK / 32];
+    const long long n = d0 * d1 * d2;
+    double acc = 0.0;
+    for (long long k = (long long)blockIdx.x * BLOCK + threadIdx.x; k < n;
+         k += (long long)gridDim.x * BLOCK) {
+        acc += elem_work<OP>(a, k);
+    }
+    /* the block's partial: butterfly within warps, then the warps' slots in index order */
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if ((threadIdx.x & 31) == 0) slots[threadIdx.x >> 5] = acc;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double total = slots[0];
+        for (int j = 1; j < BLOCK / 32; ++j) total += slots[j];
+        partial[blockIdx.x] = total;
+    }
+}
+
+#endif
+
+}  // namespace fx

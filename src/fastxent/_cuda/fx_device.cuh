@@ -1,0 +1,257 @@
+/* fastxent's device library: storage types, conversions and the per-row / per-element maths
+ * of every loss, written once as host+device functions.
+ *
+ * Header-free on purpose: the same text compiles under NVRTC (CuPy's RawModule, no CUDA
+ * include path needed), under nvcc (the CI compile check) and under g++ (the CI host test,
+ * tests/test_cuda_sources.py, which runs these functions against a float64 reference).
+ *
+ * Arithmetic: float for float32 / float16 / bfloat16 storage, double for float64 ("acc_t").
+ * The formulas are those of the CPU kernels (_cpu/_xent.pyx's design block, fx_binary.inc,
+ * _kldiv.pyx), so both backends give PyTorch's answers, non-finite cases included.
+ */
+#ifndef FX_DEVICE_CUH
+#define FX_DEVICE_CUH
+
+#if defined(__CUDACC__)
+#define FX_HD __host__ __device__ __forceinline__
+#define FX_DEV __device__ __forceinline__
+#else
+#define FX_HD inline
+#define FX_DEV inline
+#endif
+
+#if !defined(__CUDACC_RTC__)
+#include <math.h>
+#endif
+
+namespace fx {
+
+/* 16-bit storage types as their bits: no cuda_fp16.h / cuda_bf16.h needed. */
+struct bf16 { unsigned short bits; };
+struct f16 { unsigned short bits; };
+
+template <class T> struct acc_of { typedef float type; };
+template <> struct acc_of<double> { typedef double type; };
+
+FX_HD float f32_from_bits(unsigned int b) {
+#if defined(__CUDA_ARCH__)
+    return __uint_as_float(b);
+#else
+    float f;
+    __builtin_memcpy(&f, &b, sizeof f);
+    return f;
+#endif
+}
+
+FX_HD unsigned int bits_from_f32(float f) {
+#if defined(__CUDA_ARCH__)
+    return __float_as_uint(f);
+#else
+    unsigned int b;
+    __builtin_memcpy(&b, &f, sizeof b);
+    return b;
+#endif
+}
+
+FX_HD float nan_f() { return f32_from_bits(0x7fc00000u); }
+FX_HD float inf_f() { return f32_from_bits(0x7f800000u); }
+
+/* bfloat16 <-> float: the top half of the float's bits; rounding to nearest even, NaN kept
+ * quiet (the integer trick would carry a NaN's mantissa into the exponent). */
+FX_HD float widen(bf16 v) { return f32_from_bits((unsigned int)v.bits << 16); }
+
+FX_HD bf16 to_bf16(float f) {
+    const unsigned int u = bits_from_f32(f);
+    bf16 r;
+    if ((u & 0x7fffffffu) > 0x7f800000u) {
+        r.bits = (unsigned short)((u >> 16) | 0x40u);
+    } else {
+        r.bits = (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    }
+    return r;
+}
+
+/* float16 <-> float: the hardware conversion on the device, IEEE round-to-nearest-even in
+ * software on the host (the host test checks the two agree through NumPy's float16). */
+FX_HD float widen(f16 v) {
+#if defined(__CUDA_ARCH__)
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(v.bits));
+    return f;
+#else
+    const unsigned int sign = (unsigned int)(v.bits & 0x8000u) << 16;
+    const unsigned int exp = (v.bits >> 10) & 0x1fu, man = v.bits & 0x3ffu;
+    if (exp == 0x1fu) return f32_from_bits(sign | 0x7f800000u | (man << 13));
+    if (exp != 0) return f32_from_bits(sign | ((exp + 112u) << 23) | (man << 13));
+    if (man == 0) return f32_from_bits(sign);
+    /* subnormal: man * 2^-24, exact in float */
+    const float mag = (float)man * f32_from_bits(0x33800000u);
+    return sign ? -mag : mag;
+#endif
+}
+
+FX_HD f16 to_f16(float f) {
+    f16 r;
+#if defined(__CUDA_ARCH__)
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(r.bits) : "f"(f));
+#else
+    const unsigned int u = bits_from_f32(f);
+    const unsigned int sign = (u >> 16) & 0x8000u;
+    const unsigned int a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) { r.bits = (unsigned short)(sign | 0x7e00u); return r; }
+    if (a >= 0x477ff000u) { r.bits = (unsigned short)(sign | 0x7c00u); return r; }  /* >= 65520 */
+    if (a < 0x38800000u) {                       /* below 2^-14: subnormal or zero */
+        const float mag = f32_from_bits(a) * f32_from_bits(0x4b800000u);   /* * 2^24 */
+        /* mag < 1024 is exact in float; round half to even like the hardware */
+        unsigned int m = (unsigned int)mag;
+        const float frac = mag - (float)m;
+        if (frac > 0.5f || (frac == 0.5f && (m & 1u))) ++m;
+        r.bits = (unsigned short)(sign | m);
+        return r;
+    }
+    const unsigned int rounded = a + 0x0fffu + ((a >> 13) & 1u);
+    r.bits = (unsigned short)(sign | ((rounded - 0x38000000u) >> 13));
+#endif
+    return r;
+}
+
+FX_HD float widen(float v) { return v; }
+FX_HD double widen(double v) { return v; }
+
+template <class T> struct narrow_to;
+template <> struct narrow_to<float> { FX_HD static float from(float v) { return v; } };
+template <> struct narrow_to<double> { FX_HD static double from(double v) { return v; } };
+template <> struct narrow_to<bf16> { FX_HD static bf16 from(float v) { return to_bf16(v); } };
+template <> struct narrow_to<f16> { FX_HD static f16 from(float v) { return to_f16(v); } };
+
+/* Overloads so that one template body serves float and double arithmetic. */
+FX_HD float fx_exp(float v) { return expf(v); }
+FX_HD double fx_exp(double v) { return exp(v); }
+FX_HD float fx_log(float v) { return logf(v); }
+FX_HD double fx_log(double v) { return log(v); }
+FX_HD float fx_abs(float v) { return fabsf(v); }
+FX_HD double fx_abs(double v) { return fabs(v); }
+/* The larger of two values, a NaN never winning: max over a row skips NaN logits (they
+ * reach the sum through exp), as the CPU kernels do. */
+FX_HD float fx_max(float a, float b) { return fmaxf(a, b); }
+FX_HD double fx_max(double a, double b) { return fmax(a, b); }
+FX_HD bool fx_isnan(float v) { return v != v; }
+FX_HD bool fx_isnan(double v) { return v != v; }
+
+/* ---- class-axis rows ---------------------------------------------------------------------
+ * A row's statistics, gathered by the lanes of a row and combined in a fixed order:
+ *   m     max of the row (pass 1);
+ *   total sum_c exp(x_c - m)                                  (pass 2, every op);
+ *   a, b  op-specific sums relative to m                     (pass 2):
+ *         class index + smoothing: b = sum_c w_c (m - x_c);
+ *         probabilities: a = sum_c w_c q'_c, b = sum_c w_c q'_c (m - x_c).
+ * Sums are taken relative to m so that huge logits never cancel. */
+template <class A> struct RowSums {
+    A total, a, b;
+};
+
+template <class A> FX_HD RowSums<A> row_sums_add(RowSums<A> u, RowSums<A> v) {
+    RowSums<A> r;
+    r.total = u.total + v.total;
+    r.a = u.a + v.a;
+    r.b = u.b + v.b;
+    return r;
+}
+
+/* The loss of a class-index row from its statistics; xy is the target's logit, wy its weight,
+ * W the sum of all class weights (C without weights), eps the label smoothing. */
+template <class A> FX_HD A index_row_loss(A m, RowSums<A> s, A xy, A wy, A W, A eps, int C) {
+    const A ls = fx_log(s.total);
+    const A nll = (m - xy) + ls;
+    if (eps > A(0)) {
+        const A spread = eps / A(C);
+        return (A(1) - eps) * wy * nll + spread * (s.b + W * ls);
+    }
+    return wy * nll;
+}
+
+/* The gradient coefficients of a class-index row: grad_c = ka * e_c - kb * w_c for c != y,
+ * with e_c = exp(x_c - m), and grad_y from index_target_grad. scale is d total / d loss. */
+template <class A> struct IndexGrad {
+    A ka, kb, k;
+};
+
+template <class A> FX_HD IndexGrad<A> index_row_grad(RowSums<A> s, A wy, A W, A eps, int C,
+                                                     A scale) {
+    const A spread = eps / A(C);
+    IndexGrad<A> r;
+    r.k = (A(1) - eps) * wy + spread * W;
+    r.ka = scale * r.k / s.total;
+    r.kb = scale * spread;
+    return r;
+}
+
+/* The target entry, recomputed from the saved logit so that p_y - 1 keeps its digits. */
+template <class A> FX_HD A index_target_grad(IndexGrad<A> g, A m, RowSums<A> s, A xy, A wy,
+                                            A eps, int C, A scale) {
+    const A spread = eps / A(C);
+    return scale * (g.k * (fx_exp(xy - m) / s.total) - (A(1) - eps) * wy - spread * wy);
+}
+
+/* Probability targets: loss = b + a log(total), grad_c = (scale a / total) e_c
+ * - scale w_c q'_c, with q'_c = (1 - eps) q_c + eps / C. */
+template <class A> FX_HD A smoothed(A q, A eps, int C) {
+    return (A(1) - eps) * q + eps / A(C);
+}
+
+template <class A> FX_HD A prob_row_loss(RowSums<A> s) {
+    return s.b + s.a * fx_log(s.total);
+}
+
+/* ---- element-wise losses -------------------------------------------------------------- */
+
+/* binary_cross_entropy_with_logits: w [(1 - y) x + (1 + (pw - 1) y) softplus(-x)], with
+ * softplus(-x) = log1p(exp(-|x|)) + max(-x, 0) through Goldberg's log1p; and its gradient
+ * w [(pw y + 1 - y) sigmoid(x) - pw y] (pw = 1 without pos_weight). */
+template <class A> FX_HD A bce_logits_loss(A x, A y, A w, A pw) {
+    const A e = fx_exp(-fx_abs(x)), u = A(1) + e;
+    const A l1p = (u == A(1)) ? e : fx_log(u) * e / (u - A(1));
+    const A sp = l1p + (x < A(0) ? -x : A(0));
+    return w * ((A(1) - y) * x + (A(1) + (pw - A(1)) * y) * sp);
+}
+
+template <class A> FX_HD A bce_logits_grad(A x, A y, A w, A pw, A scale) {
+    const A e = fx_exp(-fx_abs(x)), u = A(1) + e;
+    const A sg = (x < A(0) ? e : A(1)) / u;
+    return scale * w * ((pw * y + A(1) - y) * sg - pw * y);
+}
+
+/* binary_cross_entropy on probabilities: each log clamped at -100 the way std::max does it
+ * (a NaN log stays NaN), and the gradient w (p - y) / max(p (1 - p), 1e-12f) (PyTorch's
+ * float constant, also in double; a NaN product takes the floor, as on the CPU). */
+FX_HD float fx_log1p(float v) { return log1pf(v); }
+FX_HD double fx_log1p(double v) { return log1p(v); }
+
+template <class A> FX_HD A clamp_log(A v) { return v < A(-100) ? A(-100) : v; }
+
+template <class A> FX_HD A bce_loss(A p, A y, A w) {
+    return w * ((y - A(1)) * clamp_log(fx_log1p(-p)) - y * clamp_log(fx_log(p)));
+}
+
+template <class A> FX_HD A bce_grad(A p, A y, A w, A scale) {
+    const A floor = A(1e-12f);
+    A d = p * (A(1) - p);
+    d = d > floor ? d : floor;
+    return scale * w * (p - y) / d;
+}
+
+/* kl_div: log_target false: xlogy(t, t) - t x, gradient -t;
+ *         log_target true:  exp(t) (t - x),    gradient -exp(t). */
+template <class A> FX_HD A kl_loss(A x, A t, bool log_target) {
+    if (log_target) return fx_exp(t) * (t - x);
+    const A xlogx = fx_isnan(t) ? t : (t == A(0) ? A(0) : t * fx_log(t));
+    return xlogx - t * x;
+}
+
+template <class A> FX_HD A kl_grad(A t, bool log_target, A scale) {
+    return -(log_target ? fx_exp(t) : t) * scale;
+}
+
+}  // namespace fx
+
+#endif  /* FX_DEVICE_CUH */

@@ -1,0 +1,79 @@
+"""The CUDA sources of the GPU backend, their compile options and template instantiations.
+
+Pure Python (no CuPy): the GPU backend builds its ``cupy.RawModule`` objects from here, and
+the CPU-only CI compiles exactly the same modules with nvcc (tests/test_cuda_sources.py).
+
+A module is one kernel template for one operation and one input dtype, with every
+instantiation the launcher may ask for (target integer types, lane mappings) listed as
+NVRTC name expressions; CuPy compiles them together on first use, per device.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+SOURCE_DIR = Path(__file__).parent / "_cuda"
+HEADER = "fx_device.cuh"
+
+# NVRTC options (CuPy adds -arch for the device and its include paths; the sources need no
+# CUDA headers). Never -use_fast_math: the exponential and logarithm stay IEEE-accurate.
+OPTIONS = ("--std=c++17",)
+
+# NumPy dtype name -> C++ storage type.
+DTYPES = {"float32": "float", "float64": "double", "float16": "fx::f16",
+          "bfloat16": "fx::bf16"}
+# Class-index target dtypes the kernels read directly (others are converted to int64).
+TARGETS = {"int32": "int", "int64": "long long"}
+
+ROW_OPS = {"ce_index": 0, "ce_prob": 1, "nll": 2, "logsumexp": 3, "softmax": 4,
+           "log_softmax": 5}
+INDEX_OPS = ("ce_index", "nll")
+ELEMENTWISE_OPS = {"bce": 0, "bce_logits": 1, "kl_div": 2}
+
+# (lanes per row, threads per block, row cached in shared memory); see rows.cu.
+THREAD_PER_ROW = (1, 128, False)
+WARP_PER_ROW = (32, 128, False)
+BLOCK_PER_ROW = (512, 512, False)
+BLOCK_PER_ROW_CACHED = (512, 512, True)
+ROW_CONFIGS = (THREAD_PER_ROW, WARP_PER_ROW, BLOCK_PER_ROW, BLOCK_PER_ROW_CACHED)
+ELEMENTWISE_BLOCK = 256
+
+
+def source(file: str) -> str:
+    """The text of ``_cuda/<file>`` with the device header pasted in (NVRTC gets one string)."""
+    text = (SOURCE_DIR / file).read_text()
+    header = (SOURCE_DIR / HEADER).read_text()
+    return text.replace(f'#include "{HEADER}"', header, 1)
+
+
+def row_kernel(op: str, dtype: str, target: str | None, config) -> str:
+    """The name expression of one class-axis kernel instantiation."""
+    lanes, block, cached = config
+    ti = TARGETS[target] if op in INDEX_OPS else "long long"
+    return (f"fx::rows<{ROW_OPS[op]}, {DTYPES[dtype]}, {ti}, {lanes}, {block}, "
+            f"{'true' if cached else 'false'}>")
+
+
+def elementwise_kernel(op: str, dtype: str) -> str:
+    """The name expression of one element-wise kernel instantiation."""
+    return f"fx::elementwise<{ELEMENTWISE_OPS[op]}, {DTYPES[dtype]}, {ELEMENTWISE_BLOCK}>"
+
+
+def module(kind: str, op: str, dtype: str):
+    """``(file, name_expressions)`` of the module holding every instantiation of `op` for
+    `dtype`; `kind` is "rows" or "elementwise"."""
+    if kind == "rows":
+        targets = tuple(TARGETS) if op in INDEX_OPS else (None,)
+        names = [row_kernel(op, dtype, t, cfg) for t in targets for cfg in ROW_CONFIGS]
+        return "rows.cu", names
+    return "elementwise.cu", [elementwise_kernel(op, dtype)]
+
+
+def all_modules():
+    """Every module the backend can request: ``(kind, op, dtype, file, names)``."""
+    out = []
+    for dtype in DTYPES:
+        for op in ROW_OPS:
+            out.append(("rows", op, dtype) + module("rows", op, dtype))
+        for op in ELEMENTWISE_OPS:
+            out.append(("elementwise", op, dtype) + module("elementwise", op, dtype))
+    return out
