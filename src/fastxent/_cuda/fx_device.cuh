@@ -142,8 +142,8 @@ FX_HD bool fx_isnan(double v) { return v != v; }
  * A row's statistics, gathered by the lanes of a row and combined in a fixed order:
  *   m     max of the row (pass 1);
  *   total sum_c exp(x_c - m)                                  (pass 2, every op);
- *   a, b  op-specific sums relative to m                     (pass 2):
- *         class index + smoothing: b = sum_c w_c (m - x_c);
+ *   a, b  op-specific sums                                    (pass 2):
+ *         class index + smoothing: a = sum_c w_c, b = sum_c w_c (m - x_c);
  *         probabilities: a = sum_c w_c q'_c, b = sum_c w_c q'_c (m - x_c).
  * Sums are taken relative to m so that huge logits never cancel. */
 template <class A> struct RowSums {

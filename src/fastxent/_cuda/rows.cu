@@ -34,7 +34,7 @@ template <class T, class TI> struct RowArgs {
     const T* x; long long outer; int C; long long inner; long long so, sc, si;
     const TI* t; long long tso, tsi, ignore_index;
     const T* q; long long qso, qsc, qsi;
-    const double* w; int has_w; double W_all, eps;
+    const double* w; int has_w; double eps;
     const double* gscale; long long gss_o, gss_i;
     double* rows_out;
     T* g; long long gso, gsc, gsi; int want_grad;
@@ -66,7 +66,7 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
     const T* xr = a.x + o * a.so + i * a.si;
     T* gr = a.g + o * a.gso + i * a.gsi;
     const int n = active ? C : 0;           /* inactive lanes still join every reduction */
-    const A eps = A(a.eps), W = A(a.W_all);
+    const A eps = A(a.eps);
     const A nan = A(nan_f()), inf = A(inf_f());
 
     long long y = -1;
@@ -119,7 +119,11 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
         const A v = CACHED ? cache[c] : A(widen(xr[c * a.sc]));
         const A e = fx_exp(v - m);
         s.total += e;
-        if (OP == CE_INDEX && eps > A(0)) s.b += (a.has_w ? A(a.w[c]) : A(1)) * (m - v);
+        if (OP == CE_INDEX && eps > A(0)) {
+            const A wc = a.has_w ? A(a.w[c]) : A(1);
+            s.a += wc;                      /* W = sum_c w_c, for the smoothing terms */
+            s.b += wc * (m - v);
+        }
         if (OP == CE_PROB) {
             const A wq = (a.has_w ? A(a.w[c]) : A(1)) * smoothed(A(widen(qr[c * a.qsc])), eps, C);
             s.a += wq;
@@ -134,6 +138,7 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
     if (!active) return;
 
     /* pass 3: the row's loss and its outputs */
+    const A W = a.has_w ? s.a : A(C);
     const A scale = (OP == CE_INDEX || OP == CE_PROB) && a.want_grad
                         ? A(a.gscale[o * a.gss_o + i * a.gss_i]) : A(0);
     if (OP == CE_INDEX) {
@@ -241,14 +246,14 @@ __global__ void __launch_bounds__(BLOCK) rows(
         long long so, long long sc, long long si,
         const TI* t, long long tso, long long tsi, long long ignore_index,
         const T* q, long long qso, long long qsc, long long qsi,
-        const double* w, int has_w, double W_all, double eps,
+        const double* w, int has_w, double eps,
         const double* gscale, long long gss_o, long long gss_i,
         double* rows_out,
         T* g, long long gso, long long gsc, long long gsi, int want_grad,
         int* err) {
     typedef typename acc_of<T>::type A;
     const RowArgs<T, TI> a = {x, outer, C, inner, so, sc, si, t, tso, tsi, ignore_index,
-                              q, qso, qsc, qsi, w, has_w, W_all, eps, gscale, gss_o, gss_i,
+                              q, qso, qsc, qsi, w, has_w, eps, gscale, gss_o, gss_i,
                               rows_out, g, gso, gsc, gsi, want_grad, err};
     __shared__ A slots[BLOCK / 32];
     extern __shared__ __align__(16) unsigned char fx_dynamic[];

@@ -1,0 +1,109 @@
+"""Launch plans for the CUDA kernels: which lane mapping, what grid, which arguments.
+
+Pure Python over anything with ``shape``, ``strides`` and ``itemsize`` (CuPy arrays on the
+GPU, NumPy arrays in the CPU-only host test, which runs the same row bodies through g++ with
+exactly these argument tuples). The argument order is the kernels' signature in
+_cuda/rows.cu and _cuda/elementwise.cu; every scalar gets an explicit NumPy type, because
+CuPy passes a Python int as a 64-bit integer and a float as a double whatever the kernel
+expects.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _cuda_sources as S
+
+# The row cache lives in dynamic shared memory; beyond this the block-per-row kernel reads
+# the row again from global memory (mostly L2) in its later passes.
+CACHE_LIMIT_BYTES = 160 * 1024
+THREAD_PER_ROW_MAX_C = 32
+WARP_PER_ROW_MAX_C = 2048
+
+
+def _el(a, k: int) -> np.int64:
+    """Stride of axis k in elements."""
+    return np.int64(a.strides[k] // a.itemsize)
+
+
+def row_config(C: int, class_stride: int, acc_itemsize: int):
+    """The lane mapping for rows of C classes: ``(lanes, block, cached)``."""
+    if class_stride != 1 or C <= THREAD_PER_ROW_MAX_C:
+        return S.THREAD_PER_ROW
+    if C <= WARP_PER_ROW_MAX_C:
+        return S.WARP_PER_ROW
+    if C * acc_itemsize <= CACHE_LIMIT_BYTES:
+        return S.BLOCK_PER_ROW_CACHED
+    return S.BLOCK_PER_ROW
+
+
+def row_grid(nrows: int, config, n_sm: int) -> int:
+    """Blocks for a grid-stride loop over the rows: enough to fill the device, bounded so that
+    every block keeps working."""
+    lanes, block, _ = config
+    rows_per_block = block // lanes
+    needed = -(-nrows // rows_per_block)
+    return int(max(1, min(needed, n_sm * (2048 // block) * 4)))
+
+
+def row_shared_bytes(C: int, config, acc_itemsize: int) -> int:
+    return C * acc_itemsize if config[2] else 0
+
+
+def row_args(x3, *, t2=None, ignore_index=-100, q3=None, w=None, eps=0.0, gscale2=None,
+             rows_out, g3=None, err):
+    """Arguments of ``fx::rows`` for an (outer, C, inner) view `x3`.
+
+    `t2` (outer, inner) class indices (int32/int64), `q3` probabilities of x3's shape, `w`
+    float64 (C,) class weights, `gscale2` float64 (outer, inner) d total / d loss (zero
+    strides broadcast), `rows_out` float64 (outer * inner,), `g3` the gradient or transform
+    output of x3's shape, `err` an int32 (1,) flag. Absent operands are passed as x3 (a valid
+    pointer the kernel never reads).
+    """
+    outer, C, inner = x3.shape
+    t = t2 if t2 is not None else x3
+    q = q3 if q3 is not None else x3
+    wv = w if w is not None else rows_out
+    gs = gscale2 if gscale2 is not None else rows_out
+    g = g3 if g3 is not None else x3
+    zero = np.int64(0)
+    return (
+        x3, np.int64(outer), np.int32(C), np.int64(inner), _el(x3, 0), _el(x3, 1), _el(x3, 2),
+        t, _el(t, 0) if t2 is not None else zero, _el(t, 1) if t2 is not None else zero,
+        np.int64(ignore_index),
+        q, _el(q, 0), _el(q, 1), _el(q, 2),
+        wv, np.int32(w is not None), np.float64(eps),
+        gs, _el(gs, 0) if gscale2 is not None else zero,
+        _el(gs, 1) if gscale2 is not None else zero,
+        rows_out,
+        g, _el(g, 0), _el(g, 1), _el(g, 2), np.int32(g3 is not None),
+        err,
+    )
+
+
+def elementwise_grid(n: int, n_sm: int) -> int:
+    block = S.ELEMENTWISE_BLOCK
+    return int(max(1, min(-(-n // block), n_sm * (2048 // block) * 4)))
+
+
+def elementwise_args(x3, y3, *, w3=None, pw3=None, log_target=False, gscale3=None,
+                     loss3=None, g3=None, partial):
+    """Arguments of ``fx::elementwise`` for (d0, d1, d2) views of equal shape (stride 0
+    broadcasts); absent operands are passed as x3 with zero strides."""
+    d0, d1, d2 = x3.shape
+
+    def op(a, present):
+        if not present:
+            return (x3, np.int64(0), np.int64(0), np.int64(0))
+        return (a, _el(a, 0), _el(a, 1), _el(a, 2))
+
+    return (
+        x3, np.int64(d0), np.int64(d1), np.int64(d2), _el(x3, 0), _el(x3, 1), _el(x3, 2),
+        *op(y3, True),
+        *op(w3, w3 is not None),
+        *op(pw3, pw3 is not None), np.int32(pw3 is not None),
+        np.int32(bool(log_target)),
+        *op(gscale3, gscale3 is not None),
+        *op(loss3, loss3 is not None), np.int32(loss3 is not None),
+        *op(g3, g3 is not None), np.int32(g3 is not None),
+        partial,
+    )

@@ -1,0 +1,132 @@
+// The kernels' row and element bodies (row_work, elem_work) on the CPU: g++ compiles the
+// CUDA sources' host+device code, and these entry points run it over every row / element
+// with one lane per row, taking the very argument tuples the GPU launcher builds
+// (fastxent._gpu_plan). tests/test_cuda_sources.py loads this with ctypes.
+#include <vector>
+
+#include "rows.cu"
+#include "elementwise.cu"
+
+using namespace fx;
+
+namespace {
+
+template <int OP, bool CACHED, class T, class TI>
+void run_rows(const RowArgs<T, TI>& a) {
+    typedef typename acc_of<T>::type A;
+    std::vector<A> cache(CACHED ? a.C : 1);
+    const HostLanes lanes;
+    for (long long r = 0; r < a.outer * a.inner; ++r) {
+        row_work<OP, CACHED>(lanes, a, r, true, cache.data());
+    }
+}
+
+template <int OP, class T, class TI>
+void rows_cached(int cached, const RowArgs<T, TI>& a) {
+    if (cached) run_rows<OP, true>(a);
+    else run_rows<OP, false>(a);
+}
+
+template <class T, class TI>
+int rows_op(int op, int cached, const RowArgs<T, TI>& a) {
+    switch (op) {
+        case CE_INDEX: rows_cached<CE_INDEX>(cached, a); return 0;
+        case CE_PROB: rows_cached<CE_PROB>(cached, a); return 0;
+        case NLL: rows_cached<NLL>(cached, a); return 0;
+        case LSE: rows_cached<LSE>(cached, a); return 0;
+        case SOFTMAX: rows_cached<SOFTMAX>(cached, a); return 0;
+        case LOG_SOFTMAX: rows_cached<LOG_SOFTMAX>(cached, a); return 0;
+    }
+    return 1;
+}
+
+#define FX_ROW_ARGS(T, TI)                                                                  \
+    RowArgs<T, TI> a = {(const T*)x, outer, C, inner, so, sc, si, (const TI*)t, tso, tsi,    \
+                        ignore_index, (const T*)q, qso, qsc, qsi, w, has_w, eps, gscale,    \
+                        gss_o, gss_i, rows_out, (T*)g, gso, gsc, gsi, want_grad, err}
+
+template <class TI>
+int rows_dtype(int op, int dtype, int cached, const void* x, long long outer, int C,
+               long long inner, long long so, long long sc, long long si, const void* t,
+               long long tso, long long tsi, long long ignore_index, const void* q,
+               long long qso, long long qsc, long long qsi, const double* w, int has_w,
+               double eps, const double* gscale, long long gss_o, long long gss_i,
+               double* rows_out, void* g, long long gso, long long gsc, long long gsi,
+               int want_grad, int* err) {
+    if (dtype == 0) { FX_ROW_ARGS(float, TI); return rows_op(op, cached, a); }
+    if (dtype == 1) { FX_ROW_ARGS(double, TI); return rows_op(op, cached, a); }
+    if (dtype == 2) { FX_ROW_ARGS(f16, TI); return rows_op(op, cached, a); }
+    if (dtype == 3) { FX_ROW_ARGS(bf16, TI); return rows_op(op, cached, a); }
+    return 1;
+}
+
+template <int OP, class T>
+double run_elementwise(const ElemArgs<T>& a) {
+    double total = 0.0;
+    for (long long k = 0; k < a.d0 * a.d1 * a.d2; ++k) total += elem_work<OP>(a, k);
+    return total;
+}
+
+template <class T>
+double elementwise_op(int op, const ElemArgs<T>& a) {
+    if (op == BCE) return run_elementwise<BCE>(a);
+    if (op == BCE_LOGITS) return run_elementwise<BCE_LOGITS>(a);
+    return run_elementwise<KL_DIV>(a);
+}
+
+}  // namespace
+
+extern "C" {
+
+/* op, dtype (0 float32, 1 float64, 2 float16, 3 bfloat16), target (0 int32, 1 int64),
+ * cached, then fx::rows's arguments. Returns 0, or 1 for an unknown code. */
+int fx_host_rows(int op, int dtype, int target, int cached, const void* x, long long outer,
+                 int C, long long inner, long long so, long long sc, long long si,
+                 const void* t, long long tso, long long tsi, long long ignore_index,
+                 const void* q, long long qso, long long qsc, long long qsi, const double* w,
+                 int has_w, double eps, const double* gscale, long long gss_o,
+                 long long gss_i, double* rows_out, void* g, long long gso, long long gsc,
+                 long long gsi, int want_grad, int* err) {
+    if (target == 0)
+        return rows_dtype<int>(op, dtype, cached, x, outer, C, inner, so, sc, si, t, tso,
+                               tsi, ignore_index, q, qso, qsc, qsi, w, has_w, eps, gscale,
+                               gss_o, gss_i, rows_out, g, gso, gsc, gsi, want_grad, err);
+    return rows_dtype<long long>(op, dtype, cached, x, outer, C, inner, so, sc, si, t, tso,
+                                 tsi, ignore_index, q, qso, qsc, qsi, w, has_w, eps, gscale,
+                                 gss_o, gss_i, rows_out, g, gso, gsc, gsi, want_grad, err);
+}
+
+/* op, dtype, then fx::elementwise's arguments; the total goes to partial[0]. */
+int fx_host_elementwise(int op, int dtype, const void* x, long long d0, long long d1,
+                        long long d2, long long xs0, long long xs1, long long xs2,
+                        const void* y, long long ys0, long long ys1, long long ys2,
+                        const double* w, long long ws0, long long ws1, long long ws2,
+                        const double* pw, long long ps0, long long ps1, long long ps2,
+                        int has_pw, int log_target, const double* gscale, long long gss0,
+                        long long gss1, long long gss2, void* loss, long long ls0,
+                        long long ls1, long long ls2, int want_loss, void* g, long long gs0,
+                        long long gs1, long long gs2, int want_grad, double* partial) {
+#define FX_ELEM(T)                                                                          \
+    {                                                                                      \
+        ElemArgs<T> a = {(const T*)x, d0, d1, d2, xs0, xs1, xs2, (const T*)y, ys0, ys1,    \
+                         ys2, w, ws0, ws1, ws2, pw, ps0, ps1, ps2, has_pw, log_target,      \
+                         gscale, gss0, gss1, gss2, (T*)loss, ls0, ls1, ls2, want_loss,      \
+                         (T*)g, gs0, gs1, gs2, want_grad};                                  \
+        partial[0] = elementwise_op(op, a);                                                \
+        return 0;                                                                          \
+    }
+    if (dtype == 0) FX_ELEM(float)
+    if (dtype == 1) FX_ELEM(double)
+    if (dtype == 2) FX_ELEM(f16)
+    if (dtype == 3) FX_ELEM(bf16)
+    return 1;
+#undef FX_ELEM
+}
+
+/* The 16-bit conversions, for the round-trip test against NumPy / ml_dtypes. */
+unsigned short fx_host_to_f16(float v) { return to_f16(v).bits; }
+float fx_host_from_f16(unsigned short b) { f16 h = {b}; return widen(h); }
+unsigned short fx_host_to_bf16(float v) { return to_bf16(v).bits; }
+float fx_host_from_bf16(unsigned short b) { bf16 h = {b}; return widen(h); }
+
+}

@@ -1,0 +1,422 @@
+"""The GPU backend's CUDA sources, checked without a GPU.
+
+1. nvcc compiles every module the backend can request, with the backend's options, for
+   sm_80 and sm_90: every name expression becomes a kernel, and none spills registers.
+2. g++ compiles the same sources' host+device code (the row and element bodies the kernels
+   run), and the tests run it on the CPU with the argument tuples the GPU launcher builds
+   (fastxent._gpu_plan), against fastxent's CPU backend (itself tested against PyTorch):
+   every class-axis op and element-wise loss, every storage dtype, both row-cache modes,
+   strided layouts, weights, smoothing, ignored and invalid targets, non-finite logits.
+"""
+import ctypes
+import os
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import fastxent as fx
+from fastxent import _cuda_sources as S
+from fastxent import _gpu_plan as P
+
+ml_dtypes = pytest.importorskip("ml_dtypes")
+BF16 = np.dtype(ml_dtypes.bfloat16)
+HERE = os.path.dirname(os.path.abspath(__file__))
+DTYPE_CODES = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 3}
+NP_DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64),
+             "float16": np.dtype(np.float16), "bfloat16": BF16}
+
+NVCC = shutil.which("nvcc")
+needs_nvcc = pytest.mark.skipif(NVCC is None and not os.environ.get("CI"),
+                                reason="nvcc not installed (CI has it)")
+
+
+# --- 1. nvcc -----------------------------------------------------------------------------
+
+def _translation_unit(file):
+    """One file's source and every instantiation any module of it lists (their addresses
+    taken, so nvcc instantiates exactly the name expressions NVRTC would)."""
+    names = [n for (_, _, _, f, ns) in S.all_modules() if f == file for n in ns]
+    keep = ",\n".join(f"    (void*)&{n}" for n in names)
+    return S.source(file) + f"\nvoid* fx_instantiations[] = {{\n{keep}\n}};\n", names
+
+
+@needs_nvcc
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+@pytest.mark.parametrize("file", ["rows.cu", "elementwise.cu"])
+def test_every_kernel_compiles_with_nvcc(tmp_path, file, arch):
+    code, names = _translation_unit(file)
+    src = tmp_path / file
+    src.write_text(code)
+    run = subprocess.run([NVCC or "nvcc", *S.OPTIONS, f"-arch={arch}", "-cubin",
+                          "-Werror", "all-warnings", "-Xptxas", "-v",
+                          "-o", str(tmp_path / "out.cubin"), str(src)],
+                         capture_output=True, text=True, timeout=600)
+    log = run.stdout + run.stderr
+    assert run.returncode == 0, log[-6000:]
+    entries = re.findall(r"Compiling entry function '(\w+)'", log)
+    assert len(entries) == len(names) == len(set(entries)), (len(entries), len(names))
+    # Each entry's resource line: no float32 / 16-bit kernel spills registers. (float64
+    # kernels with probability targets call libdevice's double exp and log and may spill a
+    # few bytes; they are not the hot path.)
+    spills = dict(re.findall(r"Function properties for (\w+)\n\s+\d+ bytes stack frame, "
+                             r"(\d+) bytes spill stores", log))
+    assert set(spills) == set(entries)
+    hot = [e for e in entries if not re.match(r"_ZN2fx\w+?ILi\d+Ed", e)]
+    assert hot and all(spills[e] == "0" for e in hot), {e: spills[e] for e in hot
+                                                        if spills[e] != "0"}
+
+
+def test_catalogue_names_every_op_and_dtype():
+    modules = S.all_modules()
+    assert {(m[1], m[2]) for m in modules} == {
+        (op, dt) for dt in S.DTYPES for op in (*S.ROW_OPS, *S.ELEMENTWISE_OPS)}
+    for kind, op, dtype, file, names in modules:
+        assert names and all(n.startswith("fx::") for n in names)
+        code = S.source(file)
+        assert '#include "' not in code and "FX_DEVICE_CUH" in code
+
+
+# --- 2. the kernel bodies on the CPU -------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    gxx = shutil.which("g++")
+    assert gxx, "g++ is required (it builds the extension)"
+    out = tmp_path_factory.mktemp("fxhost") / "libfxhost.so"
+    subprocess.run([gxx, "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", "-shared",
+                    "-fPIC", "-x", "c++", "-I", str(S.SOURCE_DIR),
+                    os.path.join(HERE, "cuda_host", "fx_host.cpp"), "-o", str(out)],
+                   check=True, capture_output=True, timeout=300)
+    lib = ctypes.CDLL(str(out))
+    lib.fx_host_to_f16.restype = ctypes.c_ushort
+    lib.fx_host_to_f16.argtypes = [ctypes.c_float]
+    lib.fx_host_from_f16.restype = ctypes.c_float
+    lib.fx_host_from_f16.argtypes = [ctypes.c_ushort]
+    lib.fx_host_to_bf16.restype = ctypes.c_ushort
+    lib.fx_host_to_bf16.argtypes = [ctypes.c_float]
+    lib.fx_host_from_bf16.restype = ctypes.c_float
+    lib.fx_host_from_bf16.argtypes = [ctypes.c_ushort]
+    return lib
+
+
+def _c(arg):
+    """A launcher argument as ctypes: arrays by address, typed NumPy scalars by value."""
+    if isinstance(arg, np.ndarray):
+        return ctypes.c_void_p(arg.ctypes.data)
+    return {np.dtype(np.int64): ctypes.c_longlong, np.dtype(np.int32): ctypes.c_int,
+            np.dtype(np.float64): ctypes.c_double}[np.asarray(arg).dtype](arg)
+
+
+def _finite_halves():
+    h = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
+    return h[np.isfinite(h)]
+
+
+def test_16_bit_conversions_match_numpy(host):
+    bits = np.arange(1 << 16, dtype=np.uint16)
+    f16 = np.array([host.fx_host_from_f16(int(b)) for b in bits], np.float32)
+    np.testing.assert_array_equal(f16, bits.view(np.float16).astype(np.float32))
+    b16 = np.array([host.fx_host_from_bf16(int(b)) for b in bits], np.float32)
+    np.testing.assert_array_equal(b16, bits.view(BF16).astype(np.float32))
+    rng = np.random.default_rng(0)
+    values = np.concatenate([
+        rng.standard_normal(4000).astype(np.float32) * np.float32(10.0) ** rng.integers(
+            -9, 6, 4000).astype(np.float32),
+        np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 65504, 65519.99, 65520, 6e-8, 3e-8,
+                  2.98e-8, 5.96e-8, 1e-40, 3.4e38], np.float32),
+        _finite_halves() + np.float32(1e-4),      # between neighbours: rounding ties
+    ])
+    with np.errstate(over="ignore"):
+        halves = values.astype(np.float16).view(np.uint16)
+        bhalves = values.astype(BF16).view(np.uint16)
+    for v, want, want_b in zip(values, halves, bhalves):
+        got = host.fx_host_to_f16(float(v))
+        assert got == want or (np.isnan(v) and (got & 0x7c00) == 0x7c00 and got & 0x3ff), v
+        got_b = host.fx_host_to_bf16(float(v))
+        assert got_b == want_b or (np.isnan(v) and np.isnan(
+            np.uint16(got_b).view(BF16).astype(np.float32))), v
+
+
+def _rows(host, op, x, *, t=None, q=None, w=None, eps=0.0, go=None, ignore_index=-100,
+          axis=1, cached=False, in_place=False):
+    """Run fx::rows's body for `op` on `x` (class axis `axis`) and return (rows, out, err)."""
+    xm = np.moveaxis(x, axis, 1)
+    outer, C = xm.shape[0], xm.shape[1]
+    x3 = xm.reshape(outer, C, -1)
+    assert np.shares_memory(x3, x) or x.size == 0
+    inner = x3.shape[2]
+    t2 = None if t is None else t.reshape(outer, inner)
+    q3 = None if q is None else np.moveaxis(q, axis, 1).reshape(outer, C, inner)
+    wants_out = op not in ("logsumexp",) and (go is not None or op in ("softmax",
+                                                                       "log_softmax"))
+    if in_place:
+        g3 = x3
+    elif wants_out:
+        g = np.full(x.shape, np.nan, x.dtype)          # poisoned: every element is written
+        g3 = np.moveaxis(g, axis, 1).reshape(outer, C, inner)
+    else:
+        g3 = None
+    gs2 = None if go is None else np.ascontiguousarray(go, np.float64).reshape(outer, inner)
+    rows = np.full(outer * inner, np.nan)
+    err = np.zeros(1, np.int32)
+    args = P.row_args(x3, t2=t2, ignore_index=ignore_index, q3=q3,
+                      w=None if w is None else np.ascontiguousarray(w, np.float64), eps=eps,
+                      gscale2=gs2, rows_out=rows, g3=g3, err=err)
+    target = 0 if t is not None and t.dtype == np.int32 else 1
+    code = host.fx_host_rows(S.ROW_OPS[op], DTYPE_CODES[x.dtype.name], target, int(cached),
+                             *map(_c, args))
+    assert code == 0
+    out = None if g3 is None else np.moveaxis(g3.reshape(xm.shape), 1, axis)
+    return rows.reshape(xm.shape[:1] + xm.shape[2:]), out, int(err[0])
+
+
+def _tol(dtype):
+    return {"float64": 1e-12, "float32": 3e-6, "float16": 2e-3, "bfloat16": 1.6e-2}[dtype]
+
+
+def _close(got, want, dtype, what):
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=what)
+    finite = np.isfinite(want)
+    np.testing.assert_array_equal(got[~finite & ~np.isnan(want)],
+                                  want[~finite & ~np.isnan(want)], err_msg=what)
+    scale = max(1.0, float(np.abs(want[finite]).max())) if finite.any() else 1.0
+    np.testing.assert_allclose(got[finite], want[finite], rtol=_tol(dtype),
+                               atol=_tol(dtype) * scale, err_msg=what)
+
+
+def _data(rng, shape, dtype, scale=3.0):
+    return (rng.standard_normal(shape) * scale).astype(NP_DTYPES[dtype])
+
+
+LAYOUTS = {
+    "rows": dict(shape=(7, 5), axis=1),
+    "long rows": dict(shape=(3, 300), axis=1),
+    "spatial": dict(shape=(3, 4, 2, 3), axis=1),
+    "class-last": dict(shape=(2, 3, 6), axis=2),
+    "fortran": dict(shape=(6, 4), axis=1, order="F"),
+}
+
+
+def _layout(rng, name, dtype):
+    spec = LAYOUTS[name]
+    x = _data(rng, spec["shape"], dtype)
+    if spec.get("order") == "F":
+        x = np.asfortranarray(x)
+    return x, spec["axis"]
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["global", "cached"])
+@pytest.mark.parametrize("dtype", list(NP_DTYPES))
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("options", ["plain", "weight", "smoothing", "weight+smoothing",
+                                     "ignored", "int32"])
+def test_cross_entropy_index_rows(host, layout, dtype, cached, options):
+    rng = np.random.default_rng(len(layout) + len(options))
+    x, axis = _layout(rng, layout, dtype)
+    C = x.shape[axis]
+    loss_shape = x.shape[:axis] + x.shape[axis + 1:]
+    t = rng.integers(0, C, loss_shape).astype(np.int32 if options == "int32" else np.int64)
+    kw = {}
+    if "weight" in options:
+        kw["weight"] = rng.uniform(0.2, 2.0, C)
+    if "smoothing" in options:
+        kw["label_smoothing"] = 0.15
+    if options == "ignored":
+        t.flat[::3] = -100
+    go = rng.uniform(0.5, 1.5, loss_shape)
+    rows, grad, err = _rows(host, "ce_index", x, t=t, w=kw.get("weight"),
+                            eps=kw.get("label_smoothing", 0.0), go=go, axis=axis,
+                            cached=cached)
+    want, want_grad = fx.cross_entropy(x, t, axis=axis, reduction="none", return_grad=True,
+                                       grad_output=go, **kw)
+    assert err == 0
+    _close(rows, want.astype(np.float64) if dtype in ("float32", "float64") else
+           fx.cross_entropy(x.astype(np.float32), t, axis=axis, reduction="none", **kw),
+           dtype, "loss")
+    _close(grad, want_grad, dtype, "grad")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cross_entropy_non_finite_and_in_place(host, dtype):
+    x = np.array([[1.0, -np.inf, 2.0], [np.inf, 0.0, 1.0], [np.nan, 0.0, 1.0],
+                  [-np.inf, -np.inf, -np.inf], [1e30, 0.0, -1e30], [3.0, 1.0, 0.0]],
+                 NP_DTYPES[dtype])
+    t = np.array([0, 1, 2, 0, 1, -100])
+    for eps in (0.0, 0.2):
+        go = np.ones(len(t))
+        rows, grad, _ = _rows(host, "ce_index", x, t=t, eps=eps, go=go)
+        want, want_grad = fx.cross_entropy(x, t, reduction="none", label_smoothing=eps,
+                                           return_grad=True, grad_output=go)
+        _close(rows, want, dtype, f"loss eps={eps}")
+        _close(grad, want_grad, dtype, f"grad eps={eps}")
+    # grad_out=input: the gradient overwrites the logits
+    x2 = np.random.default_rng(1).standard_normal((5, 300)).astype(NP_DTYPES[dtype])
+    t2 = np.arange(5) * 7
+    want, want_grad = fx.cross_entropy(x2, t2, reduction="none", return_grad=True,
+                                       grad_output=np.ones(5), weight=np.linspace(1, 2, 300),
+                                       label_smoothing=0.1)
+    for cached in (False, True):
+        work = x2.copy()
+        rows, grad, _ = _rows(host, "ce_index", work, t=t2, go=np.ones(5), in_place=True,
+                              w=np.linspace(1, 2, 300), eps=0.1, cached=cached)
+        _close(rows, want, dtype, "in-place loss")
+        _close(work, want_grad, dtype, "in-place grad")
+
+
+def test_invalid_targets_flag_the_error_and_poison_their_row(host):
+    x = np.zeros((4, 3), np.float32)
+    for op in ("ce_index", "nll"):
+        for bad in (3, -1, -101):
+            t = np.array([0, bad, 2, -100])
+            rows, grad, err = _rows(host, op, x, t=t, go=np.ones(4))
+            assert err == 1
+            assert np.isnan(rows[1]) and np.isnan(grad[1]).all()
+            assert np.isfinite(rows[[0, 2, 3]]).all() and np.isfinite(grad[[0, 2, 3]]).all()
+        rows, grad, err = _rows(host, op, x, t=np.array([0, 1, 2, -100]), go=np.ones(4))
+        assert err == 0
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["global", "cached"])
+@pytest.mark.parametrize("dtype", list(NP_DTYPES))
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_cross_entropy_probability_rows(host, layout, dtype, cached):
+    rng = np.random.default_rng(7)
+    x, axis = _layout(rng, layout, dtype)
+    q = rng.uniform(0, 1, x.shape)
+    q = (q / q.sum(axis=axis, keepdims=True)).astype(x.dtype)
+    C = x.shape[axis]
+    w = rng.uniform(0.5, 1.5, C)
+    go = rng.uniform(0.5, 1.5, x.shape[:axis] + x.shape[axis + 1:])
+    rows, grad, err = _rows(host, "ce_prob", x, q=q, w=w, eps=0.1, go=go, axis=axis,
+                            cached=cached)
+    want, want_grad = fx.cross_entropy(x, q, weight=w, label_smoothing=0.1, axis=axis,
+                                       reduction="none", return_grad=True, grad_output=go)
+    _close(rows, want if dtype in ("float32", "float64") else fx.cross_entropy(
+        x.astype(np.float32), q.astype(np.float32), weight=w, label_smoothing=0.1,
+        axis=axis, reduction="none"), dtype, "loss")
+    _close(grad, want_grad, dtype, "grad")
+
+
+@pytest.mark.parametrize("dtype", list(NP_DTYPES))
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_nll_rows(host, layout, dtype):
+    rng = np.random.default_rng(11)
+    x, axis = _layout(rng, layout, dtype)
+    C = x.shape[axis]
+    t = rng.integers(0, C, x.shape[:axis] + x.shape[axis + 1:])
+    t.flat[::4] = -100
+    w = rng.uniform(0.5, 1.5, C)
+    go = rng.uniform(0.5, 1.5, t.shape)
+    rows, grad, err = _rows(host, "nll", x, t=t, w=w, go=go, axis=axis)
+    want, want_grad = fx.nll_loss(x, t, weight=w, axis=axis, reduction="none",
+                                  return_grad=True, grad_output=go)
+    _close(rows, want, dtype, "loss")
+    _close(grad, want_grad, dtype, "grad")
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["global", "cached"])
+@pytest.mark.parametrize("dtype", list(NP_DTYPES))
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_transform_rows(host, layout, dtype, cached):
+    rng = np.random.default_rng(13)
+    x, axis = _layout(rng, layout, dtype)
+    rows, _, _ = _rows(host, "logsumexp", x, axis=axis, cached=cached)
+    _close(rows, fx.logsumexp(x.astype(np.float64), axis=axis), dtype, "logsumexp")
+    for op, fn in (("softmax", fx.softmax), ("log_softmax", fx.log_softmax)):
+        _, out, _ = _rows(host, op, x, axis=axis, cached=cached)
+        _close(out, fn(x, axis=axis), dtype, op)
+
+
+def test_transforms_non_finite(host):
+    x = np.array([[1.0, np.inf, 0.0], [np.inf, np.nan, 0.0], [-np.inf, -np.inf, -np.inf],
+                  [np.nan, 1.0, 2.0], [1e300, -1e300, 0.0]])
+    rows, _, _ = _rows(host, "logsumexp", x)
+    _close(rows, fx.logsumexp(x, axis=1), "float64", "logsumexp")
+    for op, fn in (("softmax", fx.softmax), ("log_softmax", fx.log_softmax)):
+        _, out, _ = _rows(host, op, x)
+        _close(out, fn(x, axis=1), "float64", op)
+
+
+def _elementwise(host, op, x, y, *, w=None, pw=None, log_target=False, go=None):
+    shape = x.shape
+    x3, y3 = x.reshape(1, 1, -1), np.ascontiguousarray(y).reshape(1, 1, -1)
+    w3 = None if op == "kl_div" else np.broadcast_to(
+        np.ones(1) if w is None else np.asarray(w, np.float64), shape).reshape(1, 1, -1)
+    pw3 = None if pw is None else np.broadcast_to(np.asarray(pw, np.float64),
+                                                  shape).reshape(1, 1, -1)
+    gs3 = None if go is None else np.ascontiguousarray(go, np.float64).reshape(1, 1, -1)
+    loss = np.full(shape, np.nan, x.dtype)
+    grad = np.full(shape, np.nan, x.dtype)
+    partial = np.zeros(1)
+    args = P.elementwise_args(x3, y3, w3=w3, pw3=pw3, log_target=log_target, gscale3=gs3,
+                              loss3=loss.reshape(1, 1, -1),
+                              g3=None if go is None else grad.reshape(1, 1, -1),
+                              partial=partial)
+    assert host.fx_host_elementwise(S.ELEMENTWISE_OPS[op], DTYPE_CODES[x.dtype.name],
+                                    *map(_c, args)) == 0
+    return loss, grad, partial[0]
+
+
+@pytest.mark.parametrize("dtype", list(NP_DTYPES))
+def test_elementwise_losses(host, dtype):
+    rng = np.random.default_rng(17)
+    shape = (6, 5)
+    logits = _data(rng, shape, dtype)
+    p = rng.uniform(0.01, 0.99, shape).astype(NP_DTYPES[dtype])
+    y = rng.uniform(0, 1, shape).astype(NP_DTYPES[dtype])
+    w, pw, go = rng.uniform(0.5, 2, shape), rng.uniform(0.5, 3, shape[-1]), rng.uniform(
+        0.5, 1.5, shape)
+    cases = [
+        ("bce_logits", logits, dict(w=w, pw=pw), fx.binary_cross_entropy_with_logits,
+         dict(weight=w, pos_weight=pw)),
+        ("bce_logits", logits, dict(), fx.binary_cross_entropy_with_logits, {}),
+        ("bce", p, dict(w=w), fx.binary_cross_entropy, dict(weight=w)),
+        ("kl_div", logits, dict(), fx.kl_div, {}),
+        ("kl_div", logits, dict(log_target=True), fx.kl_div, dict(log_target=True)),
+    ]
+    for op, xin, kw, fn, fkw in cases:
+        loss, grad, total = _elementwise(host, op, xin, y, go=go, **kw)
+        want, want_grad = fn(xin, y, reduction="none", return_grad=True, grad_output=go,
+                             **fkw)
+        _close(loss, want, dtype, f"{op} loss")
+        _close(grad, want_grad, dtype, f"{op} grad")
+        ref = fn(xin.astype(np.float64), y.astype(np.float64), reduction="sum",
+                 **fkw) if dtype != "float64" else want.sum()
+        _close(total, ref, "float32" if dtype != "float64" else dtype, f"{op} total")
+
+
+def test_elementwise_non_finite(host):
+    x = np.array([np.inf, -np.inf, np.nan, 40.0, -40.0, 0.0])
+    y = np.array([1.0, 0.0, 1.0, 1.0, 1.0, 0.5])
+    loss, grad, _ = _elementwise(host, "bce_logits", x, y, go=np.ones(6))
+    want, want_grad = fx.binary_cross_entropy_with_logits(x, y, reduction="none",
+                                                          return_grad=True,
+                                                          grad_output=np.ones(6))
+    _close(loss, want, "float64", "loss")
+    _close(grad, want_grad, "float64", "grad")
+    p = np.array([0.0, 1.0, 0.0, 1.0, 0.5, 1e-30])
+    loss, grad, _ = _elementwise(host, "bce", p, np.array([1.0, 0.0, 0.0, 1.0, 1.0, 1.0]),
+                                 go=np.ones(6))
+    want, want_grad = fx.binary_cross_entropy(p, np.array([1.0, 0.0, 0.0, 1.0, 1.0, 1.0]),
+                                              reduction="none", return_grad=True,
+                                              grad_output=np.ones(6))
+    _close(loss, want, "float64", "bce loss")
+    _close(grad, want_grad, "float64", "bce grad")
+
+
+def test_plans_cover_the_lane_mappings():
+    assert P.row_config(10, 1, 4) == S.THREAD_PER_ROW
+    assert P.row_config(5000, 7, 4) == S.THREAD_PER_ROW
+    assert P.row_config(1000, 1, 4) == S.WARP_PER_ROW
+    assert P.row_config(32000, 1, 4) == S.BLOCK_PER_ROW_CACHED
+    assert P.row_config(128256, 1, 4) == S.BLOCK_PER_ROW
+    assert P.row_config(32000, 1, 8) == S.BLOCK_PER_ROW
+    for nrows in (1, 5, 10 ** 6, 3 * 10 ** 9):
+        for cfg in S.ROW_CONFIGS:
+            grid = P.row_grid(nrows, cfg, 132)
+            assert 1 <= grid < 2 ** 31
+            assert grid * (cfg[1] // cfg[0]) >= min(nrows, 1)
