@@ -31,6 +31,8 @@ NP_DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64),
 NVCC = shutil.which("nvcc")
 needs_nvcc = pytest.mark.skipif(NVCC is None and not os.environ.get("CI"),
                                 reason="nvcc not installed (CI has it)")
+once = pytest.mark.skipif(os.environ.get("FASTXENT_DEBUG_RUN") == "1",
+                          reason="compiled once, by the main run")
 
 
 # --- 1. nvcc -----------------------------------------------------------------------------
@@ -44,6 +46,7 @@ def _translation_unit(file):
 
 
 @needs_nvcc
+@once
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 @pytest.mark.parametrize("file", ["rows.cu", "elementwise.cu"])
 def test_every_kernel_compiles_with_nvcc(tmp_path, file, arch):
