@@ -8,7 +8,6 @@
    every class-axis op and element-wise loss, every storage dtype, both row-cache modes,
    strided layouts, weights, smoothing, ignored and invalid targets, non-finite logits.
 """
-import ctypes
 import os
 import re
 import shutil
@@ -20,11 +19,11 @@ import pytest
 import fastxent as fx
 from fastxent import _cuda_sources as S
 from fastxent import _gpu_plan as P
+import cuda_host_lib
+from cuda_host_lib import DTYPE_CODES, c_arg as _c
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
 BF16 = np.dtype(ml_dtypes.bfloat16)
-HERE = os.path.dirname(os.path.abspath(__file__))
-DTYPE_CODES = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 3}
 NP_DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64),
              "float16": np.dtype(np.float16), "bfloat16": BF16}
 
@@ -86,31 +85,7 @@ def test_catalogue_names_every_op_and_dtype():
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
-    gxx = shutil.which("g++")
-    assert gxx, "g++ is required (it builds the extension)"
-    out = tmp_path_factory.mktemp("fxhost") / "libfxhost.so"
-    subprocess.run([gxx, "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", "-shared",
-                    "-fPIC", "-x", "c++", "-I", str(S.SOURCE_DIR),
-                    os.path.join(HERE, "cuda_host", "fx_host.cpp"), "-o", str(out)],
-                   check=True, capture_output=True, timeout=300)
-    lib = ctypes.CDLL(str(out))
-    lib.fx_host_to_f16.restype = ctypes.c_ushort
-    lib.fx_host_to_f16.argtypes = [ctypes.c_float]
-    lib.fx_host_from_f16.restype = ctypes.c_float
-    lib.fx_host_from_f16.argtypes = [ctypes.c_ushort]
-    lib.fx_host_to_bf16.restype = ctypes.c_ushort
-    lib.fx_host_to_bf16.argtypes = [ctypes.c_float]
-    lib.fx_host_from_bf16.restype = ctypes.c_float
-    lib.fx_host_from_bf16.argtypes = [ctypes.c_ushort]
-    return lib
-
-
-def _c(arg):
-    """A launcher argument as ctypes: arrays by address, typed NumPy scalars by value."""
-    if isinstance(arg, np.ndarray):
-        return ctypes.c_void_p(arg.ctypes.data)
-    return {np.dtype(np.int64): ctypes.c_longlong, np.dtype(np.int32): ctypes.c_int,
-            np.dtype(np.float64): ctypes.c_double}[np.asarray(arg).dtype](arg)
+    return cuda_host_lib.build(tmp_path_factory.mktemp("fxhost"))
 
 
 def _finite_halves():
@@ -176,19 +151,7 @@ def _rows(host, op, x, *, t=None, q=None, w=None, eps=0.0, go=None, ignore_index
     return rows.reshape(xm.shape[:1] + xm.shape[2:]), out, int(err[0])
 
 
-def _tol(dtype):
-    return {"float64": 1e-12, "float32": 3e-6, "float16": 2e-3, "bfloat16": 1.6e-2}[dtype]
-
-
-def _close(got, want, dtype, what):
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=what)
-    finite = np.isfinite(want)
-    np.testing.assert_array_equal(got[~finite & ~np.isnan(want)],
-                                  want[~finite & ~np.isnan(want)], err_msg=what)
-    scale = max(1.0, float(np.abs(want[finite]).max())) if finite.any() else 1.0
-    np.testing.assert_allclose(got[finite], want[finite], rtol=_tol(dtype),
-                               atol=_tol(dtype) * scale, err_msg=what)
+_close = cuda_host_lib.assert_close
 
 
 def _data(rng, shape, dtype, scale=3.0):

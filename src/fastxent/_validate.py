@@ -116,7 +116,7 @@ def compute_dtype(*dtypes) -> np.dtype:
 def _aligned(a: np.ndarray) -> np.ndarray:
     # The kernels count strides in elements.
     if a.size and any(s % a.itemsize for s in a.strides):
-        return np.ascontiguousarray(a)
+        return a.copy(order="C")        # NumPy or CuPy alike
     return a
 
 

@@ -1,5 +1,7 @@
 """The public functions: validate -> allocate -> run the kernel -> reduce.
 
+A CuPy input goes to the GPU backend (``_gpu``) with the same arguments.
+
 Each function turns its arguments into a canonical problem (``_validate``), allocates the
 outputs, runs one CPU kernel (``_cpu``) and reduces (``_reduce``). No maths lives here.
 """
@@ -7,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _reduce
+from . import _gpu, _reduce
 from . import _validate as V
 from ._cpu import _binary, _kldiv, _softmax, _xent
 from ._threads import threads_for
@@ -181,6 +183,11 @@ def cross_entropy(input, target, *, weight=None, ignore_index=-100, reduction="m
     array([[-0.0454,  0.0041,  0.0412],
            [ 0.0706,  0.3866, -0.4572]])
     """
+    if _gpu.is_gpu_array(input):
+        return _gpu.cross_entropy(input, target, weight=weight, ignore_index=ignore_index,
+                                  reduction=reduction, label_smoothing=label_smoothing,
+                                  axis=axis, return_grad=return_grad,
+                                  grad_output=grad_output, grad_out=grad_out)
     want = V.gradient_options(return_grad, grad_output, grad_out)
     p, kernel = _cross_entropy_problem(input, target, weight, ignore_index, reduction,
                                        label_smoothing, axis)
@@ -247,6 +254,10 @@ def nll_loss(input, target, *, weight=None, ignore_index=-100, reduction="mean",
     >>> fx.nll_loss(logp, np.array([0, 0]), reduction="none").round(4)
     array([0.6931, 0.2231])
     """
+    if _gpu.is_gpu_array(input):
+        return _gpu.nll_loss(input, target, weight=weight, ignore_index=ignore_index,
+                             reduction=reduction, axis=axis, return_grad=return_grad,
+                             grad_output=grad_output, grad_out=grad_out)
     want = V.gradient_options(return_grad, grad_output, grad_out)
     p, kernel = _nll_problem(input, target, weight, ignore_index, reduction, axis)
     grad_out = V.grad_out(grad_out, input, {"target": target, "weight": weight})
@@ -343,6 +354,10 @@ def binary_cross_entropy(input, target, *, weight=None, reduction="mean", return
     >>> round(float(fx.binary_cross_entropy(p, np.array([1.0, 0.0, 1.0]))), 4)
     0.3048
     """
+    if _gpu.is_gpu_array(input):
+        return _gpu.binary_cross_entropy(input, target, weight=weight, reduction=reduction,
+                                         return_grad=return_grad, grad_output=grad_output,
+                                         grad_out=grad_out)
     want = V.gradient_options(return_grad, grad_output, grad_out)
     p, kernel = _bce_problem(input, target, weight, reduction)
     grad_out = V.grad_out(grad_out, input, {"target": target, "weight": weight})
@@ -421,6 +436,10 @@ def binary_cross_entropy_with_logits(input, target, *, weight=None, pos_weight=N
     >>> round(float(fx.binary_cross_entropy_with_logits(x, y, pos_weight=np.array(3.0))), 4)
     0.7054
     """
+    if _gpu.is_gpu_array(input):
+        return _gpu.binary_cross_entropy_with_logits(
+            input, target, weight=weight, pos_weight=pos_weight, reduction=reduction,
+            return_grad=return_grad, grad_output=grad_output, grad_out=grad_out)
     want = V.gradient_options(return_grad, grad_output, grad_out)
     p, kernel = _bce_logits_problem(input, target, weight, pos_weight, reduction)
     grad_out = V.grad_out(grad_out, input, {"target": target, "weight": weight,
@@ -493,6 +512,10 @@ def kl_div(input, target, *, reduction="mean", log_target=False, return_grad=Fal
     >>> round(float(fx.kl_div(logq, t, reduction="batchmean")), 4)
     0.3163
     """
+    if _gpu.is_gpu_array(input):
+        return _gpu.kl_div(input, target, reduction=reduction, log_target=log_target,
+                           return_grad=return_grad, grad_output=grad_output,
+                           grad_out=grad_out)
     want = V.gradient_options(return_grad, grad_output, grad_out)
     p, kernel = _kl_div_problem(input, target, reduction, log_target)
     grad_out = V.grad_out(grad_out, input, {"target": target})
@@ -559,6 +582,8 @@ def logsumexp(x, axis=-1, keepdims=False):
     >>> fx.logsumexp(np.array([[1000.0, 1000.0], [0.0, -np.inf]])).round(4)
     array([1000.6931,    0.    ])
     """
+    if _gpu.is_gpu_array(x):
+        return _gpu.logsumexp(x, axis, keepdims)
     keep = V.flag("keepdims", keepdims)
     a, ax, shape, rows = _logsumexp64(x, axis)
     out = _reduce.narrow(rows, a.dtype)
@@ -629,6 +654,8 @@ def softmax(x, axis=-1):
     >>> fx.softmax(np.array([3.2, -1.5, 0.8])).round(4)
     array([0.9092, 0.0083, 0.0825])
     """
+    if _gpu.is_gpu_array(x):
+        return _gpu.softmax(x, axis)
     return _transform(_softmax.softmax, x, axis)
 
 
@@ -669,4 +696,6 @@ def log_softmax(x, axis=-1):
     >>> fx.log_softmax(np.array([1000.0, 0.0]))
     array([    0., -1000.])
     """
+    if _gpu.is_gpu_array(x):
+        return _gpu.log_softmax(x, axis)
     return _transform(_softmax.log_softmax, x, axis)

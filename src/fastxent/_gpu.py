@@ -1,0 +1,443 @@
+"""The CuPy backend: the same functions on ``cupy.ndarray`` inputs, run on the device.
+
+``functional`` sends a call here when its input is a CuPy array. Shapes, dtypes and options
+are checked by the CPU path's own validators (``_validate`` with ``check_only=True``) on
+zero-memory stand-ins, so both backends raise the same errors with the same messages before
+any work. The kernels (``_cuda/*.cu``) are compiled on first use per device through
+``cupy.RawModule`` (nothing compiles at import; ``import fastxent`` never imports CuPy).
+
+No call synchronises with the host. What needs the values is checked on the device:
+a class index outside [0, C) sets a flag and gives a NaN loss and gradient row, and BCE
+inputs outside [0, 1] set another; the flags are copied to pinned memory behind the call's
+work, and the next fastxent call on the device, or :func:`check_errors`, raises the
+IndexError / ValueError once the copy has landed.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from . import _cuda_sources as S
+from . import _gpu_plan as P
+from . import _validate as V
+
+_SUPPORTED = ("float16", "float32", "float64", "bfloat16")
+
+
+def is_gpu_array(a) -> bool:
+    """True for a ``cupy.ndarray`` (checked by module name: CuPy is not imported)."""
+    return type(a).__module__.split(".", 1)[0] == "cupy"
+
+
+def _cp():
+    import cupy
+    return cupy
+
+
+def _cpx():
+    import cupyx
+    return cupyx
+
+
+@functools.lru_cache(maxsize=None)
+def _module(kind: str, op: str, dtype: str, device: int):
+    cp = _cp()
+    file, names = S.module(kind, op, dtype)
+    return cp.RawModule(code=S.source(file), options=S.OPTIONS, name_expressions=names)
+
+
+def _kernel(kind: str, op: str, dtype: str, name: str):
+    return _module(kind, op, dtype, _cp().cuda.Device().id).get_function(name)
+
+
+@functools.lru_cache(maxsize=None)
+def _n_sm(device: int) -> int:
+    return int(_cp().cuda.Device(device).attributes["MultiProcessorCount"])
+
+
+# --- deferred value errors -----------------------------------------------------------------
+
+_pending = []      # (event, pinned int32 flag, exception type, message)
+
+
+def _defer(flag, exc, message):
+    """Raise `exc(message)` later if the int32 device scalar `flag` turns out non-zero."""
+    cp = _cp()
+    host = _cpx().empty_pinned((1,), np.int32)
+    stream = cp.cuda.get_current_stream()
+    flag.reshape(1).astype(np.int32).get(out=host, stream=stream, blocking=False)
+    event = cp.cuda.Event(block=False, disable_timing=True)
+    event.record(stream)
+    _pending.append((event, host, exc, message))
+
+
+def check_errors(wait: bool = True) -> None:
+    """Raise the first value error found on the device by an earlier call.
+
+    With `wait`, wait for those calls' work; otherwise look only at what has finished.
+    """
+    keep, error = [], None
+    for event, host, exc, message in _pending:
+        if wait:
+            event.synchronize()
+        elif not event.done:
+            keep.append((event, host, exc, message))
+            continue
+        if host[0] and error is None:
+            error = exc(message)
+    _pending[:] = keep
+    if error is not None:
+        raise error
+
+
+# --- shared helpers ---------------------------------------------------------------------
+
+def _probe(a):
+    """A zero-memory NumPy stand-in with `a`'s shape and dtype, for the CPU validators."""
+    if a is None:
+        return None
+    if is_gpu_array(a):
+        return np.broadcast_to(np.zeros((), a.dtype), a.shape)
+    return V._asarray("argument", a)
+
+
+def _device(a, dtype=None):
+    cp = _cp()
+    return cp.asarray(a, dtype=dtype)
+
+
+def _input(x):
+    check_errors(wait=False)
+    if x.dtype.name not in _SUPPORTED:
+        V.float_array("input", _probe(x))         # raises the CPU path's TypeError
+    return x
+
+
+def _whole_elements(a):
+    cp = _cp()
+    if a.size and any(s % a.itemsize for s in a.strides):
+        return cp.ascontiguousarray(a)
+    return a
+
+
+def _grad_out(value, x, others):
+    """Check a caller's gradient buffer (CuPy array of x's shape and dtype, not aliasing a
+    target or weight, and either x itself or disjoint from it)."""
+    if value is None:
+        return None
+    cp = _cp()
+    if not is_gpu_array(value):
+        raise TypeError(f"grad_out must be a CuPy array for CuPy input; got "
+                        f"{type(value).__name__}")
+    if value.shape != x.shape:
+        raise ValueError(f"grad_out must have the input's shape {x.shape}; got {value.shape}")
+    if value.dtype != x.dtype:
+        raise TypeError(f"grad_out must have the input's dtype {x.dtype}; got {value.dtype}")
+    for name, other in others.items():
+        if is_gpu_array(other) and cp.may_share_memory(value, other):
+            raise ValueError(f"grad_out must not share memory with {name}")
+    if cp.may_share_memory(value, x):
+        if not (value.data.ptr == x.data.ptr and value.strides == x.strides):
+            raise ValueError("grad_out must be the input itself or not overlap it")
+    return value
+
+
+def _scale(grad_output, red, denominator, loss_shape):
+    """d total / d loss as a float64 device array: loss-shaped for "none", else 0-d."""
+    cp = _cp()
+    go = cp.asarray(1.0 if grad_output is None else grad_output, dtype=cp.float64)
+    if red == "none":
+        try:
+            return cp.broadcast_to(go, loss_shape)
+        except ValueError:
+            raise ValueError(f"grad_output must broadcast to the loss's shape {loss_shape}; "
+                             f"got shape {go.shape}") from None
+    if go.ndim != 0:
+        raise ValueError(f"grad_output must be a scalar for reduction={red!r}; got shape "
+                         f"{go.shape}")
+    return go if red == "sum" else _mean(go, denominator)
+
+
+def _mean(total, denominator):
+    """total / denominator, NaN for a zero denominator (PyTorch's all-ignored mean)."""
+    cp = _cp()
+    return cp.where(denominator == 0, cp.nan, total / cp.where(denominator == 0, 1.0,
+                                                               denominator))
+
+
+def _reduce(rows, red, denominator, loss_shape, dtype):
+    if red == "none":
+        return rows.reshape(loss_shape).astype(dtype)
+    total = rows.sum()
+    return (total if red == "sum" else _mean(total, denominator)).astype(dtype)
+
+
+# --- class-axis problems -------------------------------------------------------------------
+
+def _launch_rows(op, x3, *, t2=None, ignore_index=-100, q3=None, w=None, eps=0.0,
+                 gscale2=None, g3=None):
+    """Run fx::rows for `op`; returns (float64 per-row results, int32 error flag)."""
+    cp = _cp()
+    outer, C, inner = x3.shape
+    rows = cp.empty(outer * inner, cp.float64)
+    err = cp.zeros(1, cp.int32)
+    if rows.size == 0:
+        return rows, err
+    dtype = x3.dtype.name
+    acc = 8 if dtype == "float64" else 4
+    config = P.row_config(C, x3.strides[1] // x3.itemsize, acc)
+    target = None if t2 is None else t2.dtype.name
+    name = S.row_kernel(op, dtype, target, config)
+    kernel = _kernel("rows", op, dtype, name)
+    smem = P.row_shared_bytes(C, config, acc)
+    if smem > 48 * 1024:
+        kernel.max_dynamic_shared_size_bytes = smem
+    grid = P.row_grid(outer * inner, config, _n_sm(cp.cuda.Device().id))
+    args = P.row_args(x3, t2=t2, ignore_index=ignore_index, q3=q3, w=w, eps=eps,
+                      gscale2=gscale2, rows_out=rows, g3=g3, err=err)
+    kernel((grid,), (config[1],), args, shared_mem=smem)
+    return rows, err
+
+
+def _index_targets(t, C, ignore):
+    """Targets the kernels read: int32 / int64 as they are, other integers as int64 (an
+    unsigned value past int64's range becomes C, which the kernel reports as invalid)."""
+    cp = _cp()
+    if t.dtype in (cp.int32, cp.int64):
+        return t
+    if t.dtype == cp.uint64:
+        return cp.where(t > np.uint64(2 ** 63 - 1), np.int64(C), t.astype(cp.int64))
+    return t.astype(cp.int64)
+
+
+def _class_call(fn, op, input, target, *, weight, ignore_index, reduction, label_smoothing,
+                axis, return_grad, grad_output, grad_out):
+    cp = _cp()
+    x = _input(input)
+    want = V.gradient_options(return_grad, grad_output, grad_out)
+    ax, probs = V.class_problem(_probe(x), _probe(target), weight=_probe(weight),
+                                ignore_index=ignore_index, reduction_value=reduction,
+                                label_smoothing_value=label_smoothing, axis_value=axis,
+                                allow_probs=fn == "cross_entropy", check_only=True)
+    red = V.reduction(reduction)
+    eps = V.label_smoothing(label_smoothing)
+    ignore = V.integer("ignore_index", ignore_index)
+    t = _device(target)
+    if x.ndim == 1 and not probs and t.shape == (1,):
+        t = t.reshape(())
+    grad_out = _grad_out(grad_out, x, {"target": t, "weight": weight})
+    C = x.shape[ax]
+    loss_shape = x.shape[:ax] + x.shape[ax + 1:]
+    outer, inner = math.prod(x.shape[:ax]), math.prod(x.shape[ax + 1:])
+    w = None if weight is None else cp.ascontiguousarray(_device(weight, cp.float64))
+
+    if probs:
+        cdt = np.dtype(V.compute_dtype(x.dtype, t.dtype)) if t.dtype != x.dtype else x.dtype
+        xk, q = x.astype(cdt, copy=False), t.astype(cdt, copy=False)
+        q3 = _whole_elements(V.class_view(q, ax))
+        t2 = None
+        denominator = cp.float64(math.prod(loss_shape))
+        kop = "ce_prob"
+    else:
+        xk, q3 = x, None
+        t2 = _index_targets(t, C, ignore).reshape(outer, inner)
+        valid = t2 != ignore
+        if w is None:
+            denominator = valid.sum(dtype=cp.float64)
+        else:
+            safe = cp.where(valid & (t2 >= 0) & (t2 < C), t2, 0)
+            denominator = cp.where(valid, w[safe], 0.0).sum(dtype=cp.float64)
+        kop = op
+    x3 = _whole_elements(V.class_view(xk, ax))
+
+    g3 = gscale2 = finish = None
+    if want:
+        scale = _scale(grad_output, red, denominator, loss_shape)
+        gscale2 = (scale.reshape(outer, inner) if red == "none"
+                   else cp.broadcast_to(scale, (outer, inner)))
+        if grad_out is not None and grad_out.dtype == xk.dtype:
+            g3 = V.class_view(grad_out, ax)
+            if not cp.may_share_memory(g3, grad_out) and g3.size:
+                g3 = None                           # could not view: write a temporary
+        if g3 is None:
+            g_full = cp.empty(xk.shape, xk.dtype)
+            g3 = V.class_view(g_full, ax)
+
+            def finish():
+                if grad_out is None:
+                    return g_full.astype(x.dtype, copy=False)
+                grad_out[...] = g_full.astype(x.dtype, copy=False)
+                return grad_out
+        else:
+            def finish():
+                return grad_out
+
+    rows, err = _launch_rows(kop, x3, t2=t2, ignore_index=ignore, q3=q3, w=w, eps=eps,
+                             gscale2=gscale2, g3=g3)
+    if not probs:
+        _defer(err, IndexError, f"target held a class index outside [0, {C}) that is not "
+                                f"ignore_index={ignore} (found on the device; the loss and "
+                                f"gradient rows of those targets are NaN)")
+    loss = _reduce(rows, red, denominator, loss_shape, x.dtype)
+    return (loss, finish()) if want else loss
+
+
+def cross_entropy(input, target, **options):
+    return _class_call("cross_entropy", "ce_index", input, target, **options)
+
+
+def nll_loss(input, target, **options):
+    return _class_call("nll_loss", "nll", input, target, label_smoothing=0.0, **options)
+
+
+def _transform(op, x, axis):
+    cp = _cp()
+    x = _input(x)
+    if axis is None:
+        x2 = x.reshape(1, -1)
+        ax = 1
+    else:
+        ax = V.class_input(_probe(x), axis, name="x")[1]
+        x2 = x
+    x3 = _whole_elements(V.class_view(x2, ax))
+    if op == "logsumexp":
+        rows, _ = _launch_rows(op, x3)
+        return rows, x2, ax
+    out = cp.empty(x2.shape, x.dtype)
+    _launch_rows(op, x3, g3=V.class_view(out, ax))
+    return out.reshape(x.shape), x2, ax
+
+
+def logsumexp(x, axis=-1, keepdims=False):
+    rows, x2, ax = _transform("logsumexp", x, axis)
+    shape = x2.shape[:ax] + x2.shape[ax + 1:]
+    out = rows.reshape(shape).astype(x.dtype)
+    if axis is None:
+        out = out.reshape(())
+        return out.reshape((1,) * x.ndim) if keepdims else out
+    return out.reshape(x.shape[:ax] + (1,) + x.shape[ax + 1:]) if keepdims else out
+
+
+def softmax(x, axis=-1):
+    return _transform("softmax", x, axis)[0]
+
+
+def log_softmax(x, axis=-1):
+    return _transform("log_softmax", x, axis)[0]
+
+
+# --- element-wise problems -------------------------------------------------------------
+
+def _elementwise_call(op, input, target, *, weight=None, pos_weight=None, reduction,
+                      log_target=False, return_grad, grad_output, grad_out, probabilities,
+                      reductions=V.REDUCTIONS, batch_denominator=False):
+    cp = _cp()
+    x = _input(input)
+    want = V.gradient_options(return_grad, grad_output, grad_out)
+    V.elementwise_problem(_probe(x), _probe(target), weight=_probe(weight),
+                          pos_weight=_probe(pos_weight), reduction_value=reduction,
+                          probabilities=probabilities, reductions=reductions,
+                          check_only=True)
+    red = V.reduction(reduction, reductions)
+    log_target = V.flag("log_target", log_target)
+    t = _device(target)
+    grad_out = _grad_out(grad_out, x, {"target": t, "weight": weight,
+                                       "pos_weight": pos_weight})
+    cdt = x.dtype if t.dtype == x.dtype else np.dtype(V.compute_dtype(x.dtype, t.dtype))
+    if cdt.name not in _SUPPORTED:
+        cdt = np.dtype(np.float32)
+    xk = x.astype(cdt, copy=False)
+    shape = x.shape
+    if probabilities:
+        bad = ((xk < 0) | (xk > 1) | cp.isnan(xk)).any() | \
+              ((t < 0) | (t > 1) | cp.isnan(t.astype(cp.float64))).any()
+        _defer(bad, ValueError, "input and target of binary_cross_entropy must hold values "
+                                "in [0, 1] (found on the device)")
+    operands = [cp.broadcast_to(t.astype(cdt, copy=False), shape)]
+    if op != "kl_div":
+        operands.append(cp.broadcast_to(_device(1.0 if weight is None else weight,
+                                                cp.float64), shape))
+    if pos_weight is not None:
+        operands.append(cp.broadcast_to(_device(pos_weight, cp.float64), shape))
+    n = x.size
+    denominator = cp.float64(shape[0] if (batch_denominator and x.ndim) else
+                             (1.0 if batch_denominator else n))
+    per_element = red == "none"
+    g_full = gscale = None
+    if want:
+        scale = _scale(grad_output, "none" if per_element else red, denominator, shape)
+        gscale = cp.broadcast_to(scale, shape)
+        g_full = (grad_out if grad_out is not None and grad_out.dtype == cdt
+                  and grad_out.flags.c_contiguous else cp.empty(shape, cdt))
+    loss_full = cp.empty(shape, cdt) if per_element else None
+
+    grid = P.elementwise_grid(max(n, 1), _n_sm(cp.cuda.Device().id))
+    partial = cp.zeros(grid, cp.float64)
+    if n:
+        x3, *rest = _views3(shape, [xk, *operands, gscale, loss_full, g_full])
+        y3 = rest[0]
+        w3 = rest[1] if op != "kl_div" else None
+        pw3 = rest[len(operands) - 1] if pos_weight is not None else None
+        gs3, loss3, g3 = rest[len(operands):]
+        args = P.elementwise_args(x3, y3, w3=w3, pw3=pw3, log_target=log_target,
+                                  gscale3=gs3, loss3=loss3, g3=g3, partial=partial)
+        name = S.elementwise_kernel(op, cdt.name)
+        _kernel("elementwise", op, cdt.name, name)((grid,), (S.ELEMENTWISE_BLOCK,), args)
+    if per_element:
+        loss = loss_full.astype(x.dtype, copy=False)
+    else:
+        total = partial.sum()
+        loss = (total if red == "sum" else _mean(total, denominator)).astype(x.dtype)
+    if not want:
+        return loss
+    if grad_out is not None and g_full is not grad_out:
+        grad_out[...] = g_full.astype(x.dtype, copy=False)
+        return loss, grad_out
+    return loss, g_full.astype(x.dtype, copy=False)
+
+
+def _views3(shape, arrays):
+    """(d0, d1, d2) views, all of the same shape, of arrays broadcast to `shape` (None stays
+    None): up to three dimensions keep their strides (zero for broadcasting); more are
+    flattened in C order, copying what is not C-contiguous."""
+    cp = _cp()
+    out = []
+    for a in arrays:
+        if a is None:
+            out.append(None)
+        elif len(shape) <= 3:
+            pad = 3 - len(shape)
+            out.append(cp.lib.stride_tricks.as_strided(a, (1,) * pad + tuple(shape),
+                                                        (0,) * pad + a.strides))
+        else:
+            out.append((a if a.flags.c_contiguous else cp.ascontiguousarray(a))
+                       .reshape(1, 1, a.size))
+    return out
+
+
+def binary_cross_entropy(input, target, *, weight=None, reduction="mean", return_grad=False,
+                         grad_output=None, grad_out=None):
+    return _elementwise_call("bce", input, target, weight=weight, reduction=reduction,
+                             return_grad=return_grad, grad_output=grad_output,
+                             grad_out=grad_out, probabilities=True)
+
+
+def binary_cross_entropy_with_logits(input, target, *, weight=None, pos_weight=None,
+                                     reduction="mean", return_grad=False, grad_output=None,
+                                     grad_out=None):
+    return _elementwise_call("bce_logits", input, target, weight=weight,
+                             pos_weight=pos_weight, reduction=reduction,
+                             return_grad=return_grad, grad_output=grad_output,
+                             grad_out=grad_out, probabilities=False)
+
+
+def kl_div(input, target, *, reduction="mean", log_target=False, return_grad=False,
+           grad_output=None, grad_out=None):
+    return _elementwise_call("kl_div", input, target, reduction=reduction,
+                             log_target=log_target, return_grad=return_grad,
+                             grad_output=grad_output, grad_out=grad_out,
+                             probabilities=False, reductions=("none", "batchmean", "mean",
+                                                              "sum"),
+                             batch_denominator=reduction == "batchmean")

@@ -1,0 +1,155 @@
+"""The CuPy backend on a GPU: the same functions on cupy arrays, against the CPU backend
+(itself tested against PyTorch) and, where torch has CUDA, against torch on the device.
+
+Skipped where CuPy or a CUDA device is missing (CI has neither); the CUDA sources are still
+compiled and their row bodies run on the CPU there (test_cuda_sources.py).
+"""
+import numpy as np
+import pytest
+
+import fastxent as fx
+
+cp = pytest.importorskip("cupy")
+try:
+    HAVE_DEVICE = cp.cuda.runtime.getDeviceCount() > 0
+except Exception:                                     # no driver
+    HAVE_DEVICE = False
+pytestmark = pytest.mark.skipif(not HAVE_DEVICE, reason="no CUDA device")
+
+from fastxent import _gpu  # noqa: E402
+import cuda_host_lib  # noqa: E402
+
+ml_dtypes = pytest.importorskip("ml_dtypes")
+DTYPES = {"float64": np.float64, "float32": np.float32, "float16": np.float16,
+          "bfloat16": ml_dtypes.bfloat16}
+
+
+def _close(got, want, dtype):
+    cuda_host_lib.assert_close(cp.asnumpy(got), want, dtype)
+
+
+SHAPES = [((7, 10), 1), ((4, 1000), 1), ((3, 5000), 1), ((2, 50257), 1),
+          ((3, 4, 5, 2), 1), ((2, 3, 300), -1)]
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("shape,axis", SHAPES)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("options", [{}, {"weight": True}, {"label_smoothing": 0.1},
+                                     {"weight": True, "label_smoothing": 0.2},
+                                     {"ignored": True}])
+def test_cross_entropy_matches_the_cpu(dtype, shape, axis, reduction, options):
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(shape) * 3).astype(DTYPES[dtype])
+    C = shape[axis]
+    t = rng.integers(0, C, x.shape[:axis % x.ndim] + x.shape[axis % x.ndim + 1:])
+    kw = {}
+    if options.get("weight"):
+        kw["weight"] = rng.uniform(0.5, 2, C)
+    if "label_smoothing" in options:
+        kw["label_smoothing"] = options["label_smoothing"]
+    if options.get("ignored"):
+        t.flat[::3] = -100
+    want, want_grad = fx.cross_entropy(x, t, axis=axis, reduction=reduction,
+                                       return_grad=True, **kw)
+    xg = cp.asarray(x)
+    loss, grad = fx.cross_entropy(xg, cp.asarray(t), axis=axis, reduction=reduction,
+                                  return_grad=True,
+                                  **{k: cp.asarray(v) if k == "weight" else v
+                                     for k, v in kw.items()})
+    assert isinstance(loss, cp.ndarray) and isinstance(grad, cp.ndarray)
+    assert grad.dtype == x.dtype and loss.dtype == x.dtype
+    _close(loss, want, dtype)
+    _close(grad, want_grad, dtype)
+    again = fx.cross_entropy(xg, cp.asarray(t), axis=axis, reduction=reduction,
+                             return_grad=True, **kw)
+    assert cp.array_equal(again[0], loss, equal_nan=True)
+    assert cp.array_equal(again[1], grad, equal_nan=True)
+    _gpu.check_errors()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_in_place_gradient_and_grad_out(dtype):
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((64, 32000)) * 3).astype(DTYPES[dtype])
+    t = rng.integers(0, 32000, 64)
+    want, want_grad = fx.cross_entropy(x, t, return_grad=True)
+    work = cp.asarray(x)
+    loss, grad = fx.cross_entropy(work, cp.asarray(t), return_grad=True, grad_out=work)
+    assert grad is work
+    _close(loss, want, dtype)
+    _close(work, want_grad, dtype)
+    buf = cp.full(x.shape, np.nan, x.dtype)           # poisoned: every element is written
+    fx.cross_entropy(cp.asarray(x), cp.asarray(t), return_grad=True, grad_out=buf)
+    _close(buf, want_grad, dtype)
+
+
+def test_probability_targets_nll_and_transforms():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((16, 777)).astype(np.float32)
+    q = rng.uniform(size=x.shape).astype(np.float32)
+    q /= q.sum(axis=1, keepdims=True)
+    w = rng.uniform(0.5, 2, 777)
+    for fn, args, kw in [
+        (fx.cross_entropy, (x, q), dict(weight=w, label_smoothing=0.1)),
+        (fx.nll_loss, (x, rng.integers(0, 777, 16)), dict(weight=w)),
+    ]:
+        want, want_grad = fn(*args, reduction="sum", return_grad=True, **kw)
+        got, got_grad = fn(*map(cp.asarray, args), reduction="sum", return_grad=True,
+                           **{k: cp.asarray(v) if k == "weight" else v for k, v in kw.items()})
+        _close(got, want, "float32")
+        _close(got_grad, want_grad, "float32")
+    for fn in (fx.logsumexp, fx.softmax, fx.log_softmax):
+        for axis in (0, 1, -1):
+            _close(fn(cp.asarray(x), axis=axis), fn(x, axis=axis), "float32")
+    _close(fx.logsumexp(cp.asarray(x), axis=None), fx.logsumexp(x, axis=None), "float32")
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+def test_elementwise_losses(dtype):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((33, 17)).astype(DTYPES[dtype])
+    y = rng.uniform(size=x.shape).astype(DTYPES[dtype])
+    p = rng.uniform(0.01, 0.99, x.shape).astype(DTYPES[dtype])
+    w, pw = rng.uniform(0.5, 2, x.shape), rng.uniform(0.5, 3, 17)
+    for fn, inp, kw in [(fx.binary_cross_entropy_with_logits, x, dict(weight=w, pos_weight=pw)),
+                        (fx.binary_cross_entropy, p, dict(weight=w)),
+                        (fx.kl_div, x, dict(reduction="batchmean")),
+                        (fx.kl_div, x, dict(log_target=True, reduction="none"))]:
+        kw.setdefault("reduction", "mean")
+        want, want_grad = fn(inp, y, return_grad=True, **kw)
+        got, got_grad = fn(cp.asarray(inp), cp.asarray(y), return_grad=True,
+                           **{k: cp.asarray(v) if k in ("weight", "pos_weight") else v
+                              for k, v in kw.items()})
+        _close(got, want, dtype)
+        _close(got_grad, want_grad, dtype)
+
+
+def test_value_errors_are_raised_after_the_call():
+    x = cp.zeros((4, 3), cp.float32)
+    loss = fx.cross_entropy(x, cp.asarray([0, 3, 1, 2]), reduction="none")
+    assert bool(cp.isnan(loss[1])) and not bool(cp.isnan(loss[0]))
+    with pytest.raises(IndexError, match=r"outside \[0, 3\)"):
+        _gpu.check_errors()
+    fx.binary_cross_entropy(cp.asarray([0.5, 1.5]), cp.asarray([1.0, 0.0]))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        _gpu.check_errors()
+    with pytest.raises(ValueError, match="reduction"):
+        fx.cross_entropy(x, cp.asarray([0, 1, 1, 2]), reduction="avg")
+
+
+def test_against_torch_cuda():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch without CUDA")
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((256, 32000)) * 3).astype(np.float32)
+    t = rng.integers(0, 32000, 256)
+    xt = torch.tensor(x, device="cuda", requires_grad=True)
+    ref = torch.nn.functional.cross_entropy(xt, torch.tensor(t, device="cuda"),
+                                            label_smoothing=0.1)
+    ref.backward()
+    loss, grad = fx.cross_entropy(cp.asarray(x), cp.asarray(t), label_smoothing=0.1,
+                                  return_grad=True)
+    _close(loss, ref.item(), "float32")
+    _close(grad, xt.grad.cpu().numpy(), "float32")

@@ -1,0 +1,283 @@
+"""The CuPy backend's Python side (fastxent._gpu), run end to end without a GPU.
+
+A stand-in for CuPy serves NumPy arrays of a ``cupy``-named ndarray subclass, and its
+"kernels" are the CUDA sources' own row and element bodies compiled by g++
+(cuda_host_lib), called with the launcher's argument tuples. So everything but the device
+itself runs: dispatch from the public functions, validation, target conversion, the mean's
+denominator on the "device", gradient scales, grad_out and in-place gradients, reductions,
+and the deferred value errors. The real device runs test_gpu.py.
+"""
+import re
+import types
+
+import numpy as np
+import pytest
+
+import fastxent as fx
+from fastxent import _cuda_sources as S
+from fastxent import _gpu
+
+import cuda_host_lib
+
+ml_dtypes = pytest.importorskip("ml_dtypes")
+
+
+class ndarray(np.ndarray):
+    """NumPy memory under a CuPy-like type (its module name is what the dispatch checks)."""
+
+    @property
+    def data(self):
+        return types.SimpleNamespace(ptr=self.__array_interface__["data"][0])
+
+    def get(self, out=None, stream=None, blocking=True):
+        if out is None:
+            return np.array(self)
+        out[...] = self
+        return out
+
+
+ndarray.__module__ = "cupy._core.core"
+
+
+def _dev(a):
+    return a.view(ndarray) if isinstance(a, np.ndarray) else a
+
+
+def _wrap(fn):
+    def call(*args, **kwargs):
+        return _dev(fn(*args, **kwargs))
+    return call
+
+
+class _Event:
+    done = True
+
+    def __init__(self, **_):
+        pass
+
+    def record(self, stream=None):
+        pass
+
+    def synchronize(self):
+        pass
+
+
+class _Device:
+    def __init__(self, device=0):
+        self.id = device
+        self.attributes = {"MultiProcessorCount": 3}
+
+
+def _fake_cupy():
+    cp = types.SimpleNamespace(
+        ndarray=ndarray, float64=np.float64, int32=np.int32, int64=np.int64,
+        uint64=np.uint64, nan=np.nan,
+        asarray=lambda a, dtype=None: _dev(np.array(a, dtype=dtype, copy=None)),
+        empty=_wrap(np.empty), zeros=_wrap(np.zeros), full=_wrap(np.full),
+        where=_wrap(np.where), broadcast_to=_wrap(lambda a, s: np.broadcast_to(a, s,
+                                                                             subok=True)),
+        ascontiguousarray=_wrap(np.ascontiguousarray), isnan=_wrap(np.isnan),
+        may_share_memory=np.may_share_memory,
+        lib=types.SimpleNamespace(stride_tricks=types.SimpleNamespace(
+            as_strided=lambda a, shape, strides: np.lib.stride_tricks.as_strided(
+                a, shape, strides, subok=True))),
+        cuda=types.SimpleNamespace(Device=_Device, get_current_stream=lambda: None,
+                                   Event=_Event))
+    cpx = types.SimpleNamespace(empty_pinned=lambda shape, dtype: np.zeros(shape, dtype))
+    return cp, cpx
+
+
+class _HostKernel:
+    """A 'kernel' that runs the host build of its template body over the whole problem."""
+
+    def __init__(self, lib, kind, op, dtype, name):
+        self.lib, self.kind, self.op, self.dtype, self.name = lib, kind, op, dtype, name
+        self.launches = 0
+
+    def __call__(self, grid, block, args, shared_mem=0):
+        self.launches += 1
+        assert isinstance(grid, tuple) and isinstance(block, tuple)
+        cargs = [cuda_host_lib.c_arg(np.asarray(a) if isinstance(a, np.ndarray) else a)
+                 for a in args]
+        code = cuda_host_lib.DTYPE_CODES[self.dtype]
+        if self.kind == "rows":
+            params = re.match(r"fx::rows<(\d+), [^,]+, ([^,]+), (\d+), (\d+), (\w+)>",
+                              self.name)
+            target = 0 if params.group(2) == "int" else 1
+            cached = params.group(5) == "true"
+            assert self.lib.fx_host_rows(int(params.group(1)), code, target, int(cached),
+                                         *cargs) == 0
+        else:
+            assert self.lib.fx_host_elementwise(S.ELEMENTWISE_OPS[self.op], code, *cargs) == 0
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    return cuda_host_lib.build(tmp_path_factory.mktemp("fxhost"))
+
+
+@pytest.fixture
+def gpu(lib, monkeypatch):
+    cp, cpx = _fake_cupy()
+    kernels = []
+
+    def kernel(kind, op, dtype, name):
+        assert name in S.module(kind, op, dtype)[1]       # a name the module compiles
+        kernels.append(_HostKernel(lib, kind, op, dtype, name))
+        return kernels[-1]
+
+    monkeypatch.setattr(_gpu, "_cp", lambda: cp)
+    monkeypatch.setattr(_gpu, "_cpx", lambda: cpx)
+    monkeypatch.setattr(_gpu, "_kernel", kernel)
+    _gpu._n_sm.cache_clear()
+    _gpu._pending.clear()
+    yield types.SimpleNamespace(cp=cp, kernels=kernels, dev=_dev)
+    _gpu._pending.clear()
+    _gpu._n_sm.cache_clear()
+
+
+DTYPES = {"float64": np.float64, "float32": np.float32, "float16": np.float16,
+          "bfloat16": ml_dtypes.bfloat16}
+_close = cuda_host_lib.assert_close
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("shape,axis", [((7, 10), 1), ((4, 100), 1), ((3, 3000), 1),
+                                        ((3, 4, 5, 2), 1), ((2, 3, 40), -1), ((9,), None)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("options", ["plain", "weight", "weight+smoothing", "ignored",
+                                     "all ignored", "int8", "uint64", "probs"])
+def test_cross_entropy(gpu, dtype, shape, axis, reduction, options):
+    rng = np.random.default_rng(len(options) + len(shape))
+    x = (rng.standard_normal(shape) * 3).astype(DTYPES[dtype])
+    ax = (1 if len(shape) > 1 else 0) if axis is None else axis % len(shape)
+    C = shape[ax]
+    t = rng.integers(0, C, shape[:ax] + shape[ax + 1:])
+    kw = {}
+    if "weight" in options:
+        kw["weight"] = rng.uniform(0.5, 2, C)
+    if "smoothing" in options:
+        kw["label_smoothing"] = 0.1
+    if options == "ignored":
+        t.flat[::3] = -100
+    if options == "all ignored":
+        t[...] = -100
+    if options == "int8":
+        t = t.astype(np.int8) if C < 128 else t.astype(np.int16)
+    if options == "uint64":
+        t = t.astype(np.uint64)
+    if options == "probs":
+        t = rng.uniform(size=shape).astype(DTYPES[dtype])
+    go = rng.uniform(0.5, 1.5, t.shape if options != "probs" else shape[:ax] + shape[ax + 1:]) \
+        if reduction == "none" else 0.7
+    want, want_grad = fx.cross_entropy(x, t, axis=axis, reduction=reduction, return_grad=True,
+                                       grad_output=go, **kw)
+    loss, grad = fx.cross_entropy(gpu.dev(x), gpu.dev(t), axis=axis, reduction=reduction,
+                                  return_grad=True, grad_output=gpu.dev(np.asarray(go)),
+                                  **{k: gpu.dev(v) if k == "weight" else v
+                                     for k, v in kw.items()})
+    assert type(grad) is ndarray and grad.dtype == x.dtype and loss.dtype == x.dtype
+    assert len(gpu.kernels) == 1 and gpu.kernels[0].launches == 1
+    _close(loss, want, dtype)
+    _close(grad, want_grad, dtype)
+    _gpu.check_errors()
+
+
+def test_layouts_choose_every_lane_mapping(gpu):
+    rng = np.random.default_rng(5)
+    for shape, config in [((8, 10), S.THREAD_PER_ROW), ((8, 300), S.WARP_PER_ROW),
+                          ((2, 5000), S.BLOCK_PER_ROW_CACHED),
+                          ((2, 50000), S.BLOCK_PER_ROW)]:
+        x = rng.standard_normal(shape)
+        t = rng.integers(0, shape[1], shape[0])
+        want = fx.cross_entropy(x, t, return_grad=True)
+        got = fx.cross_entropy(gpu.dev(x), gpu.dev(t), return_grad=True)
+        name = gpu.kernels[-1].name
+        assert name == S.row_kernel("ce_index", "float64", "int64", config)
+        _close(got[0], want[0], "float64")
+        _close(got[1], want[1], "float64")
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_grad_out(gpu, in_place):
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((6, 300)).astype(np.float32)
+    t = rng.integers(0, 300, 6)
+    want = fx.cross_entropy(x, t, return_grad=True, label_smoothing=0.1)
+    xd = gpu.dev(x.copy())
+    buf = xd if in_place else gpu.dev(np.full(x.shape, np.nan, np.float32))
+    loss, grad = fx.cross_entropy(xd, gpu.dev(t), return_grad=True, grad_out=buf,
+                                  label_smoothing=0.1)
+    assert grad is buf
+    _close(loss, want[0], "float32")
+    _close(buf, want[1], "float32")
+    with pytest.raises(ValueError, match="grad_out"):
+        fx.cross_entropy(xd, gpu.dev(t), return_grad=True, grad_out=xd[:, ::-1])
+    with pytest.raises(TypeError, match="grad_out"):
+        fx.cross_entropy(xd, gpu.dev(t), return_grad=True, grad_out=np.empty_like(x))
+
+
+def test_nll_and_transforms(gpu):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((5, 7, 3)).astype(np.float32)
+    t = rng.integers(0, 7, (5, 3))
+    t[0, 0] = -100
+    w = rng.uniform(0.5, 2, 7)
+    for red in ("mean", "sum", "none"):
+        want = fx.nll_loss(x, t, weight=w, reduction=red, return_grad=True)
+        got = fx.nll_loss(gpu.dev(x), gpu.dev(t), weight=gpu.dev(w), reduction=red,
+                          return_grad=True)
+        _close(got[0], want[0], "float32")
+        _close(got[1], want[1], "float32")
+    for fn in (fx.softmax, fx.log_softmax, fx.logsumexp):
+        for axis in (0, 1, 2, -1):
+            _close(fn(gpu.dev(x), axis=axis), fn(x, axis=axis), "float32")
+    _close(fx.logsumexp(gpu.dev(x), axis=None), fx.logsumexp(x, axis=None), "float32")
+    _close(fx.logsumexp(gpu.dev(x), axis=1, keepdims=True),
+           fx.logsumexp(x, axis=1, keepdims=True), "float32")
+    assert fx.logsumexp(gpu.dev(x), axis=1, keepdims=True).shape == (5, 1, 3)
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("shape", [(6,), (4, 5), (2, 3, 4), (2, 2, 3, 2)])
+def test_elementwise(gpu, dtype, shape):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal(shape).astype(DTYPES[dtype])
+    y = rng.uniform(size=shape).astype(DTYPES[dtype])
+    p = rng.uniform(0.01, 0.99, shape).astype(DTYPES[dtype])
+    w, pw = rng.uniform(0.5, 2, shape), rng.uniform(0.5, 3, shape[-1])
+    cases = [(fx.binary_cross_entropy_with_logits, x, dict(weight=w, pos_weight=pw)),
+             (fx.binary_cross_entropy_with_logits, x, {}),
+             (fx.binary_cross_entropy, p, dict(weight=w)),
+             (fx.kl_div, x, dict(reduction="batchmean")),
+             (fx.kl_div, x, dict(log_target=True))]
+    for fn, inp, kw in cases:
+        for red in ("mean", "sum", "none"):
+            kw2 = dict(kw)
+            kw2.setdefault("reduction", red)
+            want = fn(inp, y, return_grad=True, **kw2)
+            got = fn(gpu.dev(inp), gpu.dev(y), return_grad=True,
+                     **{k: gpu.dev(v) if k in ("weight", "pos_weight") else v
+                        for k, v in kw2.items()})
+            _close(got[0], want[0], dtype)
+            _close(got[1], want[1], dtype)
+
+
+def test_value_errors_are_deferred_to_the_next_call(gpu):
+    x = gpu.dev(np.zeros((4, 3), np.float32))
+    loss = fx.cross_entropy(x, gpu.dev(np.array([0, 3, 1, 2])), reduction="none")
+    assert np.isnan(loss[1]) and not np.isnan(loss[0])
+    with pytest.raises(IndexError, match=r"outside \[0, 3\)"):
+        fx.softmax(x)                        # the next call on the device raises
+    fx.cross_entropy(x, gpu.dev(np.array([0, 1, 1, 2])))
+    _gpu.check_errors()                      # nothing pending
+    fx.binary_cross_entropy(gpu.dev(np.array([0.5, 1.5])), gpu.dev(np.array([1.0, 0.0])))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        _gpu.check_errors()
+    for bad in (dict(reduction="avg"), dict(label_smoothing=-0.1), dict(axis=3)):
+        with pytest.raises(ValueError):
+            fx.cross_entropy(x, gpu.dev(np.array([0, 1, 1, 2])), **bad)
+    with pytest.raises(ValueError, match="class probabilities"):
+        fx.cross_entropy(x, gpu.dev(np.array([0.5, 1, 1, 2])))
+    with pytest.raises(TypeError):
+        fx.softmax(gpu.dev(np.zeros(3, np.int32)))
