@@ -281,3 +281,19 @@ def test_value_errors_are_deferred_to_the_next_call(gpu):
         fx.cross_entropy(x, gpu.dev(np.array([0.5, 1, 1, 2])))
     with pytest.raises(TypeError):
         fx.softmax(gpu.dev(np.zeros(3, np.int32)))
+
+
+def test_import_fastxent_never_imports_cupy():
+    import subprocess
+    import sys
+    code = ("import numpy as np, sys, fastxent as fx; "
+            "fx.cross_entropy(np.zeros((2, 3)), np.array([0, 1])); "
+            "assert not any(m.split('.')[0] in ('cupy', 'cupyx') for m in sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_gpu_check_script_compiles():
+    import pathlib
+    import py_compile
+    py_compile.compile(str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks" /
+                           "gpu_check.py"), doraise=True)
