@@ -71,6 +71,31 @@ def test_every_kernel_compiles_with_nvcc(tmp_path, file, arch):
                                                         if spills[e] != "0"}
 
 
+@once
+def test_every_module_compiles_with_nvrtc():
+    """NVRTC is what CuPy's RawModule runs: each module as one program, with the backend's
+    options and name expressions, every name lowered (cuda-bindings + the NVRTC wheel work
+    without a driver)."""
+    nvrtc = pytest.importorskip("cuda.bindings.nvrtc")
+    ok = nvrtc.nvrtcResult.NVRTC_SUCCESS
+    options = [o.encode() for o in S.OPTIONS] + [b"-arch=sm_90",
+                                                 b"--device-as-default-execution-space"]
+    for kind, op, dtype, file, names in S.all_modules():
+        err, prog = nvrtc.nvrtcCreateProgram(S.source(file).encode(), file.encode(), 0, [], [])
+        assert err == ok
+        for name in names:
+            assert nvrtc.nvrtcAddNameExpression(prog, name.encode())[0] == ok
+        err, = nvrtc.nvrtcCompileProgram(prog, len(options), options)
+        if err != ok:
+            size = nvrtc.nvrtcGetProgramLogSize(prog)[1]
+            log = b" " * size
+            nvrtc.nvrtcGetProgramLog(prog, log)
+            pytest.fail(f"{op} {dtype}: {log.decode()[:3000]}")
+        for name in names:
+            assert nvrtc.nvrtcGetLoweredName(prog, name.encode())[0] == ok, name
+        nvrtc.nvrtcDestroyProgram(prog)
+
+
 def test_catalogue_names_every_op_and_dtype():
     modules = S.all_modules()
     assert {(m[1], m[2]) for m in modules} == {

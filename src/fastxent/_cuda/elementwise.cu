@@ -51,7 +51,7 @@ template <int OP, class T> FX_HD double elem_work(const ElemArgs<T>& a, long lon
     return (double)lv;
 }
 
-#if defined(__CUDACC__)
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 
 template <int OP, class T, int BLOCK>
 __global__ void __launch_bounds__(BLOCK) elementwise(

@@ -12,7 +12,7 @@
 #ifndef FX_DEVICE_CUH
 #define FX_DEVICE_CUH
 
-#if defined(__CUDACC__)
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 #define FX_HD __host__ __device__ __forceinline__
 #define FX_DEV __device__ __forceinline__
 #else

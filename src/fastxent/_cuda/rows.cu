@@ -191,7 +191,7 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
     }
 }
 
-#if defined(__CUDACC__)
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 
 /* NL lanes of one warp per row (NL <= 32, a power of two): butterfly shuffles, so every lane
  * ends with the same bits. */
