@@ -1,8 +1,9 @@
-"""reduction="none" / "mean" / "sum" and the gradient scale, for every backend.
+"""reduction="none" / "mean" / "sum" and the gradient scale, on the CPU.
 
 Kernels return per-row losses (class-axis problems) or a total summed in fixed blocks
-(element-wise problems); everything here is written against an array namespace ``xp``
-(NumPy or CuPy), so the CPU and GPU paths cannot diverge.
+(element-wise problems). The GPU backend (``_gpu``) applies the same conventions to device
+arrays without reading the denominator on the host (``_gpu._mean``, ``_gpu._scale``); the
+stand-in tests (test_gpu_backend_on_cpu.py) hold it to this module's results.
 
 PyTorch's conventions, which these functions encode:
 * "mean" divides by the problem's denominator: the sum of the true-class weights over
