@@ -17,11 +17,12 @@ def build(directory):
     gxx = shutil.which("g++")
     assert gxx, "g++ is required (it builds the extension)"
     out = os.path.join(str(directory), "libfxhost.so")
-    subprocess.run([gxx, "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", "-shared",
+    subprocess.run([gxx, "-std=c++20", "-pthread", "-O1", "-Wall", "-Wextra", "-Werror", "-shared",
                     "-fPIC", "-x", "c++", "-I", str(S.SOURCE_DIR),
                     os.path.join(HERE, "cuda_host", "fx_host.cpp"), "-o", out],
                    check=True, capture_output=True, timeout=300)
     lib = ctypes.CDLL(out)
+    lib.fx_host_set_lanes.argtypes = [ctypes.c_int]
     for name, res, arg in (("fx_host_to_f16", ctypes.c_ushort, ctypes.c_float),
                            ("fx_host_from_f16", ctypes.c_float, ctypes.c_ushort),
                            ("fx_host_to_bf16", ctypes.c_ushort, ctypes.c_float),

@@ -144,8 +144,9 @@ def test_16_bit_conversions_match_numpy(host):
 
 
 def _rows(host, op, x, *, t=None, q=None, w=None, eps=0.0, go=None, ignore_index=-100,
-          axis=1, cached=False, in_place=False):
-    """Run fx::rows's body for `op` on `x` (class axis `axis`) and return (rows, out, err)."""
+          axis=1, cached=False, in_place=False, lanes=1):
+    """Run fx::rows's body for `op` on `x` (class axis `axis`) with `lanes` lanes per row
+    (threads meeting at every reduction) and return (rows, out, err)."""
     xm = np.moveaxis(x, axis, 1)
     outer, C = xm.shape[0], xm.shape[1]
     x3 = xm.reshape(outer, C, -1)
@@ -169,8 +170,12 @@ def _rows(host, op, x, *, t=None, q=None, w=None, eps=0.0, go=None, ignore_index
                       w=None if w is None else np.ascontiguousarray(w, np.float64), eps=eps,
                       gscale2=gs2, rows_out=rows, g3=g3, err=err)
     target = 0 if t is not None and t.dtype == np.int32 else 1
-    code = host.fx_host_rows(S.ROW_OPS[op], DTYPE_CODES[x.dtype.name], target, int(cached),
-                             *map(_c, args))
+    host.fx_host_set_lanes(lanes)
+    try:
+        code = host.fx_host_rows(S.ROW_OPS[op], DTYPE_CODES[x.dtype.name], target,
+                                 int(cached), *map(_c, args))
+    finally:
+        host.fx_host_set_lanes(1)
     assert code == 0
     out = None if g3 is None else np.moveaxis(g3.reshape(xm.shape), 1, axis)
     return rows.reshape(xm.shape[:1] + xm.shape[2:]), out, int(err[0])
@@ -200,12 +205,13 @@ def _layout(rng, name, dtype):
     return x, spec["axis"]
 
 
+@pytest.mark.parametrize("lanes", [1, 3], ids=["1 lane", "3 lanes"])
 @pytest.mark.parametrize("cached", [False, True], ids=["global", "cached"])
 @pytest.mark.parametrize("dtype", list(NP_DTYPES))
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("options", ["plain", "weight", "smoothing", "weight+smoothing",
                                      "ignored", "int32"])
-def test_cross_entropy_index_rows(host, layout, dtype, cached, options):
+def test_cross_entropy_index_rows(host, lanes, layout, dtype, cached, options):
     rng = np.random.default_rng(len(layout) + len(options))
     x, axis = _layout(rng, layout, dtype)
     C = x.shape[axis]
@@ -221,7 +227,7 @@ def test_cross_entropy_index_rows(host, layout, dtype, cached, options):
     go = rng.uniform(0.5, 1.5, loss_shape)
     rows, grad, err = _rows(host, "ce_index", x, t=t, w=kw.get("weight"),
                             eps=kw.get("label_smoothing", 0.0), go=go, axis=axis,
-                            cached=cached)
+                            cached=cached, lanes=lanes)
     want, want_grad = fx.cross_entropy(x, t, axis=axis, reduction="none", return_grad=True,
                                        grad_output=go, **kw)
     assert err == 0
@@ -250,10 +256,10 @@ def test_cross_entropy_non_finite_and_in_place(host, dtype):
     want, want_grad = fx.cross_entropy(x2, t2, reduction="none", return_grad=True,
                                        grad_output=np.ones(5), weight=np.linspace(1, 2, 300),
                                        label_smoothing=0.1)
-    for cached in (False, True):
+    for cached, lanes in ((False, 1), (True, 1), (False, 4), (True, 4)):
         work = x2.copy()
         rows, grad, _ = _rows(host, "ce_index", work, t=t2, go=np.ones(5), in_place=True,
-                              w=np.linspace(1, 2, 300), eps=0.1, cached=cached)
+                              w=np.linspace(1, 2, 300), eps=0.1, cached=cached, lanes=lanes)
         _close(rows, want, dtype, "in-place loss")
         _close(work, want_grad, dtype, "in-place grad")
 
@@ -261,9 +267,9 @@ def test_cross_entropy_non_finite_and_in_place(host, dtype):
 def test_invalid_targets_flag_the_error_and_poison_their_row(host):
     x = np.zeros((4, 3), np.float32)
     for op in ("ce_index", "nll"):
-        for bad in (3, -1, -101):
+        for bad, lanes in ((3, 1), (-1, 2), (-101, 3)):
             t = np.array([0, bad, 2, -100])
-            rows, grad, err = _rows(host, op, x, t=t, go=np.ones(4))
+            rows, grad, err = _rows(host, op, x, t=t, go=np.ones(4), lanes=lanes)
             assert err == 1
             assert np.isnan(rows[1]) and np.isnan(grad[1]).all()
             assert np.isfinite(rows[[0, 2, 3]]).all() and np.isfinite(grad[[0, 2, 3]]).all()
@@ -271,10 +277,11 @@ def test_invalid_targets_flag_the_error_and_poison_their_row(host):
         assert err == 0
 
 
+@pytest.mark.parametrize("lanes", [1, 3], ids=["1 lane", "3 lanes"])
 @pytest.mark.parametrize("cached", [False, True], ids=["global", "cached"])
 @pytest.mark.parametrize("dtype", list(NP_DTYPES))
 @pytest.mark.parametrize("layout", list(LAYOUTS))
-def test_cross_entropy_probability_rows(host, layout, dtype, cached):
+def test_cross_entropy_probability_rows(host, lanes, layout, dtype, cached):
     rng = np.random.default_rng(7)
     x, axis = _layout(rng, layout, dtype)
     q = rng.uniform(0, 1, x.shape)
@@ -283,7 +290,7 @@ def test_cross_entropy_probability_rows(host, layout, dtype, cached):
     w = rng.uniform(0.5, 1.5, C)
     go = rng.uniform(0.5, 1.5, x.shape[:axis] + x.shape[axis + 1:])
     rows, grad, err = _rows(host, "ce_prob", x, q=q, w=w, eps=0.1, go=go, axis=axis,
-                            cached=cached)
+                            cached=cached, lanes=lanes)
     want, want_grad = fx.cross_entropy(x, q, weight=w, label_smoothing=0.1, axis=axis,
                                        reduction="none", return_grad=True, grad_output=go)
     _close(rows, want if dtype in ("float32", "float64") else fx.cross_entropy(
@@ -292,9 +299,10 @@ def test_cross_entropy_probability_rows(host, layout, dtype, cached):
     _close(grad, want_grad, dtype, "grad")
 
 
+@pytest.mark.parametrize("lanes", [1, 3], ids=["1 lane", "3 lanes"])
 @pytest.mark.parametrize("dtype", list(NP_DTYPES))
 @pytest.mark.parametrize("layout", list(LAYOUTS))
-def test_nll_rows(host, layout, dtype):
+def test_nll_rows(host, lanes, layout, dtype):
     rng = np.random.default_rng(11)
     x, axis = _layout(rng, layout, dtype)
     C = x.shape[axis]
@@ -302,23 +310,24 @@ def test_nll_rows(host, layout, dtype):
     t.flat[::4] = -100
     w = rng.uniform(0.5, 1.5, C)
     go = rng.uniform(0.5, 1.5, t.shape)
-    rows, grad, err = _rows(host, "nll", x, t=t, w=w, go=go, axis=axis)
+    rows, grad, err = _rows(host, "nll", x, t=t, w=w, go=go, axis=axis, lanes=lanes)
     want, want_grad = fx.nll_loss(x, t, weight=w, axis=axis, reduction="none",
                                   return_grad=True, grad_output=go)
     _close(rows, want, dtype, "loss")
     _close(grad, want_grad, dtype, "grad")
 
 
+@pytest.mark.parametrize("lanes", [1, 3], ids=["1 lane", "3 lanes"])
 @pytest.mark.parametrize("cached", [False, True], ids=["global", "cached"])
 @pytest.mark.parametrize("dtype", list(NP_DTYPES))
 @pytest.mark.parametrize("layout", list(LAYOUTS))
-def test_transform_rows(host, layout, dtype, cached):
+def test_transform_rows(host, lanes, layout, dtype, cached):
     rng = np.random.default_rng(13)
     x, axis = _layout(rng, layout, dtype)
-    rows, _, _ = _rows(host, "logsumexp", x, axis=axis, cached=cached)
+    rows, _, _ = _rows(host, "logsumexp", x, axis=axis, cached=cached, lanes=lanes)
     _close(rows, fx.logsumexp(x.astype(np.float64), axis=axis), dtype, "logsumexp")
     for op, fn in (("softmax", fx.softmax), ("log_softmax", fx.log_softmax)):
-        _, out, _ = _rows(host, op, x, axis=axis, cached=cached)
+        _, out, _ = _rows(host, op, x, axis=axis, cached=cached, lanes=lanes)
         _close(out, fn(x, axis=axis), dtype, op)
 
 

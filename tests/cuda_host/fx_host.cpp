@@ -1,7 +1,11 @@
 // The kernels' row and element bodies (row_work, elem_work) on the CPU: g++ compiles the
-// CUDA sources' host+device code, and these entry points run it over every row / element
-// with one lane per row, taking the very argument tuples the GPU launcher builds
-// (fastxent._gpu_plan). tests/test_cuda_sources.py loads this with ctypes.
+// CUDA sources' host+device code, and these entry points run it over every row / element,
+// taking the very argument tuples the GPU launcher builds (fastxent._gpu_plan). Rows run
+// with one lane, or with NL lanes as NL threads that meet at a barrier for every reduction
+// (ThreadLanes: the warp / block mappings' striding, collective reductions and shared row
+// cache). tests/test_cuda_sources.py loads this with ctypes.
+#include <barrier>
+#include <thread>
 #include <vector>
 
 #include "rows.cu"
@@ -11,14 +15,57 @@ using namespace fx;
 
 namespace {
 
+/* NL threads on one row, like a block's lanes: a reduction posts every lane's value, waits,
+ * and combines them in lane order, so every lane gets the same result. */
+struct Meeting {
+    explicit Meeting(int n) : values(n), barrier(n) {}
+    std::vector<double> values;
+    std::barrier<> barrier;
+};
+
+struct ThreadLanes {
+    int NL_, id;
+    Meeting* meet;
+    int lanes() const { return NL_; }
+    int lane() const { return id; }
+    template <class A, bool MAX> A reduce(A v) const {
+        meet->values[id] = (double)v;
+        meet->barrier.arrive_and_wait();
+        A r = A(meet->values[0]);
+        for (int k = 1; k < NL_; ++k) r = MAX ? fx_max(r, A(meet->values[k])) : r + A(meet->values[k]);
+        meet->barrier.arrive_and_wait();
+        return r;
+    }
+    template <class A> A max(A v) const { return reduce<A, true>(v); }
+    template <class A> A sum(A v) const { return reduce<A, false>(v); }
+    void sync() const { meet->barrier.arrive_and_wait(); }
+    void flag(int* err) const { __atomic_fetch_or(err, 1, __ATOMIC_RELAXED); }
+};
+
+int g_lanes = 1;      /* lanes per row for the next fx_host_rows call */
+
 template <int OP, bool CACHED, class T, class TI>
 void run_rows(const RowArgs<T, TI>& a) {
     typedef typename acc_of<T>::type A;
     std::vector<A> cache(CACHED ? a.C : 1);
-    const HostLanes lanes;
-    for (long long r = 0; r < a.outer * a.inner; ++r) {
-        row_work<OP, CACHED>(lanes, a, r, true, cache.data());
+    const long long nrows = a.outer * a.inner;
+    if (g_lanes == 1) {
+        const HostLanes lanes;
+        for (long long r = 0; r < nrows; ++r) row_work<OP, CACHED>(lanes, a, r, true, cache.data());
+        return;
     }
+    Meeting meet(g_lanes);
+    std::vector<std::thread> threads;
+    for (int id = 0; id < g_lanes; ++id) {
+        threads.emplace_back([&, id] {
+            const ThreadLanes lanes{g_lanes, id, &meet};
+            for (long long r = 0; r < nrows; ++r) {
+                row_work<OP, CACHED>(lanes, a, r, true, cache.data());
+                meet.barrier.arrive_and_wait();      /* the next row overwrites the cache */
+            }
+        });
+    }
+    for (auto& t : threads) t.join();
 }
 
 template <int OP, class T, class TI>
@@ -122,6 +169,9 @@ int fx_host_elementwise(int op, int dtype, const void* x, long long d0, long lon
     return 1;
 #undef FX_ELEM
 }
+
+/* Lanes per row for the following fx_host_rows calls (1 by default). */
+void fx_host_set_lanes(int n) { g_lanes = n > 0 ? n : 1; }
 
 /* The 16-bit conversions, for the round-trip test against NumPy / ml_dtypes. */
 unsigned short fx_host_to_f16(float v) { return to_f16(v).bits; }

@@ -44,6 +44,7 @@ template <class T, class TI> struct RowArgs {
 /* One lane per row, on the host (the CI test) or in a thread-per-row kernel. */
 struct HostLanes {
     static const int NL = 1;
+    FX_HD int lanes() const { return 1; }
     FX_HD int lane() const { return 0; }
     template <class A> FX_HD A max(A v) const { return v; }
     template <class A> FX_HD A sum(A v) const { return v; }
@@ -61,7 +62,7 @@ template <int OP, bool CACHED, class T, class TI, class Lanes>
 FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool active,
                     typename acc_of<T>::type* cache) {
     typedef typename acc_of<T>::type A;
-    const int NL = Lanes::NL, lane = L.lane(), C = a.C;
+    const int NL = L.lanes(), lane = L.lane(), C = a.C;
     const long long o = active ? row / a.inner : 0, i = active ? row - o * a.inner : 0;
     const T* xr = a.x + o * a.so + i * a.si;
     T* gr = a.g + o * a.gso + i * a.gsi;
@@ -197,6 +198,7 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
  * ends with the same bits. */
 template <int NL_> struct WarpLanes {
     static const int NL = NL_;
+    __device__ int lanes() const { return NL; }
     __device__ int lane() const { return (int)(threadIdx.x % NL); }
     template <class A> __device__ A max(A v) const {
 #pragma unroll
@@ -216,6 +218,7 @@ template <int NL_> struct WarpLanes {
 template <int BLOCK, class A> struct BlockLanes {
     static const int NL = BLOCK;
     A* slots;
+    __device__ int lanes() const { return NL; }
     __device__ int lane() const { return (int)threadIdx.x; }
     template <bool MAX> __device__ A reduce(A v) const {
 #pragma unroll
