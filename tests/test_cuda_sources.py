@@ -240,12 +240,15 @@ def test_cross_entropy_index_rows(host, lanes, layout, dtype, cached, options):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_cross_entropy_non_finite_and_in_place(host, dtype):
     x = np.array([[1.0, -np.inf, 2.0], [np.inf, 0.0, 1.0], [np.nan, 0.0, 1.0],
-                  [-np.inf, -np.inf, -np.inf], [1e30, 0.0, -1e30], [3.0, 1.0, 0.0]],
+                  [-np.inf, -np.inf, -np.inf], [1e30, 0.0, -1e30], [3.0, 1.0, 0.0],
+                  [-np.inf, 0.0, 1.0], [-np.inf, -np.inf, 1.0]],
                  NP_DTYPES[dtype])
-    t = np.array([0, 1, 2, 0, 1, -100])
-    for eps in (0.0, 0.2):
+    t = np.array([0, 1, 2, 0, 1, -100, 2, 2])
+    for eps, cached, lanes in ((0.0, False, 1), (0.2, False, 1), (0.2, True, 1),
+                               (0.0, False, 2), (0.2, False, 2), (0.2, True, 2)):
         go = np.ones(len(t))
-        rows, grad, _ = _rows(host, "ce_index", x, t=t, eps=eps, go=go)
+        rows, grad, _ = _rows(host, "ce_index", x, t=t, eps=eps, go=go, cached=cached,
+                              lanes=lanes)
         want, want_grad = fx.cross_entropy(x, t, reduction="none", label_smoothing=eps,
                                            return_grad=True, grad_output=go)
         _close(rows, want, dtype, f"loss eps={eps}")
@@ -333,12 +336,14 @@ def test_transform_rows(host, lanes, layout, dtype, cached):
 
 def test_transforms_non_finite(host):
     x = np.array([[1.0, np.inf, 0.0], [np.inf, np.nan, 0.0], [-np.inf, -np.inf, -np.inf],
-                  [np.nan, 1.0, 2.0], [1e300, -1e300, 0.0]])
-    rows, _, _ = _rows(host, "logsumexp", x)
-    _close(rows, fx.logsumexp(x, axis=1), "float64", "logsumexp")
-    for op, fn in (("softmax", fx.softmax), ("log_softmax", fx.log_softmax)):
-        _, out, _ = _rows(host, op, x)
-        _close(out, fn(x, axis=1), "float64", op)
+                  [np.nan, 1.0, 2.0], [1e300, -1e300, 0.0], [np.nan, -np.inf, -np.inf],
+                  [-np.inf, 0.0, 1.0]])
+    for cached, lanes in ((False, 1), (True, 1), (False, 2), (True, 2)):
+        rows, _, _ = _rows(host, "logsumexp", x, cached=cached, lanes=lanes)
+        _close(rows, fx.logsumexp(x, axis=1), "float64", "logsumexp")
+        for op, fn in (("softmax", fx.softmax), ("log_softmax", fx.log_softmax)):
+            _, out, _ = _rows(host, op, x, cached=cached, lanes=lanes)
+            _close(out, fn(x, axis=1), "float64", op)
 
 
 def _elementwise(host, op, x, y, *, w=None, pw=None, log_target=False, go=None):

@@ -9,8 +9,11 @@
  *   NL = BLOCK        a block per row, shared-memory reductions; with CACHED the row is kept
  *                     in dynamic shared memory, so the logits are read once from HBM and the
  *                     exponential is evaluated once per logit (1 read + 1 write when fused).
- * Passes per row: (1) max, (2) sum of exp(x - max) and the op's sums relative to the max,
- * (3) the outputs. Reductions run in a fixed order (butterfly shuffles, then warp slots in
+ * Passes per row: with the row cached, (1) max into shared memory, (2) exp(x - max) once
+ * per logit, kept, with the sums; otherwise (1) one streaming pass for the max and the sum
+ * of exp(x - max) (online softmax: the sum is rescaled when the max grows), plus a pass for
+ * the sums relative to the max when label smoothing or probability targets need them.
+ * Then (3) the outputs. Reductions run in a fixed order (butterfly shuffles, then warp slots in
  * index order) and every row's loss goes to its own slot in `rows_out` (double), which the
  * host sums deterministically: no float atomics, and repeats are bit-identical.
  *
@@ -103,23 +106,11 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
         return;
     }
 
-    /* pass 1: the maximum (NaN skipped; it reaches the sum through exp) */
-    A m = -inf;
-    for (int c = lane; c < n; c += NL) {
-        const A v = widen(xr[c * a.sc]);
-        if (CACHED) cache[c] = v;
-        m = fx_max(m, v);
-    }
-    m = L.max(m);
-    if (OP == LSE && m == -inf) m = A(0);   /* a row of -inf: exp(-inf) = 0, lse = -inf */
-
-    /* pass 2: sum of exp(x - m) and the op's sums */
     const T* qr = a.q + o * a.qso + i * a.qsi;
     RowSums<A> s = {A(0), A(0), A(0)};
-    for (int c = lane; c < n; c += NL) {
-        const A v = CACHED ? cache[c] : A(widen(xr[c * a.sc]));
-        const A e = fx_exp(v - m);
-        s.total += e;
+    A m = -inf;
+    /* The op's sums relative to the row's max, once the max is known. */
+    auto add_relative = [&](int c, A v) {
         if (OP == CE_INDEX && eps > A(0)) {
             const A wc = a.has_w ? A(a.w[c]) : A(1);
             s.a += wc;                      /* W = sum_c w_c, for the smoothing terms */
@@ -131,7 +122,49 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
             s.b += wq * (m - v);
         }
         if (OP == LSE && fx_isnan(v)) s.a += A(1);
-        if (CACHED) cache[c] = e;
+    };
+    if (CACHED) {
+        /* pass 1: the maximum (NaN skipped; it reaches the sum through exp) */
+        for (int c = lane; c < n; c += NL) {
+            const A v = widen(xr[c * a.sc]);
+            cache[c] = v;
+            m = fx_max(m, v);
+        }
+        m = L.max(m);
+        if (OP == LSE && m == -inf) m = A(0);   /* a row of -inf: exp(-inf) = 0, lse = -inf */
+        /* pass 2, from shared memory: exp(x - m) once per logit, kept for the outputs */
+        for (int c = lane; c < n; c += NL) {
+            const A v = cache[c];
+            const A e = fx_exp(v - m);
+            s.total += e;
+            add_relative(c, v);
+            cache[c] = e;
+        }
+    } else {
+        /* pass 1, streaming: the running max and sum of exp(x - max), rescaled when the max
+         * grows (online softmax), so the logits are read once here. A -inf logit adds 0
+         * (exp(-inf - max) for any finite max); a row without a finite or +inf max is
+         * NaN below, as exp(-inf - -inf) makes it in the two-pass form. */
+        for (int c = lane; c < n; c += NL) {
+            const A v = widen(xr[c * a.sc]);
+            if (v > m) {                    /* NaN never raises the max */
+                s.total *= fx_exp(m - v);
+                m = v;
+            }
+            s.total += v == -inf ? A(0) : fx_exp(v - m);
+            if (OP == LSE && fx_isnan(v)) s.a += A(1);
+        }
+        const A M = L.max(m);
+        if (m < M) s.total *= fx_exp(m - M);   /* this lane's sum, relative to the row's max */
+        m = M;
+        if (m == -inf) {
+            if (OP == LSE) { m = A(0); s.total = A(0); }   /* lse = -inf, or NaN (below) */
+            else s.total = nan;
+        }
+        /* pass 2 (smoothing, probabilities): the sums relative to the max */
+        if ((OP == CE_INDEX && eps > A(0)) || OP == CE_PROB) {
+            for (int c = lane; c < n; c += NL) add_relative(c, A(widen(xr[c * a.sc])));
+        }
     }
     s.total = L.sum(s.total);
     if (OP == CE_INDEX || OP == CE_PROB || OP == LSE) s.a = L.sum(s.a);
@@ -174,7 +207,8 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
     } else if (OP == LSE) {
         if (lane == 0) {
             A lse = m + fx_log(s.total);
-            if (m == inf) lse = s.a > A(0) ? nan : inf;   /* +inf, unless a NaN is there */
+            if (s.a > A(0)) lse = nan;                  /* any NaN logit */
+            else if (m == inf) lse = inf;
             a.rows_out[row] = (double)lse;
         }
     } else if (OP == SOFTMAX) {
