@@ -212,6 +212,17 @@ def _index_targets(t, C, ignore):
     return t.astype(cp.int64)
 
 
+def _index_denominator(t2, ignore, w, C):
+    """What "mean" divides by, on the device: the summed class weights of the counted
+    targets (an out-of-range target counts nothing; its row is NaN and raises later)."""
+    cp = _cp()
+    valid = t2 != ignore
+    if w is None:
+        return valid.sum(dtype=cp.float64)
+    safe = cp.where(valid & (t2 >= 0) & (t2 < C), t2, 0)
+    return cp.where(valid, w[safe], 0.0).sum(dtype=cp.float64)
+
+
 def _class_call(fn, op, input, target, *, weight, ignore_index, reduction, label_smoothing,
                 axis, return_grad, grad_output, grad_out):
     cp = _cp()
@@ -243,12 +254,7 @@ def _class_call(fn, op, input, target, *, weight, ignore_index, reduction, label
     else:
         xk, q3 = x, None
         t2 = _index_targets(t, C, ignore).reshape(outer, inner)
-        valid = t2 != ignore
-        if w is None:
-            denominator = valid.sum(dtype=cp.float64)
-        else:
-            safe = cp.where(valid & (t2 >= 0) & (t2 < C), t2, 0)
-            denominator = cp.where(valid, w[safe], 0.0).sum(dtype=cp.float64)
+        denominator = _index_denominator(t2, ignore, w, C) if red == "mean" else None
         kop = op
     x3 = _whole_elements(V.class_view(xk, ax))
 
