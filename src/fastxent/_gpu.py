@@ -94,15 +94,6 @@ def check_errors(wait: bool = True) -> None:
 
 # --- shared helpers ---------------------------------------------------------------------
 
-def _probe(a):
-    """A zero-memory NumPy stand-in with `a`'s shape and dtype, for the CPU validators."""
-    if a is None:
-        return None
-    if is_gpu_array(a):
-        return np.broadcast_to(np.zeros((), a.dtype), a.shape)
-    return V._asarray("argument", a)
-
-
 def _device(a, dtype=None):
     cp = _cp()
     return cp.asarray(a, dtype=dtype)
@@ -111,7 +102,7 @@ def _device(a, dtype=None):
 def _input(x):
     check_errors(wait=False)
     if x.dtype.name not in _SUPPORTED:
-        V.float_array("input", _probe(x))         # raises the CPU path's TypeError
+        V.float_array("input", V.stand_in(x))         # raises the CPU path's TypeError
     return x
 
 
@@ -145,18 +136,13 @@ def _grad_out(value, x, others):
 
 
 def _scale(grad_output, red, denominator, loss_shape):
-    """d total / d loss as a float64 device array: loss-shaped for "none", else 0-d."""
+    """d total / d loss as a float64 device array: loss-shaped for "none", else 0-d
+    (checked by the CPU path's validator, on a stand-in)."""
     cp = _cp()
+    V.grad_output(V.stand_in(grad_output), red, loss_shape)
     go = cp.asarray(1.0 if grad_output is None else grad_output, dtype=cp.float64)
     if red == "none":
-        try:
-            return cp.broadcast_to(go, loss_shape)
-        except ValueError:
-            raise ValueError(f"grad_output must broadcast to the loss's shape {loss_shape}; "
-                             f"got shape {go.shape}") from None
-    if go.ndim != 0:
-        raise ValueError(f"grad_output must be a scalar for reduction={red!r}; got shape "
-                         f"{go.shape}")
+        return cp.broadcast_to(go, loss_shape)
     return go if red == "sum" else _mean(go, denominator)
 
 
@@ -228,7 +214,7 @@ def _class_call(fn, op, input, target, *, weight, ignore_index, reduction, label
     cp = _cp()
     x = _input(input)
     want = V.gradient_options(return_grad, grad_output, grad_out)
-    ax, probs = V.class_problem(_probe(x), _probe(target), weight=_probe(weight),
+    ax, probs = V.class_problem(V.stand_in(x), V.stand_in(target), weight=V.stand_in(weight),
                                 ignore_index=ignore_index, reduction_value=reduction,
                                 label_smoothing_value=label_smoothing, axis_value=axis,
                                 allow_probs=fn == "cross_entropy", check_only=True)
@@ -305,7 +291,7 @@ def _transform(op, x, axis):
         x2 = x.reshape(1, -1)
         ax = 1
     else:
-        ax = V.class_input(_probe(x), axis, name="x")[1]
+        ax = V.class_input(V.stand_in(x), axis, name="x")[1]
         x2 = x
     x3 = _whole_elements(V.class_view(x2, ax))
     if op == "logsumexp":
@@ -342,8 +328,8 @@ def _elementwise_call(op, input, target, *, weight=None, pos_weight=None, reduct
     cp = _cp()
     x = _input(input)
     want = V.gradient_options(return_grad, grad_output, grad_out)
-    V.elementwise_problem(_probe(x), _probe(target), weight=_probe(weight),
-                          pos_weight=_probe(pos_weight), reduction_value=reduction,
+    V.elementwise_problem(V.stand_in(x), V.stand_in(target), weight=V.stand_in(weight),
+                          pos_weight=V.stand_in(pos_weight), reduction_value=reduction,
                           probabilities=probabilities, reductions=reductions,
                           check_only=True)
     red = V.reduction(reduction, reductions)
@@ -352,8 +338,6 @@ def _elementwise_call(op, input, target, *, weight=None, pos_weight=None, reduct
     grad_out = _grad_out(grad_out, x, {"target": t, "weight": weight,
                                        "pos_weight": pos_weight})
     cdt = x.dtype if t.dtype == x.dtype else np.dtype(V.compute_dtype(x.dtype, t.dtype))
-    if cdt.name not in _SUPPORTED:
-        cdt = np.dtype(np.float32)
     xk = x.astype(cdt, copy=False)
     shape = x.shape
     if probabilities:

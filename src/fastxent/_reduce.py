@@ -31,20 +31,20 @@ def _mean(total, denominator):
     return total / denominator
 
 
-def reduce_rows(rows, reduction: str, denominator: float, loss_shape, dtype, xp=np):
+def reduce_rows(rows, reduction: str, denominator: float, loss_shape, dtype):
     """Reduce per-row float64 losses of shape (outer, inner)."""
     if reduction == "none":
         return narrow(rows.reshape(loss_shape), dtype)
     with np.errstate(invalid="ignore"):        # +inf and -inf rows sum to NaN, silently
         total = rows.sum()
-    return reduce_total(total, reduction, denominator, dtype, xp)
+    return reduce_total(total, reduction, denominator, dtype)
 
 
-def reduce_total(total, reduction: str, denominator: float, dtype, xp=np):
+def reduce_total(total, reduction: str, denominator: float, dtype):
     """The 0-d result of "sum" or "mean" from a float64 total."""
     value = total if reduction == "sum" else _mean(total, denominator)
     with np.errstate(over="ignore"):
-        return xp.asarray(value, dtype=dtype)
+        return np.asarray(value, dtype=dtype)
 
 
 def grad_scale(grad_output, reduction: str, denominator: float):

@@ -82,6 +82,20 @@ def _asarray(name: str, value) -> np.ndarray:
                         f"{type(value).__name__} ({exc})") from None
 
 
+def stand_in(a):
+    """A zero-memory NumPy array with `a`'s shape and dtype (None stays None).
+
+    For arrays whose values cannot be read here (Dask, CuPy): the ``check_only`` validators
+    run on it and raise exactly what the NumPy path raises. Anything without a NumPy dtype
+    goes through ``np.asarray`` first, as in the NumPy path.
+    """
+    if a is None:
+        return None
+    if not isinstance(getattr(a, "dtype", None), np.dtype):
+        a = _asarray("argument", a)
+    return np.broadcast_to(np.zeros((), a.dtype), a.shape)
+
+
 def is_float_dtype(dtype: np.dtype) -> bool:
     # dtype.name is slow (it is built in Python), so test the kind first; bfloat16 from
     # ml_dtypes is a kind-"V" dtype.

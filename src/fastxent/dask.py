@@ -67,14 +67,6 @@ def _array(name, value):
     return value
 
 
-def _probe(a):
-    """A stand-in with `a`'s shape and dtype and no memory, for the shape/dtype checks."""
-    if a is None:
-        return None
-    a = a if isinstance(a, da.Array) else V._asarray("argument", a)
-    return np.broadcast_to(np.zeros((), a.dtype), a.shape)
-
-
 def _small(value):
     """A small array argument (class weights), computed now when it is a Dask array."""
     if isinstance(value, da.Array):
@@ -130,7 +122,7 @@ def _class_loss(fn, input, target, weight, ignore_index, reduction, label_smooth
     nt = _threads(n_threads)
     x, t = _array("input", input), _array("target", target)
     weight = _small(weight)
-    ax, probs = V.class_problem(_probe(x), _probe(t), weight=weight, ignore_index=ignore_index,
+    ax, probs = V.class_problem(V.stand_in(x), V.stand_in(t), weight=weight, ignore_index=ignore_index,
                                 reduction_value=reduction,
                                 label_smoothing_value=label_smoothing, axis_value=axis,
                                 allow_probs=fn == "cross_entropy", check_only=True)
@@ -347,7 +339,7 @@ def _elementwise_loss(fn, input, target, *, weight=None, pos_weight=None, reduct
     kl = fn == "kl_div"
     options = {"weight": None, "pos_weight": None, "log_target": V.flag("log_target",
                                                                          log_target)}
-    V.elementwise_problem(_probe(x), _probe(t), weight=_probe(w), pos_weight=_probe(pw),
+    V.elementwise_problem(V.stand_in(x), V.stand_in(t), weight=V.stand_in(w), pos_weight=V.stand_in(pw),
                           reduction_value=reduction, same_shape=not kl,
                           probabilities=fn == "binary_cross_entropy",
                           reductions=("none", "batchmean", "mean", "sum") if kl
@@ -531,9 +523,9 @@ def kl_div(input, target, *, reduction="mean", log_target=False, return_grad=Fal
 def _transform_args(x, axis):
     x = _array("x", x)
     if axis is None:
-        V.float_array("x", _probe(x))
+        V.float_array("x", V.stand_in(x))
         return x, None
-    return x, V.class_input(_probe(x), axis, name="x")[1]
+    return x, V.class_input(V.stand_in(x), axis, name="x")[1]
 
 
 def _lse(x, ax, keepdims, dtype, nt):
