@@ -58,8 +58,8 @@ def test_options_float64(shape, probs, weighted, ignore, reduction, eps, up):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("shape", [(7, 3), (45, 10), (13, 17), (3, 1031), (2, 3, 4),
-                                   (2, 5, 3, 2), (3, 4, 37)])
+@pytest.mark.parametrize("shape", [(7, 3), (45, 10), (13, 17), (40, 64), (37, 65), (3, 1031),
+                                   (2, 3, 4), (2, 5, 3, 2), (3, 4, 37)])
 @pytest.mark.parametrize("probs", [False, True])
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 def test_layouts_and_dtypes(dtype, layout, shape, probs, reduction):

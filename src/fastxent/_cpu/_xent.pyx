@@ -31,11 +31,12 @@ from ._common cimport (floating, row_max, row_fill, row_prob_expsum, row_prob_gr
 from ._xent_row cimport index_row
 
 # Class-index rows go to the lane-per-row block kernel (fx_block.inc) when they are short
-# (C <= BLOCK_MAX_C: one row in flight would wait on the exponential's latency), when their
+# (C <= BLOCK_MAX_C, the block's tile: one row in flight would wait on the exponential's
+# latency, and a row of 24 or 40 classes would spend most of its time in a scalar tail), when their
 # classes are not adjacent (class stride != 1: Fortran order, strided views) or when the
 # layout is (N, C, d1...dK) (inner > 1, rows adjacent along inner). Measured on this project's
 # machine: docs/performance.md.
-cdef Py_ssize_t BLOCK_MAX_C = 16
+cdef Py_ssize_t BLOCK_MAX_C = 64
 
 
 cdef inline double _prob_row(const floating* x, Py_ssize_t C, Py_ssize_t s,
