@@ -270,10 +270,11 @@ def test_value_errors_are_deferred_to_the_next_call(gpu):
     with pytest.raises(IndexError, match=r"outside \[0, 3\)"):
         fx.softmax(x)                        # the next call on the device raises
     fx.cross_entropy(x, gpu.dev(np.array([0, 1, 1, 2])))
-    _gpu.check_errors()                      # nothing pending
+    fx.check_errors()                        # nothing pending
     fx.binary_cross_entropy(gpu.dev(np.array([0.5, 1.5])), gpu.dev(np.array([1.0, 0.0])))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        _gpu.check_errors()
+        fx.check_errors()                    # the public name waits and raises
+    fx.check_errors()                        # raised once, then cleared
     for bad in (dict(reduction="avg"), dict(label_smoothing=-0.1), dict(axis=3)):
         with pytest.raises(ValueError):
             fx.cross_entropy(x, gpu.dev(np.array([0, 1, 1, 2])), **bad)

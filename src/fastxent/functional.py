@@ -16,7 +16,7 @@ from ._threads import threads_for
 
 __all__ = [
     "logsumexp", "softmax", "log_softmax", "cross_entropy", "nll_loss",
-    "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div",
+    "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "check_errors",
 ]
 
 _UNUSED = {}
@@ -534,6 +534,32 @@ def _kl_div_problem(input, target, reduction, log_target):
 
 
 # --- transforms -----------------------------------------------------------------------
+
+def check_errors() -> None:
+    """Raise the value error that an earlier call on a GPU array found on the device.
+
+    Calls on CuPy arrays never wait for the device, so what needs the values -- a class
+    index outside ``[0, C)``, a ``binary_cross_entropy`` input outside ``[0, 1]`` -- is
+    found by the kernel, which gives that row or element a NaN and raises a flag. The next
+    fastxent call on the device raises the error; this function raises it now, after
+    waiting for the flagged work to finish (the place to call it is where the host waits
+    anyway, as for a logged loss). NumPy and Dask inputs raise at once, and with no GPU work
+    pending this returns at once.
+
+    Raises
+    ------
+    IndexError
+        A class index was outside ``[0, C)`` and was not ``ignore_index``.
+    ValueError
+        A ``binary_cross_entropy`` input was outside ``[0, 1]``.
+
+    Examples
+    --------
+    >>> import fastxent
+    >>> fastxent.check_errors()      # nothing pending: returns None
+    """
+    _gpu.check_errors(wait=True)
+
 
 def _transform_input(x, axis):
     if axis is None:
