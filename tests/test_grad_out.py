@@ -77,3 +77,18 @@ def test_grad_out_errors():
     w = np.ones((4, 3))
     with pytest.raises(ValueError, match="must not share memory with weight"):
         fx.binary_cross_entropy_with_logits(x, q, weight=w, return_grad=True, grad_out=w)
+
+
+@pytest.mark.parametrize("shape", [(37, 11), (33, 70)])
+def test_grad_out_in_another_layout_than_the_input(shape):
+    # Fortran-ordered logits with a C-ordered gradient buffer: the block kernel reads classes
+    # as whole vectors but cannot keep the exponentials in the gradient.
+    rng = np.random.default_rng(2)
+    x = np.asfortranarray(rng.standard_normal(shape).astype(np.float32))
+    t = rng.integers(0, shape[1], shape[0])
+    ref_loss, ref_grad = fx.cross_entropy(x, t, return_grad=True, label_smoothing=0.1)
+    buf = np.zeros(shape, np.float32)
+    loss, grad = fx.cross_entropy(x, t, return_grad=True, label_smoothing=0.1, grad_out=buf)
+    assert grad is buf
+    np.testing.assert_array_equal(loss, ref_loss)
+    np.testing.assert_array_equal(grad, ref_grad)

@@ -31,8 +31,8 @@ from ._common cimport (floating, row_max, row_fill, row_prob_expsum, row_prob_gr
 from ._xent_row cimport index_row
 
 # Class-index rows go to the lane-per-row block kernel (fx_block.inc) when they are short
-# (C <= BLOCK_MAX_C, the block's tile: one row in flight would wait on the exponential's
-# latency, and a row of 24 or 40 classes would spend most of its time in a scalar tail), when their
+# (C <= BLOCK_MAX_C, the size of the block's tile: one row in flight would wait on the
+# exponential's latency, and the row's fixed costs outweigh its few vectors), when their
 # classes are not adjacent (class stride != 1: Fortran order, strided views) or when the
 # layout is (N, C, d1...dK) (inner > 1, rows adjacent along inner). Measured on this project's
 # machine: docs/performance.md.
@@ -122,7 +122,7 @@ cdef inline void _index_block(const floating[:, :, :] x, const int64_t[:, ::1] t
     cdef double scale[16]
     cdef int nrows = <int>(rows - r0 if rows - r0 < lanes else lanes), k
     cdef int consecutive = 1, gconsecutive = 1
-    cdef Py_ssize_t i = r0 // inner, j = r0 - (r0 // inner) * inner
+    cdef Py_ssize_t i, j
     cdef floating* g = NULL
     if want_grad:
         g = &grad[0, 0, 0]
@@ -133,21 +133,23 @@ cdef inline void _index_block(const floating[:, :, :] x, const int64_t[:, ::1] t
             off[k] = (r0 + k) * so
             goff[k] = (r0 + k) * gso
             scale[k] = gscale[r0 + k, 0] if want_grad else 0.0
-        block_index(&x[0, 0, 0], off, nrows, so == 1, x.shape[1], sc, &t[0, 0] + r0, wp, W,
-                    eps, &loss[0, 0] + r0, g, goff, gso == 1, gsc, scale)
-        return
-    for k in range(nrows):
+        consecutive = so == 1
+        gconsecutive = gso == 1
+    else:
         # (i, j) steps through the rows without a division per row: at C = 10 one would
         # cost as much as the row's exponentials.
-        off[k] = i * so + j * si
-        goff[k] = i * gso + j * gsi
-        scale[k] = gscale[i, j] if want_grad else 0.0
-        consecutive = consecutive and off[k] == off[0] + k
-        gconsecutive = gconsecutive and goff[k] == goff[0] + k
-        j += 1
-        if j == inner:
-            j = 0
-            i += 1
+        i = r0 // inner
+        j = r0 - i * inner
+        for k in range(nrows):
+            off[k] = i * so + j * si
+            goff[k] = i * gso + j * gsi
+            scale[k] = gscale[i, j] if want_grad else 0.0
+            consecutive = consecutive and off[k] == off[0] + k
+            gconsecutive = gconsecutive and goff[k] == goff[0] + k
+            j += 1
+            if j == inner:
+                j = 0
+                i += 1
     block_index(&x[0, 0, 0], off, nrows, consecutive, x.shape[1], sc,
                 &t[0, 0] + r0, wp, W, eps, &loss[0, 0] + r0, g, goff, gconsecutive, gsc,
                 scale)
