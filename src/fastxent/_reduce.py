@@ -17,12 +17,33 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._cpu._xent import row_total
+
+# np.errstate costs about a microsecond on entry and exit, so the casts below enter it only
+# when a cast can overflow.
+
 
 def narrow(a, dtype):
     """`a` in the caller's dtype. A value past a 16-bit dtype's range becomes +-inf without
     a warning, as it does in PyTorch's casts."""
+    if a.dtype == dtype:
+        return a
     with np.errstate(over="ignore"):
-        return a.astype(dtype, copy=False)
+        return a.astype(dtype)
+
+
+_LARGEST = {}
+
+
+def _largest(dtype) -> float:
+    """The largest finite value of `dtype`; 0 where NumPy's finfo does not know it (bfloat16),
+    so that every cast to it is guarded."""
+    if dtype not in _LARGEST:
+        try:
+            _LARGEST[dtype] = float(np.finfo(dtype).max)
+        except ValueError:
+            _LARGEST[dtype] = 0.0
+    return _LARGEST[dtype]
 
 
 def _mean(total, denominator):
@@ -35,14 +56,14 @@ def reduce_rows(rows, reduction: str, denominator: float, loss_shape, dtype):
     """Reduce per-row float64 losses of shape (outer, inner)."""
     if reduction == "none":
         return narrow(rows.reshape(loss_shape), dtype)
-    with np.errstate(invalid="ignore"):        # +inf and -inf rows sum to NaN, silently
-        total = rows.sum()
-    return reduce_total(total, reduction, denominator, dtype)
+    return reduce_total(row_total(rows), reduction, denominator, dtype)
 
 
 def reduce_total(total, reduction: str, denominator: float, dtype):
     """The 0-d result of "sum" or "mean" from a float64 total."""
     value = total if reduction == "sum" else _mean(total, denominator)
+    if not abs(value) > _largest(dtype):        # NaN and +-inf cast without a warning
+        return np.asarray(value, dtype=dtype)
     with np.errstate(over="ignore"):
         return np.asarray(value, dtype=dtype)
 

@@ -13,6 +13,7 @@ import operator
 
 import numpy as np
 
+from ._cpu._xent import target_range
 from ._problem import ClassProblem, ElementwiseProblem
 
 REDUCTIONS = ("none", "mean", "sum")
@@ -121,16 +122,23 @@ def real_array(name: str, value) -> np.ndarray:
     return a
 
 
+_FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
 def compute_dtype(*dtypes) -> np.dtype:
     """float64 if any operand is float64, else float32 (float16 and bfloat16 are widened)."""
-    wide = any(np.dtype(d) == np.float64 for d in dtypes)
-    return np.dtype(np.float64 if wide else np.float32)
+    for d in dtypes:
+        if d == _FLOAT64:
+            return _FLOAT64
+    return _FLOAT32
 
 
 def _aligned(a: np.ndarray) -> np.ndarray:
     # The kernels count strides in elements.
-    if a.size and any(s % a.itemsize for s in a.strides):
-        return a.copy(order="C")        # NumPy or CuPy alike
+    item = a.itemsize
+    for s in a.strides:
+        if s % item and a.size:
+            return a.copy(order="C")        # NumPy or CuPy alike
     return a
 
 
@@ -211,10 +219,12 @@ def _index_target(t: np.ndarray, C: int, ignore: int, outer: int, inner: int):
 
     Returns the targets and whether any is ignored.
     """
-    if t.size:
-        lo, hi = int(t.min()), int(t.max())
+    # uint64 may not fit int64: it takes the general path, which compares exactly.
+    if t.size and (t.dtype.kind == "i" or t.itemsize < 8):
+        t64 = np.ascontiguousarray(t.reshape(outer, inner), dtype=np.int64)
+        lo, hi = target_range(t64.reshape(-1))
         if 0 <= lo and hi < C and not lo <= ignore <= hi:     # the common case: all valid
-            return np.ascontiguousarray(t.reshape(outer, inner), dtype=np.int64), False
+            return t64, False
     ignored = t == ignore
     bad = ~ignored & ((t < 0) | (t >= C))
     if bad.any():

@@ -209,3 +209,58 @@ def nll_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) log-probab
             g = &grad[i, 0, j]
             scale = gscale[i, j]
         loss[i, j] = _nll_row(&x[i, 0, j], C, s, t[i, j], wp, g, gs, scale)
+
+
+# --- helpers of the Python layer: the target range check and the sum of the row losses ----
+
+def target_range(const int64_t[::1] t):
+    """``(min, max)`` of a non-empty int64 target array, in one pass.
+
+    The range check of ``_validate`` (two NumPy reductions cost more than the whole kernel on
+    a small batch).
+    """
+    cdef Py_ssize_t i, n = t.shape[0]
+    cdef int64_t lo = t[0], hi = t[0]
+    for i in range(1, n):
+        lo = t[i] if t[i] < lo else lo
+        hi = t[i] if t[i] > hi else hi
+    return lo, hi
+
+
+cdef double _pairwise_sum(const double* a, Py_ssize_t n) noexcept nogil:
+    # Blocks of up to 128 summed in 8 interleaved partial sums, blocks combined pairwise: the
+    # rounding error grows with log(n), not n, and the order depends on n alone.
+    cdef double acc[8]
+    cdef double total
+    cdef Py_ssize_t i, k, half
+    if n > 128:
+        half = (n // 2) & ~(<Py_ssize_t>7)
+        return _pairwise_sum(a, half) + _pairwise_sum(a + half, n - half)
+    if n < 8:
+        total = 0.0
+        for i in range(n):
+            total = total + a[i]
+        return total
+    for k in range(8):
+        acc[k] = a[k]
+    i = 8
+    while i + 8 <= n:
+        for k in range(8):
+            acc[k] = acc[k] + a[i + k]
+        i = i + 8
+    total = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+    while i < n:
+        total = total + a[i]
+        i = i + 1
+    return total
+
+
+def row_total(const double[:, ::1] rows):
+    """The float64 sum of the per-row losses, in an order fixed by their count alone.
+
+    A sum with an infinite row of each sign is NaN, as in PyTorch, and raises no
+    floating-point warning (NumPy's sum would).
+    """
+    if rows.shape[0] == 0 or rows.shape[1] == 0:
+        return 0.0
+    return _pairwise_sum(&rows[0, 0], rows.shape[0] * rows.shape[1])

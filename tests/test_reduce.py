@@ -1,0 +1,56 @@
+"""The reduction helpers: the fixed-order sum of the row losses and the casts of the result."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import fastxent as fx
+from fastxent._cpu._xent import row_total, target_range
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 127, 128, 129, 1000, 100_003])
+def test_row_total_is_an_accurate_sum(n):
+    rng = np.random.default_rng(n)
+    rows = rng.standard_normal((n, 1)) * 10.0 ** rng.integers(-6, 6, (n, 1))
+    exact = math.fsum(rows.ravel())
+    got = row_total(rows)
+    assert abs(got - exact) <= 1e-13 * max(1.0, np.abs(rows).sum())
+    # the (outer, inner) shape does not change the order: the rows are summed flat
+    if n and n % 2 == 0:
+        assert row_total(rows.reshape(2, n // 2)) == got
+
+
+def test_row_total_with_infinities_of_both_signs_is_nan_without_a_warning():
+    rows = np.array([[1.0], [np.inf], [-np.inf]] * 50)
+    assert np.isnan(row_total(rows))        # pytest turns a RuntimeWarning into an error
+
+
+def test_a_sum_of_nll_rows_of_both_signs_is_nan_as_in_torch():
+    x = np.array([[np.inf, 0.0], [-np.inf, 0.0]], np.float32)
+    t = np.array([0, 0])
+    ref = torch.nn.functional.nll_loss(torch.from_numpy(x), torch.from_numpy(t),
+                                       reduction="sum")
+    assert math.isnan(ref.item())
+    assert np.isnan(fx.nll_loss(x, t, reduction="sum"))
+
+
+def test_a_float32_sum_past_the_largest_float_is_inf_without_a_warning():
+    x = np.full((2, 3), -3e38, np.float32)
+    t = np.array([0, 1])
+    ref = torch.nn.functional.nll_loss(torch.from_numpy(x), torch.from_numpy(t),
+                                       reduction="sum")
+    got = fx.nll_loss(x, t, reduction="sum")
+    assert got.dtype == np.float32 and got == ref.item() == np.inf
+
+
+@pytest.mark.parametrize("values", [[3], [5, -1, 9, 2], list(range(100, -100, -3))])
+def test_target_range(values):
+    t = np.array(values, np.int64)
+    assert target_range(t) == (t.min(), t.max())
+
+
+def test_a_uint64_target_that_wraps_to_ignore_index_is_rejected():
+    t = np.array([0, 2**64 - 100], np.uint64)      # -100 only after a wrapping cast
+    with pytest.raises(IndexError, match=str(2**64 - 100)):
+        fx.cross_entropy(np.zeros((2, 3)), t)
