@@ -57,3 +57,33 @@ def test_exponential_accuracy_down_to_subnormals():
     np.testing.assert_allclose(got, ref, rtol=2e-15, atol=1e-322)
     assert (fx.softmax(np.array([0.0, -np.inf] * 8))[1::2] == 0).all()
     assert np.isnan(fx.softmax(np.array([0.0, np.nan] * 8))).all()
+
+
+def _with_non_finite_rows(x, axis):
+    """x with some rows (along `axis`) all -inf, holding +inf, NaN, or +inf and NaN."""
+    x = np.moveaxis(x.copy(), axis, -1)
+    flat = x.reshape(-1, x.shape[-1])
+    flat[1] = -np.inf
+    flat[4, 2] = np.inf
+    flat[6, 0] = np.nan
+    flat[9, [1, 3]] = [np.inf, np.nan]
+    flat[11, :] = -np.inf
+    flat[11, 5] = np.nan
+    return np.moveaxis(flat.reshape(x.shape), -1, axis)
+
+
+# Batches of many rows: every kernel path of the transforms. Up to 64 classes the rows run a
+# lane per row (tiled when C-ordered, direct loads in Fortran order, gathered when strided)
+# with a partial last block; longer class-adjacent rows run the row kernel.
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape,axis", [((40, 10), 1), ((40, 64), 1), ((37, 65), 1),
+                                        ((33, 200), 1), ((3, 12, 18), 1), ((20, 3, 9), -1)])
+@pytest.mark.parametrize("name", ["logsumexp", "softmax", "log_softmax"])
+def test_batches_with_non_finite_rows(name, shape, axis, layout, dtype):
+    rng = np.random.default_rng(1)
+    x64 = _with_non_finite_rows(rng.standard_normal(shape) * 5, axis)
+    x = with_layout(x64.astype(dtype), layout)
+    got = getattr(fx, name)(x, axis=axis)
+    ref = getattr(oracle, name)(np.asarray(x, np.float64), axis=axis)
+    assert_close(got, ref, dtype)

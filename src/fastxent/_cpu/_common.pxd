@@ -42,6 +42,22 @@ cdef extern from "fx_simd.h" nogil:
                             double W, double eps, double* loss, double* g,
                             const Py_ssize_t* goff, int gconsecutive, Py_ssize_t gsc,
                             const double* scale)
+    void fx_block_transform_f32(int mode, const float* x, const Py_ssize_t* off, int nrows,
+                                int consecutive, Py_ssize_t C, Py_ssize_t sc, double* lse,
+                                float* out, const Py_ssize_t* ooff, int oconsecutive,
+                                Py_ssize_t osc)
+    void fx_block_transform_f64(int mode, const double* x, const Py_ssize_t* off, int nrows,
+                                int consecutive, Py_ssize_t C, Py_ssize_t sc, double* lse,
+                                double* out, const Py_ssize_t* ooff, int oconsecutive,
+                                Py_ssize_t osc)
+    void fx_row_shift_f32(const float* x, Py_ssize_t n, Py_ssize_t s, double m, double l,
+                          float* out, Py_ssize_t os)
+    void fx_row_shift_f64(const double* x, Py_ssize_t n, Py_ssize_t s, double m, double l,
+                          double* out, Py_ssize_t os)
+    enum:
+        FX_LSE
+        FX_SOFTMAX
+        FX_LOG_SOFTMAX
     double fx_bce_logits_run_f32(const float* x, const float* y, const double* w,
                                  Py_ssize_t wstep, const double* pw, Py_ssize_t pwstep,
                                  const double* gsc, Py_ssize_t gstep, float* loss, float* g,
@@ -51,6 +67,7 @@ cdef extern from "fx_simd.h" nogil:
                                  const double* gsc, Py_ssize_t gstep, double* loss, double* g,
                                  Py_ssize_t n)
     double fx_sigmoid(double x)
+    void fx_index_range(const int64_t* t, Py_ssize_t n, int64_t* lo, int64_t* hi)
 
 
 # Fused wrappers: one name per row loop, resolved at compile time by the storage type.
@@ -97,6 +114,72 @@ cdef inline void block_index(const floating* x, const Py_ssize_t* off, int nrows
     else:
         fx_block_index_f64(x, off, nrows, consecutive, C, sc, t, w, W, eps, loss, g, goff,
                            gconsecutive, gsc, scale)
+
+
+cdef inline void block_transform(int mode, const floating* x, const Py_ssize_t* off,
+                                 int nrows, int consecutive, Py_ssize_t C, Py_ssize_t sc,
+                                 double* lse, floating* out, const Py_ssize_t* ooff,
+                                 int oconsecutive, Py_ssize_t osc) noexcept nogil:
+    if floating is float:
+        fx_block_transform_f32(mode, x, off, nrows, consecutive, C, sc, lse, out, ooff,
+                               oconsecutive, osc)
+    else:
+        fx_block_transform_f64(mode, x, off, nrows, consecutive, C, sc, lse, out, ooff,
+                               oconsecutive, osc)
+
+
+cdef inline void row_shift(const floating* x, Py_ssize_t n, Py_ssize_t s, double m, double l,
+                           floating* out, Py_ssize_t os) noexcept nogil:
+    if floating is float:
+        fx_row_shift_f32(x, n, s, m, l, out, os)
+    else:
+        fx_row_shift_f64(x, n, s, m, l, out, os)
+
+
+# Rows of an (outer, C, inner) view, a block of up to 16 at a time (the block kernels put a
+# row in each lane): rows are numbered r = i * inner + j, and their classes are adjacent
+# when the class stride is 1.
+
+cdef enum:
+    BLOCK_ROWS = 16         # lanes of the widest block (float); double blocks use 8
+
+# Rows of at most BLOCK_MAX_C classes go to the block kernels even when their classes are
+# adjacent: one row in flight would wait on the exponential's latency, and a row's fixed
+# costs (reductions, a log, calls) outweigh its few vectors. It is the size of the blocks'
+# on-stack tile (FX_TILE_C in fx_block.inc). Measured: docs/performance.md.
+cdef enum:
+    BLOCK_MAX_C = 64
+
+
+cdef inline bint use_blocks(Py_ssize_t C, Py_ssize_t s, Py_ssize_t inner) noexcept nogil:
+    # Short rows, rows whose classes are not adjacent (Fortran order, strided views) and the
+    # (N, C, d1...dK) layout, whose rows are adjacent along inner, run a lane per row.
+    return inner > 1 or s != 1 or C <= BLOCK_MAX_C
+
+
+cdef inline bint block_offsets(Py_ssize_t r0, int nrows, Py_ssize_t inner, Py_ssize_t so,
+                               Py_ssize_t si, Py_ssize_t* off) noexcept nogil:
+    # off[k]: the element offset of row r0 + k (k < nrows) in a view whose outer and inner
+    # strides are so and si elements; returns whether the rows are consecutive elements.
+    # (i, j) steps through the rows without a division per row, and (N, C) rows (inner == 1)
+    # skip the bookkeeping: at C = 10 either would cost a sixth of the kernel.
+    cdef Py_ssize_t i, j
+    cdef int k
+    cdef bint consecutive = 1
+    if inner == 1:
+        for k in range(nrows):
+            off[k] = (r0 + k) * so
+        return so == 1
+    i = r0 // inner
+    j = r0 - i * inner
+    for k in range(nrows):
+        off[k] = i * so + j * si
+        consecutive = consecutive and off[k] == off[0] + k
+        j = j + 1
+        if j == inner:
+            j = 0
+            i = i + 1
+    return consecutive
 
 
 cdef inline double bce_logits_run(const floating* x, const floating* y, const double* w,

@@ -14,7 +14,9 @@ d) Preconditions (checked in _validate.py): C >= 1, outputs allocated by the cal
 from cython.parallel cimport prange
 from libc.math cimport log, isinf, isnan, NAN
 
-from ._common cimport floating, row_max, row_expsum, row_axpw
+from ._common cimport (floating, row_max, row_expsum, row_axpw, row_shift, block_transform,
+                       block_offsets, use_blocks, BLOCK_ROWS, FX_LSE, FX_SOFTMAX,
+                       FX_LOG_SOFTMAX)
 
 
 cdef inline double _logsumexp_row(const floating* x, Py_ssize_t n,
@@ -33,12 +35,50 @@ cdef inline double _logsumexp_row(const floating* x, Py_ssize_t n,
     return m + log(row_expsum(x, n, s, m, NULL, 0, NULL, NULL))
 
 
+cdef inline void _block(int mode, const floating[:, :, :] x, double* lse, floating* out,
+                        const Py_ssize_t* os, Py_ssize_t r0, Py_ssize_t lanes) noexcept nogil:
+    # Rows r0 .. r0 + lanes - 1 (fewer at the end) through fx_block_transform: lse (one per
+    # row, in order) for FX_LSE, else out with element strides os[0..2].
+    cdef Py_ssize_t inner = x.shape[2], rows = x.shape[0] * inner
+    cdef Py_ssize_t off[BLOCK_ROWS]
+    cdef Py_ssize_t ooff[BLOCK_ROWS]
+    cdef int nrows = <int>(rows - r0 if rows - r0 < lanes else lanes)
+    cdef bint consecutive, oconsecutive = 0
+    cdef Py_ssize_t osc = 0
+    consecutive = block_offsets(r0, nrows, inner, x.strides[0] // <Py_ssize_t>sizeof(floating),
+                                x.strides[2] // <Py_ssize_t>sizeof(floating), off)
+    if out != NULL:
+        oconsecutive = block_offsets(r0, nrows, inner, os[0], os[2], ooff)
+        osc = os[1]
+    block_transform(mode, &x[0, 0, 0], off, nrows, consecutive, x.shape[1],
+                    x.strides[1] // <Py_ssize_t>sizeof(floating),
+                    lse + r0 if lse != NULL else NULL, out, ooff, oconsecutive, osc)
+
+
+cdef void _blocks(int mode, const floating[:, :, :] x, double* lse, floating* out,
+                  const Py_ssize_t* os, int n_threads) noexcept nogil:
+    # Every row of x, a block of 16 (float) or 8 (double) rows per lane-parallel step.
+    cdef Py_ssize_t rows = x.shape[0] * x.shape[2], b
+    cdef Py_ssize_t lanes = 16 if floating is float else 8
+    for b in prange((rows + lanes - 1) // lanes, schedule="static", num_threads=n_threads):
+        _block(mode, x, lse, out, os, b * lanes, lanes)
+
+
+cdef inline void _element_strides(floating[:, :, :] out, Py_ssize_t* os) noexcept nogil:
+    cdef int d
+    for d in range(3):
+        os[d] = out.strides[d] // <Py_ssize_t>sizeof(floating)
+
+
 def logsumexp(const floating[:, :, :] x,   # IN  (outer, C, inner)
               double[:, ::1] out,          # OUT (outer, inner)
               int n_threads):
     cdef Py_ssize_t inner = x.shape[2], C = x.shape[1]
     cdef Py_ssize_t s = x.strides[1] // <Py_ssize_t>sizeof(floating)
     cdef Py_ssize_t r, i, j
+    if use_blocks(C, s, inner):
+        _blocks(FX_LSE, x, &out[0, 0], <floating*>NULL, NULL, n_threads)
+        return
     for r in prange(x.shape[0] * inner, nogil=True, schedule="static",
                     num_threads=n_threads):
         i = r // inner
@@ -55,6 +95,11 @@ def softmax(const floating[:, :, :] x,   # IN  (outer, C, inner)
     cdef Py_ssize_t r, i, j
     cdef double m, total
     cdef floating* o
+    cdef Py_ssize_t ostrides[3]
+    if use_blocks(C, s, inner):
+        _element_strides(out, ostrides)
+        _blocks(FX_SOFTMAX, x, NULL, &out[0, 0, 0], ostrides, n_threads)
+        return
     for r in prange(x.shape[0] * inner, nogil=True, schedule="static",
                     num_threads=n_threads):
         i = r // inner
@@ -71,18 +116,17 @@ def log_softmax(const floating[:, :, :] x,   # IN  (outer, C, inner)
     cdef Py_ssize_t inner = x.shape[2], C = x.shape[1]
     cdef Py_ssize_t s = x.strides[1] // <Py_ssize_t>sizeof(floating)
     cdef Py_ssize_t os = out.strides[1] // <Py_ssize_t>sizeof(floating)
-    cdef Py_ssize_t r, i, j, c
-    cdef double m, lsum
-    cdef const floating* xr
-    cdef floating* o
+    cdef Py_ssize_t r, i, j
+    cdef double m
+    cdef Py_ssize_t ostrides[3]
+    if use_blocks(C, s, inner):
+        _element_strides(out, ostrides)
+        _blocks(FX_LOG_SOFTMAX, x, NULL, &out[0, 0, 0], ostrides, n_threads)
+        return
     for r in prange(x.shape[0] * inner, nogil=True, schedule="static",
                     num_threads=n_threads):
         i = r // inner
         j = r - i * inner
-        xr = &x[i, 0, j]
-        o = &out[i, 0, j]
-        m = row_max(xr, C, s)
-        lsum = log(row_expsum(xr, C, s, m, NULL, 0, NULL, NULL))
-        # (x - m) is exact-ish in double and never cancels against log(sum).
-        for c in range(C):
-            o[c * os] = <floating>((<double>xr[c * s] - m) - lsum)
+        m = row_max(&x[i, 0, j], C, s)
+        row_shift(&x[i, 0, j], C, s, m, log(row_expsum(&x[i, 0, j], C, s, m, NULL, 0, NULL, NULL)),
+                  &out[i, 0, j], os)

@@ -27,16 +27,8 @@ from libc.math cimport log
 from libc.stdint cimport int64_t
 
 from ._common cimport (floating, row_max, row_fill, row_prob_expsum, row_prob_grad,
-                       block_index)
+                       block_index, block_offsets, use_blocks, BLOCK_ROWS, fx_index_range)
 from ._xent_row cimport index_row
-
-# Class-index rows go to the lane-per-row block kernel (fx_block.inc) when they are short
-# (C <= BLOCK_MAX_C, the size of the block's tile: one row in flight would wait on the
-# exponential's latency, and the row's fixed costs outweigh its few vectors), when their
-# classes are not adjacent (class stride != 1: Fortran order, strided views) or when the
-# layout is (N, C, d1...dK) (inner > 1, rows adjacent along inner). Measured on this project's
-# machine: docs/performance.md.
-cdef Py_ssize_t BLOCK_MAX_C = 64
 
 
 cdef inline double _prob_row(const floating* x, Py_ssize_t C, Py_ssize_t s,
@@ -88,7 +80,7 @@ def index_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) logits
     cdef Py_ssize_t rows = x.shape[0] * inner, lanes = 16 if floating is float else 8, b
     for r in range(w.shape[0]):
         W += w[r]
-    if inner > 1 or s != 1 or C <= BLOCK_MAX_C:
+    if use_blocks(C, s, inner):
         for b in prange((rows + lanes - 1) // lanes, nogil=True, schedule="static",
                         num_threads=n_threads):
             _index_block(x, t, wp, W, eps, gscale, loss, grad, want_grad, b * lanes, lanes)
@@ -110,49 +102,30 @@ cdef inline void _index_block(const floating[:, :, :] x, const int64_t[:, ::1] t
                               floating[:, :, :] grad, bint want_grad, Py_ssize_t r0,
                               Py_ssize_t lanes) noexcept nogil:
     # Rows r0 .. r0 + lanes - 1 (fewer at the end) through fx_block_index: element offsets of
-    # each row in x and grad, their targets, scales and loss slots, all contiguous in r.
+    # each row in x and grad, and their scales; targets and loss slots are contiguous in r.
     cdef Py_ssize_t inner = x.shape[2], rows = x.shape[0] * inner
-    cdef Py_ssize_t so = x.strides[0] // <Py_ssize_t>sizeof(floating), si = x.strides[2] // <Py_ssize_t>sizeof(floating)
-    cdef Py_ssize_t sc = x.strides[1] // <Py_ssize_t>sizeof(floating)
-    cdef Py_ssize_t gso = grad.strides[0] // <Py_ssize_t>sizeof(floating)
-    cdef Py_ssize_t gsi = grad.strides[2] // <Py_ssize_t>sizeof(floating)
-    cdef Py_ssize_t gsc = grad.strides[1] // <Py_ssize_t>sizeof(floating)
-    cdef Py_ssize_t off[16]
-    cdef Py_ssize_t goff[16]
-    cdef double scale[16]
+    cdef Py_ssize_t off[BLOCK_ROWS]
+    cdef Py_ssize_t goff[BLOCK_ROWS]
+    cdef Py_ssize_t soff[BLOCK_ROWS]
+    cdef double scale[BLOCK_ROWS]
     cdef int nrows = <int>(rows - r0 if rows - r0 < lanes else lanes), k
-    cdef int consecutive = 1, gconsecutive = 1
-    cdef Py_ssize_t i, j
+    cdef bint consecutive, gconsecutive = 0
     cdef floating* g = NULL
+    consecutive = block_offsets(r0, nrows, inner, x.strides[0] // <Py_ssize_t>sizeof(floating),
+                                x.strides[2] // <Py_ssize_t>sizeof(floating), off)
     if want_grad:
         g = &grad[0, 0, 0]
-    if inner == 1:
-        # (N, C) rows, equally spaced: the common case, kept free of the general loop's
-        # bookkeeping, which at C = 10 costs a sixth of the kernel.
+        gconsecutive = block_offsets(r0, nrows, inner,
+                                     grad.strides[0] // <Py_ssize_t>sizeof(floating),
+                                     grad.strides[2] // <Py_ssize_t>sizeof(floating), goff)
+        block_offsets(r0, nrows, inner, gscale.strides[0] // <Py_ssize_t>sizeof(double),
+                      gscale.strides[1] // <Py_ssize_t>sizeof(double), soff)
         for k in range(nrows):
-            off[k] = (r0 + k) * so
-            goff[k] = (r0 + k) * gso
-            scale[k] = gscale[r0 + k, 0] if want_grad else 0.0
-        consecutive = so == 1
-        gconsecutive = gso == 1
-    else:
-        # (i, j) steps through the rows without a division per row: at C = 10 one would
-        # cost as much as the row's exponentials.
-        i = r0 // inner
-        j = r0 - i * inner
-        for k in range(nrows):
-            off[k] = i * so + j * si
-            goff[k] = i * gso + j * gsi
-            scale[k] = gscale[i, j] if want_grad else 0.0
-            consecutive = consecutive and off[k] == off[0] + k
-            gconsecutive = gconsecutive and goff[k] == goff[0] + k
-            j += 1
-            if j == inner:
-                j = 0
-                i += 1
-    block_index(&x[0, 0, 0], off, nrows, consecutive, x.shape[1], sc,
-                &t[0, 0] + r0, wp, W, eps, &loss[0, 0] + r0, g, goff, gconsecutive, gsc,
-                scale)
+            scale[k] = (&gscale[0, 0])[soff[k]]
+    block_index(&x[0, 0, 0], off, nrows, consecutive, x.shape[1],
+                x.strides[1] // <Py_ssize_t>sizeof(floating), &t[0, 0] + r0, wp, W, eps,
+                &loss[0, 0] + r0, g, goff, gconsecutive,
+                grad.strides[1] // <Py_ssize_t>sizeof(floating), scale)
 
 
 def prob_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) logits
@@ -219,11 +192,8 @@ def target_range(const int64_t[::1] t):
     The range check of ``_validate`` (two NumPy reductions cost more than the whole kernel on
     a small batch).
     """
-    cdef Py_ssize_t i, n = t.shape[0]
-    cdef int64_t lo = t[0], hi = t[0]
-    for i in range(1, n):
-        lo = t[i] if t[i] < lo else lo
-        hi = t[i] if t[i] > hi else hi
+    cdef int64_t lo, hi
+    fx_index_range(&t[0], t.shape[0], &lo, &hi)
     return lo, hi
 
 

@@ -202,6 +202,9 @@ __attribute__((always_inline)) static inline double fx_vsum(fx_vd v) {
 }
 #endif
 
+/* What fx_block_transform computes. */
+enum { FX_LSE = 0, FX_SOFTMAX = 1, FX_LOG_SOFTMAX = 2 };
+
 #define FX_CAT2(a, b) a##_##b
 #define FX_CAT(a, b) FX_CAT2(a, b)
 
@@ -231,6 +234,21 @@ __attribute__((always_inline)) static inline double fx_vsum(fx_vd v) {
 #undef FX
 #undef FX_TV
 #undef T
+
+/* The smallest and largest of n >= 1 targets (the range check of _validate.py). */
+FX_DISPATCH
+static void fx_index_range(const int64_t* t, Py_ssize_t n, int64_t* lo, int64_t* hi) {
+    int64_t a = t[0], b = t[0];
+#if defined(_OPENMP)
+#pragma omp simd reduction(min : a) reduction(max : b)
+#endif
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        a = t[i] < a ? t[i] : a;
+        b = t[i] > b ? t[i] : b;
+    }
+    *lo = a;
+    *hi = b;
+}
 
 /* The logistic function, branching on the sign so exp never overflows. */
 static inline double fx_sigmoid(double x) {
