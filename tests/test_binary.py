@@ -117,3 +117,25 @@ def test_bce_logits_infinities_match_torch():
     assert_close(loss, ref[0], np.float64)
     assert_close(grad, ref[1], np.float64)
     assert np.isnan(loss[0]) and np.isnan(loss[1]) and loss[2] == np.inf
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_extremes_in_vector_runs_match_torch(dtype):
+    """The 8-lane loops see every extreme, at every lane position, and so does the tail."""
+    p_values = [0.0, 1.0, 1e-50, 1e-310, 1e-40, 1 - 2**-53, 1 - 1e-7, 1e-8, 0.5, 0.3, 0.999,
+                2**-30, 0.75]
+    x_values = [np.inf, -np.inf, 100.0, -100.0, 1e4, -1e4, 0.0, -0.0, 1e-30, 37.0, -37.0,
+                0.5, -2.5]
+    y_values = [1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.3, 1.0, 0.0, 0.7, 1.0, 0.0, 1.0]
+    reps = 9               # 117 elements: 14 full vectors and a tail; each copy rotated by one
+    y = np.array(y_values * reps, dtype)
+    p, x = (np.concatenate([np.roll(v, k) for k in range(reps)]).astype(dtype)
+            for v in (p_values, x_values))
+    for fn, a in ((fx.binary_cross_entropy, p), (fx.binary_cross_entropy_with_logits, x)):
+        ref = getattr(oracle, fn.__name__)(np.asarray(a, np.float64), np.asarray(y, np.float64),
+                                            reduction="none")
+        loss, grad = fn(a, y, reduction="none", return_grad=True)
+        assert_close(loss, ref[0], dtype)
+        assert_close(grad, ref[1], dtype)
+        total = fn(a, y, reduction="sum")
+        assert_close(total, np.sum(ref[0]), dtype)

@@ -7,9 +7,9 @@ a) Layout: every operand is a (d0, d1, d2) view of the same shape with arbitrary
    inputs arrive as a single long row.
 b) One pass: each element is read once and its loss (reduction="none") or the unit's partial
    sum, and its gradient, written in the same iteration; an in-place gradient (grad is the
-   input) is safe because the input element is read first. With logits, runs whose innermost
-   axis is unit-stride (or broadcast, for the float64 operands) go to fx_binary.inc's 8-lane
-   loop; other layouts take the element loop below.
+   input) is safe because the input element is read first. Runs whose innermost axis is
+   unit-stride (or broadcast, for the float64 operands) go to fx_binary.inc's 8-lane loops;
+   other layouts take the element loops below, which compute the same formulas.
 c) Threading and determinism: fixed units of work (_common.pxd), partial sums added in unit
    order after the parallel loop.
 d) Formulas are PyTorch's, evaluated in double:
@@ -25,7 +25,7 @@ from libc.math cimport log, log1p, exp, fabs
 from libc.stdlib cimport malloc, free
 
 from ._common cimport (floating, fx_sigmoid, n_units, unit_row0, unit_row1, unit_col0,
-                       unit_col1, bce_logits_run)
+                       unit_col1, bce_logits_run, bce_run)
 
 
 # PyTorch's floor for p (1 - p) in the BCE gradient is the float constant 1e-12, i.e.
@@ -42,13 +42,20 @@ cdef inline double _bce_unit(Py_ssize_t u, Py_ssize_t rows, const floating[:, :,
                              const floating[:, :, :] y, const double[:, :, :] w,
                              const double[:, :, :] gscale, floating[:, :, :] loss,
                              floating[:, :, :] grad, bint want_loss,
-                             bint want_grad) noexcept nogil:
+                             bint want_grad, bint vector) noexcept nogil:
     cdef Py_ssize_t n1 = p.shape[1], n2 = p.shape[2], r, i, j, k
     cdef Py_ssize_t k0 = unit_col0(u, n2), k1 = unit_col1(u, n2)
     cdef double acc = 0.0, pv, yv, wv, lv, d
     for r in range(unit_row0(u, n2), unit_row1(u, rows, n2)):
         i = r // n1
         j = r - i * n1
+        if vector:
+            acc += bce_run(&p[i, j, k0], &y[i, j, k0], &w[i, j, k0], w.strides[2] // 8,
+                           &gscale[i, j, k0] if want_grad else NULL,
+                           gscale.strides[2] // 8 if want_grad else 0, _GRAD_EPS,
+                           &loss[i, j, k0] if want_loss else NULL,
+                           &grad[i, j, k0] if want_grad else NULL, k1 - k0)
+            continue
         for k in range(k0, k1):
             pv = p[i, j, k]
             yv = y[i, j, k]
@@ -133,13 +140,15 @@ def bce(const floating[:, :, :] p,        # IN  probabilities in [0, 1] (checked
     cdef Py_ssize_t rows = p.shape[0] * p.shape[1], n2 = p.shape[2]
     cdef Py_ssize_t nu = n_units(rows, n2), u
     cdef double total = 0.0
+    cdef bint vector = _vector_runs(p, y, w, w, gscale, loss, grad, False, want_loss,
+                                    want_grad)
     cdef double* partial = <double*>malloc(max(nu, 1) * sizeof(double))
     if partial == NULL:
         raise MemoryError()
     try:
         for u in prange(nu, nogil=True, schedule="static", num_threads=n_threads):
             partial[u] = _bce_unit(u, rows, p, y, w, gscale, loss, grad, want_loss,
-                                   want_grad)
+                                   want_grad, vector)
         for u in range(nu):
             total = total + partial[u]
     finally:

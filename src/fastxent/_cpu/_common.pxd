@@ -66,6 +66,12 @@ cdef extern from "fx_simd.h" nogil:
                                  Py_ssize_t wstep, const double* pw, Py_ssize_t pwstep,
                                  const double* gsc, Py_ssize_t gstep, double* loss, double* g,
                                  Py_ssize_t n)
+    double fx_bce_run_f32(const float* p, const float* y, const double* w, Py_ssize_t wstep,
+                          const double* gsc, Py_ssize_t gstep, double grad_eps, float* loss,
+                          float* g, Py_ssize_t n)
+    double fx_bce_run_f64(const double* p, const double* y, const double* w,
+                          Py_ssize_t wstep, const double* gsc, Py_ssize_t gstep,
+                          double grad_eps, double* loss, double* g, Py_ssize_t n)
     double fx_sigmoid(double x)
     void fx_index_range(const int64_t* t, Py_ssize_t n, int64_t* lo, int64_t* hi)
 
@@ -190,6 +196,16 @@ cdef inline double bce_logits_run(const floating* x, const floating* y, const do
         return fx_bce_logits_run_f32(x, y, w, wstep, pw, pwstep, gsc, gstep, loss, g, n)
     else:
         return fx_bce_logits_run_f64(x, y, w, wstep, pw, pwstep, gsc, gstep, loss, g, n)
+
+
+cdef inline double bce_run(const floating* p, const floating* y, const double* w,
+                           Py_ssize_t wstep, const double* gsc, Py_ssize_t gstep,
+                           double grad_eps, floating* loss, floating* g,
+                           Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        return fx_bce_run_f32(p, y, w, wstep, gsc, gstep, grad_eps, loss, g, n)
+    else:
+        return fx_bce_run_f64(p, y, w, wstep, gsc, gstep, grad_eps, loss, g, n)
 
 
 cdef inline double row_prob_expsum(const floating* x, Py_ssize_t n, Py_ssize_t s,

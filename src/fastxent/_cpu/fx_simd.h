@@ -181,8 +181,18 @@ __attribute__((always_inline)) static inline fx_vd fx_vlog_pos(fx_vd x) {
     const fx_vd kd = __builtin_convertvector(k, fx_vd);
     const fx_vd r = kd * 0x1.62e42fefa3800p-1 + ((2.0 * z) * (p * u) + (kd * 0x1.ef35793c7673p-45
                                                                          + 2.0 * z));
-    const fx_vi special = (x != x) | (x == (fx_vd){0} + INFINITY);
+    /* NaN and +inf pass through: an all-ones exponent, tested on the bits (GCC 12 turns the
+     * unordered compare x != x into one scalar compare per lane). */
+    const fx_vi special = (bits & INT64_MAX) >= 0x7ff0000000000000LL;
     return (fx_vd)(((fx_vi)x & special) | ((fx_vi)r & ~special));
+}
+
+/* log(v) clamped at -100 as PyTorch does, for v in [0, 1]. fx_vlog_pos reads 0 and the
+ * float64 subnormals as 2^-1023 f, a log near -709: clamped, that is the right answer. */
+__attribute__((always_inline)) static inline fx_vd fx_clamped_log01(fx_vd v) {
+    const fx_vd l = fx_vlog_pos(v);
+    const fx_vi low = l < -100.0;
+    return (fx_vd)(((fx_vi)((fx_vd){0} - 100.0) & low) | ((fx_vi)l & ~low));
 }
 
 /* 8 doubles from p (step 1) or p[0] broadcast (step 0). */
