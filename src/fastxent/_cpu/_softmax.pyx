@@ -7,6 +7,8 @@ a) Layout: every input is a 3-D view (outer, C, inner) with arbitrary strides; a
 b) Passes over memory: logsumexp reads each row twice (max, then sum of exponentials);
    softmax writes exp(x - max) into the output on the second pass and scales it on a third,
    so each logit gets exactly one exponential; log_softmax reads the row once more to write.
+   Short rows, rows whose classes are not adjacent and the (N, C, d) layout run the same
+   passes a lane per row, 16 rows at a time (fx_block_transform; _common.use_blocks).
 c) Precision: double accumulators for float and double storage (see fx_simd.h).
 d) Preconditions (checked in _validate.py): C >= 1, outputs allocated by the caller with the
    input's (outer, C, inner) shape, every stride a multiple of the item size.
