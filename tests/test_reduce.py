@@ -54,3 +54,19 @@ def test_a_uint64_target_that_wraps_to_ignore_index_is_rejected():
     t = np.array([0, 2**64 - 100], np.uint64)      # -100 only after a wrapping cast
     with pytest.raises(IndexError, match=str(2**64 - 100)):
         fx.cross_entropy(np.zeros((2, 3)), t)
+
+
+@pytest.mark.parametrize("shape", [(40, 10), (33, 70)])
+def test_a_grad_output_with_strides_between_elements(shape):
+    """reduction='none' with an upstream gradient whose stride is not a whole float64 (a
+    view into a byte buffer) gives the same gradient as its contiguous copy."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(shape)
+    t = rng.integers(0, shape[1], shape[0])
+    raw = np.zeros(12 * shape[0] + 8, np.uint8)
+    go = np.ndarray((shape[0],), np.float64, buffer=raw, strides=(12,))
+    go[...] = rng.uniform(0.5, 2.0, shape[0])
+    _, got = fx.cross_entropy(x, t, reduction="none", return_grad=True, grad_output=go)
+    _, ref = fx.cross_entropy(x, t, reduction="none", return_grad=True,
+                              grad_output=go.copy())
+    np.testing.assert_array_equal(got, ref)

@@ -385,7 +385,8 @@ def grad_output(value, red: str, loss_shape) -> np.ndarray:
     g = np.float64(1.0) if value is None else real_array("grad_output", value)
     if red == "none":
         try:
-            return np.broadcast_to(g.astype(np.float64, copy=False), loss_shape)
+            # the kernels step through it in whole elements
+            return np.broadcast_to(_aligned(g.astype(np.float64, copy=False)), loss_shape)
         except ValueError:
             raise ValueError(f"grad_output must broadcast to the loss's shape {loss_shape}; "
                              f"got shape {g.shape}") from None
