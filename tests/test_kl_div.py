@@ -54,3 +54,26 @@ def test_seed_values():
     # batchmean of a 1-d input divides by its length, as PyTorch
     np.testing.assert_allclose(fx.kl_div(x[0], t[0], reduction="batchmean"),
                                fx.kl_div(x[0], t[0], reduction="sum") / 3, rtol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("log_target,t_values", [
+    (False, [0.0, -0.0, 1e-310, 1e-45, 0.5, 1.0, 2.0, np.inf, np.nan, -0.3, 1e-30, 0.75, 3e-8]),
+    (True, [-np.inf, 0.0, -0.0, -1e-310, -745.0, -800.0, -3.0, -0.5, np.nan, -1e-7, -40.0,
+            -2.5, -103.0]),
+    (True, [-np.inf, 0.0, 0.5, -745.0, 710.0, -3.0, np.inf, -0.5, np.nan, 2.0, -40.0, -2.5,
+            30.0]),            # positive log targets: the element loop's exp
+])
+def test_extremes_in_vector_runs_match_torch(dtype, log_target, t_values):
+    """The 8-lane loop sees every extreme at every lane position, and so does the tail."""
+    x_values = [-1.0, -np.inf, -0.5, -2.0, -0.0, -30.0, -3.0, 0.7, -1e-3, -np.inf, -5.0,
+                -0.25, -9.0]
+    reps = 9               # 117 elements: 14 full vectors and a tail; each copy rotated by one
+    x, t = (np.concatenate([np.roll(v, k) for k in range(reps)]).astype(dtype)
+            for v in (x_values, t_values))
+    ref = oracle.kl_div(np.asarray(x, np.float64), np.asarray(t, np.float64),
+                        reduction="none", log_target=log_target, dtype=np.float64)
+    loss, grad = fx.kl_div(x, t, reduction="none", log_target=log_target, return_grad=True)
+    assert_close(loss, ref[0], dtype)
+    assert_close(grad, ref[1], dtype)
+    assert_close(fx.kl_div(x, t, reduction="sum", log_target=log_target), np.sum(ref[0]), dtype)

@@ -72,6 +72,11 @@ cdef extern from "fx_simd.h" nogil:
     double fx_bce_run_f64(const double* p, const double* y, const double* w,
                           Py_ssize_t wstep, const double* gsc, Py_ssize_t gstep,
                           double grad_eps, double* loss, double* g, Py_ssize_t n)
+    double fx_kl_run_f32(const float* x, const float* t, const double* gsc, Py_ssize_t gstep,
+                         int log_target, float* loss, float* g, Py_ssize_t n)
+    double fx_kl_run_f64(const double* x, const double* t, const double* gsc,
+                         Py_ssize_t gstep, int log_target, double* loss, double* g,
+                         Py_ssize_t n)
     double fx_sigmoid(double x)
     void fx_index_range(const int64_t* t, Py_ssize_t n, int64_t* lo, int64_t* hi)
 
@@ -206,6 +211,15 @@ cdef inline double bce_run(const floating* p, const floating* y, const double* w
         return fx_bce_run_f32(p, y, w, wstep, gsc, gstep, grad_eps, loss, g, n)
     else:
         return fx_bce_run_f64(p, y, w, wstep, gsc, gstep, grad_eps, loss, g, n)
+
+
+cdef inline double kl_run(const floating* x, const floating* t, const double* gsc,
+                          Py_ssize_t gstep, int log_target, floating* loss, floating* g,
+                          Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        return fx_kl_run_f32(x, t, gsc, gstep, log_target, loss, g, n)
+    else:
+        return fx_kl_run_f64(x, t, gsc, gstep, log_target, loss, g, n)
 
 
 cdef inline double row_prob_expsum(const floating* x, Py_ssize_t n, Py_ssize_t s,

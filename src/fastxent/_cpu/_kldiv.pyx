@@ -3,7 +3,8 @@
 Design
 a) Layout, passes, threading and determinism as in _binary.pyx: (d0, d1, d2) views with
    arbitrary strides (the target and the gradient scale may be broadcast), one pass, fixed
-   units whose partial sums are added in order.
+   units whose partial sums are added in order. Unit-stride runs go to fx_binary.inc's 8-lane
+   loop (fx_kl_run); other layouts take the element loop below.
 b) Formulas are PyTorch's, in double, with x the input log-probabilities and t the target:
      log_target=False: l = xlogy(t, t) - t x,   g = -t
      log_target=True:  l = exp(t) (t - x),      g = -exp(t)
@@ -14,7 +15,8 @@ from cython.parallel cimport prange
 from libc.math cimport log, exp, isnan, NAN
 from libc.stdlib cimport malloc, free
 
-from ._common cimport floating, n_units, unit_row0, unit_row1, unit_col0, unit_col1
+from ._common cimport (floating, n_units, unit_row0, unit_row1, unit_col0, unit_col1,
+                       kl_run)
 
 
 cdef inline double _xlogx(double t) noexcept nogil:
@@ -28,13 +30,20 @@ cdef inline double _xlogx(double t) noexcept nogil:
 cdef inline double _kl_unit(Py_ssize_t u, Py_ssize_t rows, const floating[:, :, :] x,
                             const floating[:, :, :] t, const double[:, :, :] gscale,
                             floating[:, :, :] loss, floating[:, :, :] grad, bint log_target,
-                            bint want_loss, bint want_grad) noexcept nogil:
+                            bint want_loss, bint want_grad, bint vector) noexcept nogil:
     cdef Py_ssize_t n1 = x.shape[1], n2 = x.shape[2], r, i, j, k
     cdef Py_ssize_t k0 = unit_col0(u, n2), k1 = unit_col1(u, n2)
     cdef double acc = 0.0, xv, tv, lv, et
     for r in range(unit_row0(u, n2), unit_row1(u, rows, n2)):
         i = r // n1
         j = r - i * n1
+        if vector:
+            acc += kl_run(&x[i, j, k0], &t[i, j, k0],
+                          &gscale[i, j, k0] if want_grad else NULL,
+                          gscale.strides[2] // 8 if want_grad else 0, log_target,
+                          &loss[i, j, k0] if want_loss else NULL,
+                          &grad[i, j, k0] if want_grad else NULL, k1 - k0)
+            continue
         for k in range(k0, k1):
             xv = x[i, j, k]
             tv = t[i, j, k]
@@ -62,13 +71,20 @@ def kl_div(const floating[:, :, :] x,       # IN  log-probabilities
     cdef Py_ssize_t rows = x.shape[0] * x.shape[1], n2 = x.shape[2]
     cdef Py_ssize_t nu = n_units(rows, n2), u
     cdef double total = 0.0
+    cdef Py_ssize_t fs = sizeof(floating)
+    # Runs whose innermost axis is unit-stride (the gradient scale: unit or broadcast) go to
+    # fx_binary.inc's 8-lane loop.
+    cdef bint vector = (x.strides[2] == fs and t.strides[2] == fs
+                        and (not want_grad or (gscale.strides[2] in (0, 8)
+                                               and grad.strides[2] == fs))
+                        and (not want_loss or loss.strides[2] == fs))
     cdef double* partial = <double*>malloc(max(nu, 1) * sizeof(double))
     if partial == NULL:
         raise MemoryError()
     try:
         for u in prange(nu, nogil=True, schedule="static", num_threads=n_threads):
             partial[u] = _kl_unit(u, rows, x, t, gscale, loss, grad, log_target, want_loss,
-                                  want_grad)
+                                  want_grad, vector)
         for u in range(nu):
             total = total + partial[u]
     finally:
