@@ -190,7 +190,8 @@ def _data(rng, shape, dtype, scale=3.0):
 
 LAYOUTS = {
     "rows": dict(shape=(7, 5), axis=1),
-    "long rows": dict(shape=(3, 300), axis=1),
+    "long rows": dict(shape=(3, 300), axis=1),          # aligned rows: four per load
+    "odd long rows": dict(shape=(3, 301), axis=1),      # rows 1 and 2 start unaligned
     "spatial": dict(shape=(3, 4, 2, 3), axis=1),
     "class-last": dict(shape=(2, 3, 6), axis=2),
     "fortran": dict(shape=(6, 4), axis=1, order="F"),

@@ -13,9 +13,13 @@
  * per logit, kept, with the sums; otherwise (1) one streaming pass for the max and the sum
  * of exp(x - max) (online softmax: the sum is rescaled when the max grows), plus a pass for
  * the sums relative to the max when label smoothing or probability targets need them.
- * Then (3) the outputs. Reductions run in a fixed order (butterfly shuffles, then warp slots in
- * index order) and every row's loss goes to its own slot in `rows_out` (double), which the
- * host sums deterministically: no float atomics, and repeats are bit-identical.
+ * Then (3) the outputs. Pass 1, the one that reads the logits from HBM, loads four elements at
+ * a time (16 bytes of float32) wherever a row of unit stride starts on a vector boundary
+ * (vec_groups); the later passes, served by the row cache or by L2, keep one element per
+ * load (vectorising them made the 512-thread kernels spill registers). Reductions run in a
+ * fixed order (butterfly shuffles, then warp slots in index order) and every row's loss goes
+ * to its own slot in `rows_out` (double), which the host sums deterministically: no float
+ * atomics, and repeats are bit-identical.
  *
  * Targets are validated on the device: a class index outside [0, C) that is not
  * ignore_index sets bit 0 of *err (an integer atomic) and gives a NaN loss and NaN gradient
@@ -60,6 +64,44 @@ struct HostLanes {
 #endif
     }
 };
+
+/* Four elements of T as one vector load reads them: 16 bytes of float32, 8 of the 16-bit
+ * types, 32 of float64 (two 16-byte loads). */
+template <class T> struct alignas(4 * sizeof(T) < 16 ? 4 * sizeof(T) : 16) Vec4 {
+    T v[4];
+};
+
+template <class T> FX_HD Vec4<T> load4(const T* p) {
+    Vec4<T> r;
+#if defined(__CUDA_ARCH__)
+    r = *reinterpret_cast<const Vec4<T>*>(p);          /* ld.global.v4 / v2 */
+#else
+    /* the host test stands in for the device: a misaligned vector load would fault there */
+    if (((unsigned long long)p % alignof(Vec4<T>)) != 0) __builtin_trap();
+    __builtin_memcpy(&r, p, sizeof r);
+#endif
+    return r;
+}
+
+/* Groups of four classes a lane reads with one load each: rows of unit stride that start on
+ * a vector boundary (every row when C is a multiple of 4 and the array is aligned). Lane l
+ * then owns groups l, l + NL, ... and the last C % 4 classes c = 4 * groups + l, ...;
+ * otherwise classes l, l + NL, ... (vec_groups returns 0). */
+template <class T> FX_HD int vec_groups(const T* x, int n, long long s) {
+    return s == 1 && (unsigned long long)x % alignof(Vec4<T>) == 0 ? n / 4 : 0;
+}
+
+/* One logit into the streaming pass: the running max and the sum of exp(x - max), rescaled
+ * when the max grows (a NaN never raises it); logsumexp also counts NaN logits. */
+template <int OP, class A> FX_HD void online_add(A v, A& m, RowSums<A>& s) {
+    const A inf = A(inf_f());
+    if (v > m) {
+        s.total *= fx_exp(m - v);
+        m = v;
+    }
+    s.total += v == -inf ? A(0) : fx_exp(v - m);
+    if (OP == LSE && fx_isnan(v)) s.a += A(1);
+}
 
 template <int OP, bool CACHED, class T, class TI, class Lanes>
 FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool active,
@@ -125,7 +167,17 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
     };
     if (CACHED) {
         /* pass 1: the maximum (NaN skipped; it reaches the sum through exp) */
-        for (int c = lane; c < n; c += NL) {
+        const int groups = vec_groups(xr, n, a.sc);
+        for (int j = lane; j < groups; j += NL) {
+            const Vec4<T> v = load4(xr + 4 * j);
+            const A v0 = widen(v.v[0]), v1 = widen(v.v[1]), v2 = widen(v.v[2]), v3 = widen(v.v[3]);
+            cache[4 * j] = v0;
+            cache[4 * j + 1] = v1;
+            cache[4 * j + 2] = v2;
+            cache[4 * j + 3] = v3;
+            m = fx_max(m, fx_max(fx_max(v0, v1), fx_max(v2, v3)));
+        }
+        for (int c = 4 * groups + lane; c < n; c += NL) {
             const A v = widen(xr[c * a.sc]);
             cache[c] = v;
             m = fx_max(m, v);
@@ -145,15 +197,12 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
          * grows (online softmax), so the logits are read once here. A -inf logit adds 0
          * (exp(-inf - max) for any finite max); a row without a finite or +inf max is
          * NaN below, as exp(-inf - -inf) makes it in the two-pass form. */
-        for (int c = lane; c < n; c += NL) {
-            const A v = widen(xr[c * a.sc]);
-            if (v > m) {                    /* NaN never raises the max */
-                s.total *= fx_exp(m - v);
-                m = v;
-            }
-            s.total += v == -inf ? A(0) : fx_exp(v - m);
-            if (OP == LSE && fx_isnan(v)) s.a += A(1);
+        const int groups = vec_groups(xr, n, a.sc);
+        for (int j = lane; j < groups; j += NL) {
+            const Vec4<T> v = load4(xr + 4 * j);
+            for (int e = 0; e < 4; ++e) online_add<OP>(A(widen(v.v[e])), m, s);
         }
+        for (int c = 4 * groups + lane; c < n; c += NL) online_add<OP>(A(widen(xr[c * a.sc])), m, s);
         const A M = L.max(m);
         if (m < M) s.total *= fx_exp(m - M);   /* this lane's sum, relative to the row's max */
         m = M;
