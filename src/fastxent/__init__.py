@@ -6,7 +6,8 @@ gradient from the same pass (``return_grad=True``).
 from ._cpu import openmp_enabled
 from ._threads import get_num_threads, set_num_threads
 from .functional import (binary_cross_entropy, binary_cross_entropy_with_logits,
-                         check_errors, cross_entropy, kl_div, log_softmax, logsumexp, nll_loss, softmax)
+                         check_errors, cross_entropy, kl_div, log_softmax, logsumexp, nll_loss,
+                         softmax)
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, KLDivLoss, NLLLoss
 
 __version__ = "0.1.0"

@@ -533,7 +533,7 @@ def _kl_div_problem(input, target, reduction, log_target):
     return p, kernel
 
 
-# --- transforms -----------------------------------------------------------------------
+# --- GPU errors -----------------------------------------------------------------------
 
 def check_errors() -> None:
     """Raise the value error that an earlier call on a GPU array found on the device.
@@ -560,6 +560,8 @@ def check_errors() -> None:
     """
     _gpu.check_errors(wait=True)
 
+
+# --- transforms -----------------------------------------------------------------------
 
 def _transform_input(x, axis):
     if axis is None:

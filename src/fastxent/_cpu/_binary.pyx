@@ -25,7 +25,7 @@ from libc.math cimport log, log1p, exp, fabs
 from libc.stdlib cimport malloc, free
 
 from ._common cimport (floating, fx_sigmoid, n_units, unit_row0, unit_row1, unit_col0,
-                       unit_col1, bce_logits_run, bce_run)
+                       unit_col1, unit_runs, bce_logits_run, bce_run)
 
 
 # PyTorch's floor for p (1 - p) in the BCE gradient is the float constant 1e-12, i.e.
@@ -76,13 +76,9 @@ cdef inline bint _vector_runs(const floating[:, :, :] x, const floating[:, :, :]
                               const double[:, :, :] gscale, floating[:, :, :] loss,
                               floating[:, :, :] grad, bint has_pw, bint want_loss,
                               bint want_grad):
-    # The innermost axis is a run fx_bce_logits_run can take: unit stride for the arrays of
-    # the input's dtype, unit or zero (broadcast) for the float64 ones.
-    cdef Py_ssize_t fs = sizeof(floating)
-    return (x.strides[2] == fs and y.strides[2] == fs
-            and w.strides[2] in (0, 8) and (not has_pw or pw.strides[2] in (0, 8))
-            and (not want_grad or (gscale.strides[2] in (0, 8) and grad.strides[2] == fs))
-            and (not want_loss or loss.strides[2] == fs))
+    # unit_runs, with the weights (and pos_weight) unit-stride or broadcast as well.
+    return (unit_runs(x, y, gscale, loss, grad, want_loss, want_grad)
+            and w.strides[2] in (0, 8) and (not has_pw or pw.strides[2] in (0, 8)))
 
 
 cdef inline double _bce_logits_unit(Py_ssize_t u, Py_ssize_t rows,

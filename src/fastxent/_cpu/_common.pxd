@@ -290,3 +290,14 @@ cdef inline Py_ssize_t unit_col1(Py_ssize_t u, Py_ssize_t n2) noexcept nogil:
     # One past the last column of unit u.
     cdef Py_ssize_t k1 = unit_col0(u, n2) + ELEMENTWISE_BLOCK
     return k1 if k1 < n2 else n2
+
+
+cdef inline bint unit_runs(const floating[:, :, :] x, const floating[:, :, :] y,
+                           const double[:, :, :] gscale, floating[:, :, :] loss,
+                           floating[:, :, :] grad, bint want_loss, bint want_grad) noexcept:
+    # The innermost axis is a run fx_binary.inc's 8-lane loops can take: unit stride for the
+    # arrays of the input's dtype, unit or zero (broadcast) for the float64 gradient scale.
+    cdef Py_ssize_t fs = sizeof(floating)
+    return (x.strides[2] == fs and y.strides[2] == fs
+            and (not want_grad or (gscale.strides[2] in (0, 8) and grad.strides[2] == fs))
+            and (not want_loss or loss.strides[2] == fs))

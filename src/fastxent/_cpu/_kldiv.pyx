@@ -16,7 +16,7 @@ from libc.math cimport log, exp, isnan, NAN
 from libc.stdlib cimport malloc, free
 
 from ._common cimport (floating, n_units, unit_row0, unit_row1, unit_col0, unit_col1,
-                       kl_run)
+                       unit_runs, kl_run)
 
 
 cdef inline double _xlogx(double t) noexcept nogil:
@@ -71,13 +71,7 @@ def kl_div(const floating[:, :, :] x,       # IN  log-probabilities
     cdef Py_ssize_t rows = x.shape[0] * x.shape[1], n2 = x.shape[2]
     cdef Py_ssize_t nu = n_units(rows, n2), u
     cdef double total = 0.0
-    cdef Py_ssize_t fs = sizeof(floating)
-    # Runs whose innermost axis is unit-stride (the gradient scale: unit or broadcast) go to
-    # fx_binary.inc's 8-lane loop.
-    cdef bint vector = (x.strides[2] == fs and t.strides[2] == fs
-                        and (not want_grad or (gscale.strides[2] in (0, 8)
-                                               and grad.strides[2] == fs))
-                        and (not want_loss or loss.strides[2] == fs))
+    cdef bint vector = unit_runs(x, t, gscale, loss, grad, want_loss, want_grad)
     cdef double* partial = <double*>malloc(max(nu, 1) * sizeof(double))
     if partial == NULL:
         raise MemoryError()

@@ -119,7 +119,7 @@ def log_softmax(const floating[:, :, :] x,   # IN  (outer, C, inner)
     cdef Py_ssize_t s = x.strides[1] // <Py_ssize_t>sizeof(floating)
     cdef Py_ssize_t os = out.strides[1] // <Py_ssize_t>sizeof(floating)
     cdef Py_ssize_t r, i, j
-    cdef double m
+    cdef double m, lsum
     cdef Py_ssize_t ostrides[3]
     if use_blocks(C, s, inner):
         _element_strides(out, ostrides)
@@ -130,5 +130,5 @@ def log_softmax(const floating[:, :, :] x,   # IN  (outer, C, inner)
         i = r // inner
         j = r - i * inner
         m = row_max(&x[i, 0, j], C, s)
-        row_shift(&x[i, 0, j], C, s, m, log(row_expsum(&x[i, 0, j], C, s, m, NULL, 0, NULL, NULL)),
-                  &out[i, 0, j], os)
+        lsum = log(row_expsum(&x[i, 0, j], C, s, m, NULL, 0, NULL, NULL))
+        row_shift(&x[i, 0, j], C, s, m, lsum, &out[i, 0, j], os)

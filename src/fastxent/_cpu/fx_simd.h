@@ -156,8 +156,9 @@ __attribute__((always_inline)) static inline fx_vd fx_hi8(fx_vf16 v) {
     return __builtin_shufflevector(d, d, 8, 9, 10, 11, 12, 13, 14, 15);
 }
 
-/* log(x) in 8 double lanes for positive normal x (callers pass sums of exponentials, >= 1);
- * NaN and +inf pass through. x = 2^k f with f in [sqrt(1/2), sqrt(2)), then
+/* log(x) in 8 double lanes for positive normal x (sums of exponentials, the binary losses'
+ * probabilities and targets; 0 and subnormals read as 2^-1023 f, a log near -709, which the
+ * callers clamp or rescale); NaN and +inf pass through. x = 2^k f with f in [sqrt(1/2), sqrt(2)), then
  * log f = 2 atanh(z), z = (f - 1) / (f + 1), |z| < 0.1716, by its series to z^21 (truncation
  * below 3e-17 relative), and log x = k ln2 + log f with ln2 split as in the exponential.
  * Within about 2 ulp. */
