@@ -41,3 +41,16 @@ def upstream(rng, reduction, loss_shape):
     if reduction == "none":
         return rng.standard_normal(loss_shape)
     return np.float64(rng.uniform(0.5, 2.0))
+
+
+def with_non_finite_rows(x, axis):
+    """x with some rows (along `axis`) all -inf, holding +inf, NaN, or +inf and NaN."""
+    x = np.moveaxis(x.copy(), axis, -1)
+    flat = x.reshape(-1, x.shape[-1])
+    flat[1] = -np.inf
+    flat[4, 2] = np.inf
+    flat[6, 0] = np.nan
+    flat[9, [1, 3]] = [np.inf, np.nan]
+    flat[11, :] = -np.inf
+    flat[11, 5] = np.nan
+    return np.moveaxis(flat.reshape(x.shape), -1, axis)

@@ -6,7 +6,8 @@ import pytest
 import fastxent as fx
 
 import oracle
-from cases import assert_close
+from cases import assert_close, class_target, upstream, with_non_finite_rows
+from layouts import LAYOUTS, with_layout
 
 X = np.array([[3.2, -1.5, 0.8], [0.4, 2.1, -0.1]])
 
@@ -138,3 +139,31 @@ def test_kl_div_nan_cases_match_torch():
         got = fx.kl_div(x, t, reduction="none", log_target=lt, return_grad=True)
         assert_close(got[0], ref[0], np.float64)
         assert_close(got[1], ref[1], np.float64)
+
+
+# Batches of rows with every kind of non-finite row, some of them ignored, through each
+# cross-entropy kernel path: a lane per row up to 64 classes (tiled, direct, gathered, the
+# (N, C, d) layout), a row at a time beyond, with a partial last group in both.
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape", [(40, 10), (37, 65), (33, 200), (3, 12, 18)])
+@pytest.mark.parametrize("options", ["plain", "smoothed+weighted"])
+def test_batches_with_non_finite_rows(shape, layout, dtype, options):
+    rng = np.random.default_rng(4)
+    C = shape[1]
+    x = with_layout(with_non_finite_rows(rng.standard_normal(shape) * 5, 1).astype(dtype),
+                    layout)
+    t = class_target(rng, shape, 1, ignore_index=-100)
+    flat = t.reshape(-1)          # rows in the order with_non_finite_rows numbers them
+    flat[[1, 4, 6, 9]] = rng.integers(0, C, 4)
+    flat[[11, 12]] = -100         # an ignored NaN row, an ignored finite one
+    kw = {}
+    if options != "plain":
+        kw = {"label_smoothing": 0.2, "weight": rng.uniform(0.2, 2.0, C)}
+    go = upstream(rng, "none", t.shape)
+    ref = oracle.cross_entropy(np.asarray(x, np.float64), t, reduction="none", grad_output=go,
+                               **kw)
+    got = fx.cross_entropy(x, t, reduction="none", return_grad=True, grad_output=go, **kw)
+    assert_close(got[0], ref[0], dtype)
+    assert_close(got[1], ref[1], dtype)
+    np.testing.assert_array_equal(fx.cross_entropy(x, t, reduction="none", **kw), got[0])

@@ -5,7 +5,7 @@ import pytest
 import fastxent as fx
 
 import oracle
-from cases import assert_close
+from cases import assert_close, with_non_finite_rows
 from layouts import LAYOUTS, with_layout
 
 CASES = [((5,), -1), ((7, 3), -1), ((7, 3), 0), ((3, 1031), 1), ((2, 3, 4), 1),
@@ -59,19 +59,6 @@ def test_exponential_accuracy_down_to_subnormals():
     assert np.isnan(fx.softmax(np.array([0.0, np.nan] * 8))).all()
 
 
-def _with_non_finite_rows(x, axis):
-    """x with some rows (along `axis`) all -inf, holding +inf, NaN, or +inf and NaN."""
-    x = np.moveaxis(x.copy(), axis, -1)
-    flat = x.reshape(-1, x.shape[-1])
-    flat[1] = -np.inf
-    flat[4, 2] = np.inf
-    flat[6, 0] = np.nan
-    flat[9, [1, 3]] = [np.inf, np.nan]
-    flat[11, :] = -np.inf
-    flat[11, 5] = np.nan
-    return np.moveaxis(flat.reshape(x.shape), -1, axis)
-
-
 # Batches of many rows: every kernel path of the transforms. Up to 64 classes the rows run a
 # lane per row (tiled when C-ordered, direct loads in Fortran order, gathered when strided)
 # with a partial last block; longer class-adjacent rows run the row kernel.
@@ -80,9 +67,9 @@ def _with_non_finite_rows(x, axis):
 @pytest.mark.parametrize("shape,axis", [((40, 10), 1), ((40, 64), 1), ((37, 65), 1),
                                         ((33, 200), 1), ((3, 12, 18), 1), ((20, 3, 9), -1)])
 @pytest.mark.parametrize("name", ["logsumexp", "softmax", "log_softmax"])
-def test_batches_with_non_finite_rows(name, shape, axis, layout, dtype):
+def test_batcheswith_non_finite_rows(name, shape, axis, layout, dtype):
     rng = np.random.default_rng(1)
-    x64 = _with_non_finite_rows(rng.standard_normal(shape) * 5, axis)
+    x64 = with_non_finite_rows(rng.standard_normal(shape) * 5, axis)
     x = with_layout(x64.astype(dtype), layout)
     got = getattr(fx, name)(x, axis=axis)
     ref = getattr(oracle, name)(np.asarray(x, np.float64), axis=axis)

@@ -42,6 +42,14 @@ cdef extern from "fx_simd.h" nogil:
                             double W, double eps, double* loss, double* g,
                             const Py_ssize_t* goff, int gconsecutive, Py_ssize_t gsc,
                             const double* scale)
+    void fx_rows_index_f32(const float* x, const Py_ssize_t* off, int nrows, Py_ssize_t C,
+                           Py_ssize_t sc, const int64_t* t, const double* w, double W,
+                           double eps, double* loss, float* g, const Py_ssize_t* goff,
+                           Py_ssize_t gsc, const double* scale)
+    void fx_rows_index_f64(const double* x, const Py_ssize_t* off, int nrows, Py_ssize_t C,
+                           Py_ssize_t sc, const int64_t* t, const double* w, double W,
+                           double eps, double* loss, double* g, const Py_ssize_t* goff,
+                           Py_ssize_t gsc, const double* scale)
     void fx_block_transform_f32(int mode, const float* x, const Py_ssize_t* off, int nrows,
                                 int consecutive, Py_ssize_t C, Py_ssize_t sc, double* lse,
                                 float* out, const Py_ssize_t* ooff, int oconsecutive,
@@ -125,6 +133,16 @@ cdef inline void block_index(const floating* x, const Py_ssize_t* off, int nrows
     else:
         fx_block_index_f64(x, off, nrows, consecutive, C, sc, t, w, W, eps, loss, g, goff,
                            gconsecutive, gsc, scale)
+
+
+cdef inline void rows_index(const floating* x, const Py_ssize_t* off, int nrows, Py_ssize_t C,
+                            Py_ssize_t sc, const int64_t* t, const double* w, double W,
+                            double eps, double* loss, floating* g, const Py_ssize_t* goff,
+                            Py_ssize_t gsc, const double* scale) noexcept nogil:
+    if floating is float:
+        fx_rows_index_f32(x, off, nrows, C, sc, t, w, W, eps, loss, g, goff, gsc, scale)
+    else:
+        fx_rows_index_f64(x, off, nrows, C, sc, t, w, W, eps, loss, g, goff, gsc, scale)
 
 
 cdef inline void block_transform(int mode, const floating* x, const Py_ssize_t* off,

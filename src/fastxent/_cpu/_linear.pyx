@@ -7,7 +7,7 @@ a) Problem: logits Z = X Wᵀ + b for a C-contiguous X (N, p), W (K, p), b (K,);
    respect to W and b, as one partial sum per chunk of rows.
 b) Passes: the rows of a chunk go in blocks of B rows, B chosen by the caller so that a block
    of Z (B × K) and of X (B × p) stay in cache: (1) Z_blk = b + X_blk Wᵀ (GEMM); (2) each row
-   of Z_blk goes through the fused softmax row of _xent_row.pxd (one exponential per logit),
+   of Z_blk goes through the fused softmax kernels of _xent.pyx (one exponential per logit),
    which overwrites it with G = s (p − q); (3) gW += G_blkᵀ X_blk (GEMM) while X_blk is still in
    cache, and gb += the rows of G. Z never reaches main memory: X is read once per objective
    evaluation, where three separate calls read X twice and write and read all of Z three times.
@@ -26,8 +26,7 @@ from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 
-from ._common cimport floating
-from ._xent_row cimport index_row
+from ._common cimport floating, block_index, rows_index, BLOCK_ROWS, BLOCK_MAX_C
 
 ctypedef void (*dgemm_t)(char* ta, char* tb, int* m, int* n, int* k, double* alpha,
                          double* a, int* lda, double* b, int* ldb, double* beta, double* c,
@@ -62,6 +61,25 @@ cdef inline void _gemm(char ta, char tb, int m, int n, int k, const floating* a,
         _dgemm(&ta, &tb, &m, &n, &k, &one, <double*>a, &lda, <double*>b, &ldb, &one, c, &ldc)
 
 
+cdef inline void _index_zrows(floating* z, Py_ssize_t K, const int64_t[::1] y, double eps,
+                              const double[::1] s, double[::1] loss, Py_ssize_t r,
+                              Py_ssize_t i0, Py_ssize_t left) noexcept nogil:
+    # Rows i0, i0 + 1, ... of the block (sample r first, at most a kernel's group) through the
+    # fused softmax cross entropy of _xent.pyx, in place: each row becomes s_i (p - q).
+    cdef Py_ssize_t off[BLOCK_ROWS]
+    cdef int nrows = <int>(BLOCK_ROWS if floating is float else BLOCK_ROWS // 2), k
+    if left < nrows:
+        nrows = <int>left
+    for k in range(nrows):
+        off[k] = (i0 + k) * K
+    if K <= BLOCK_MAX_C:
+        block_index(z, off, nrows, 0, K, 1, &y[r], NULL, <double>K, eps, &loss[r], z, off, 0,
+                    1, &s[r])
+    else:
+        rows_index(z, off, nrows, K, 1, &y[r], NULL, <double>K, eps, &loss[r], z, off, 1,
+                   &s[r])
+
+
 cdef void _chunk(const floating[:, ::1] X, const floating[:, ::1] W, const floating[::1] b,
                  const int64_t[::1] y, double eps, const double[::1] s, double[::1] loss,
                  floating[:, :, ::1] gW, double[:, ::1] gb, floating[:, ::1] zbuf,
@@ -79,9 +97,12 @@ cdef void _chunk(const floating[:, ::1] X, const floating[:, ::1] W, const float
                 zr[j] = b[j]
         _gemm(c'T', c'N', <int>K, <int>nb, <int>p, &W[0, 0], <int>p, &X[r, 0], <int>p,
               z, <int>K)
+        i = 0
+        while i < nb:
+            _index_zrows(z, K, y, eps, s, loss, r + i, i, nb - i)
+            i += BLOCK_ROWS if floating is float else BLOCK_ROWS // 2
         for i in range(nb):
             zr = z + i * K
-            loss[r + i] = index_row(zr, K, 1, y[r + i], NULL, <double>K, eps, zr, 1, s[r + i])
             for j in range(K):
                 gbc[j] += zr[j]
         _gemm(c'N', c'T', <int>p, <int>K, <int>nb, &X[r, 0], <int>p, z, <int>K,

@@ -27,8 +27,8 @@ from libc.math cimport log
 from libc.stdint cimport int64_t
 
 from ._common cimport (floating, row_max, row_fill, row_prob_expsum, row_prob_grad,
-                       block_index, block_offsets, use_blocks, BLOCK_ROWS, fx_index_range)
-from ._xent_row cimport index_row
+                       block_index, rows_index, block_offsets, use_blocks, BLOCK_ROWS,
+                       fx_index_range)
 
 
 cdef inline double _prob_row(const floating* x, Py_ssize_t C, Py_ssize_t s,
@@ -71,38 +71,26 @@ def index_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) logits
     """Cross entropy with class-index targets: one loss per row (+ gradient rows)."""
     cdef Py_ssize_t inner = x.shape[2], C = x.shape[1]
     cdef Py_ssize_t s = x.strides[1] // <Py_ssize_t>sizeof(floating)
-    cdef Py_ssize_t gs = grad.strides[1] // <Py_ssize_t>sizeof(floating)
-    cdef Py_ssize_t r, i, j
+    cdef Py_ssize_t r
     cdef const double* wp = &w[0] if w.shape[0] > 0 else NULL
     cdef double W = <double>C if wp == NULL else 0.0
-    cdef floating* g = NULL
-    cdef double scale = 0.0
     cdef Py_ssize_t rows = x.shape[0] * inner, lanes = 16 if floating is float else 8, b
+    cdef bint blocks = use_blocks(C, s, inner)
     for r in range(w.shape[0]):
         W += w[r]
-    if use_blocks(C, s, inner):
-        for b in prange((rows + lanes - 1) // lanes, nogil=True, schedule="static",
-                        num_threads=n_threads):
-            _index_block(x, t, wp, W, eps, gscale, loss, grad, want_grad, b * lanes, lanes)
-        return
-    for r in prange(rows, nogil=True, schedule="static", num_threads=n_threads):
-        i = r // inner
-        j = r - i * inner
-        g = NULL
-        scale = 0.0
-        if want_grad:
-            g = &grad[i, 0, j]
-            scale = gscale[i, j]
-        loss[i, j] = index_row(&x[i, 0, j], C, s, t[i, j], wp, W, eps, g, gs, scale)
+    for b in prange((rows + lanes - 1) // lanes, nogil=True, schedule="static",
+                    num_threads=n_threads):
+        _index_group(x, t, wp, W, eps, gscale, loss, grad, want_grad, b * lanes, lanes, blocks)
 
 
-cdef inline void _index_block(const floating[:, :, :] x, const int64_t[:, ::1] t,
+cdef inline void _index_group(const floating[:, :, :] x, const int64_t[:, ::1] t,
                               const double* wp, double W, double eps,
                               const double[:, :] gscale, double[:, ::1] loss,
                               floating[:, :, :] grad, bint want_grad, Py_ssize_t r0,
-                              Py_ssize_t lanes) noexcept nogil:
-    # Rows r0 .. r0 + lanes - 1 (fewer at the end) through fx_block_index: element offsets of
-    # each row in x and grad, and their scales; targets and loss slots are contiguous in r.
+                              Py_ssize_t lanes, bint blocks) noexcept nogil:
+    # Rows r0 .. r0 + lanes - 1 (fewer at the end) through fx_block_index (a lane per row) or
+    # fx_rows_index (a row at a time): element offsets of each row in x and grad, and their
+    # scales; targets and loss slots are contiguous in r.
     cdef Py_ssize_t inner = x.shape[2], rows = x.shape[0] * inner
     cdef Py_ssize_t off[BLOCK_ROWS]
     cdef Py_ssize_t goff[BLOCK_ROWS]
@@ -111,6 +99,8 @@ cdef inline void _index_block(const floating[:, :, :] x, const int64_t[:, ::1] t
     cdef int nrows = <int>(rows - r0 if rows - r0 < lanes else lanes), k
     cdef bint consecutive, gconsecutive = 0
     cdef floating* g = NULL
+    cdef Py_ssize_t sc = x.strides[1] // <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t gsc = grad.strides[1] // <Py_ssize_t>sizeof(floating)
     consecutive = block_offsets(r0, nrows, inner, x.strides[0] // <Py_ssize_t>sizeof(floating),
                                 x.strides[2] // <Py_ssize_t>sizeof(floating), off)
     if want_grad:
@@ -122,10 +112,12 @@ cdef inline void _index_block(const floating[:, :, :] x, const int64_t[:, ::1] t
                       gscale.strides[1] // <Py_ssize_t>sizeof(double), soff)
         for k in range(nrows):
             scale[k] = (&gscale[0, 0])[soff[k]]
-    block_index(&x[0, 0, 0], off, nrows, consecutive, x.shape[1],
-                x.strides[1] // <Py_ssize_t>sizeof(floating), &t[0, 0] + r0, wp, W, eps,
-                &loss[0, 0] + r0, g, goff, gconsecutive,
-                grad.strides[1] // <Py_ssize_t>sizeof(floating), scale)
+    if blocks:
+        block_index(&x[0, 0, 0], off, nrows, consecutive, x.shape[1], sc, &t[0, 0] + r0, wp,
+                    W, eps, &loss[0, 0] + r0, g, goff, gconsecutive, gsc, scale)
+    else:
+        rows_index(&x[0, 0, 0], off, nrows, x.shape[1], sc, &t[0, 0] + r0, wp, W, eps,
+                   &loss[0, 0] + r0, g, goff, gsc, scale)
 
 
 def prob_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) logits

@@ -211,6 +211,58 @@ __attribute__((always_inline)) static inline fx_vd fx_vstep_load(const double* p
 __attribute__((always_inline)) static inline double fx_vsum(fx_vd v) {
     return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
 }
+
+/* The per-row scalars of cross entropy with class-index targets for the rows of a block, in
+ * double vectors of eight (a scalar log, exp or division per row would cost as much as a
+ * 10-class row): m the row's maximum, sum = sum_c exp(x_c - m), ws = sum_c w_c (m - x_c)
+ * (label smoothing only) and xy the target's logit, saved before an in-place gradient
+ * overwrote it; lanes nrows to 8 * nhalf - 1 hold placeholders (m = ws = xy = 0, sum = 1).
+ * Writes, for the 8 * nhalf lanes: loss; with scale non-NULL (the gradient's per-row
+ * scales) the gradient's scale A and shift B (g_c = A e_c - B w_c, e_c = exp(x_c - m)) and
+ * the target's entry gy, at full precision from xy. An ignored row (t < 0) gets loss 0,
+ * B = 0 and A = 0, or NaN where its sum is NaN: PyTorch's backward zeroes an ignored row as
+ * g - p * sum(g), NaN wherever p is (a NaN or +inf logit, or a row of -inf). The maths is
+ * _xent.pyx's (design note e). The sum of a row with a finite maximum is at least 1, where
+ * fx_vlog_pos holds; the others are NaN rows, or all -inf ones whose m - xy is NaN. */
+__attribute__((always_inline)) static inline void
+fx_index_finish(int nhalf, int nrows, const int64_t* t, const double* w, double W, double eps,
+                double spread, const double* m, const double* sum, const double* ws,
+                const double* xy, const double* scale, double* loss, double* A, double* B,
+                double* gy) {
+    double wyk[16], sk[16];
+    for (int k = 0; k < 8 * nhalf; ++k) {
+        wyk[k] = k < nrows && t[k] >= 0 ? (w ? w[t[k]] : 1.0) : 0.0;
+        sk[k] = scale && k < nrows ? scale[k] : 0.0;
+    }
+    for (int h = 0; h < nhalf; ++h) {
+        fx_vd wy, sc, xyv, mv, sv, av;
+        memcpy(&wy, wyk + 8 * h, sizeof wy);
+        memcpy(&sc, sk + 8 * h, sizeof sc);
+        memcpy(&xyv, xy + 8 * h, sizeof xyv);
+        memcpy(&mv, m + 8 * h, sizeof mv);
+        memcpy(&sv, sum + 8 * h, sizeof sv);
+        memcpy(&av, ws + 8 * h, sizeof av);
+        const fx_vd lv = fx_vlog_pos(sv);
+        const fx_vd nll = (mv - xyv) + lv;
+        const fx_vd lo = eps > 0.0 ? (1.0 - eps) * wy * nll + spread * (av + W * lv) : wy * nll;
+        memcpy(loss + 8 * h, &lo, sizeof lo);
+        if (!scale) continue;
+        const fx_vd K = (1.0 - eps) * wy + spread * W;
+        const fx_vd Av = sc * K / sv, Bv = sc * spread;
+        const fx_vd py = fx_vexp_nonpos(xyv - mv) / sv;
+        const fx_vd gyv = sc * (K * py - (1.0 - eps) * wy - spread * wy);
+        memcpy(A + 8 * h, &Av, sizeof Av);
+        memcpy(B + 8 * h, &Bv, sizeof Bv);
+        memcpy(gy + 8 * h, &gyv, sizeof gyv);
+    }
+    for (int k = 0; k < nrows; ++k) {
+        if (t[k] >= 0) continue;
+        loss[k] = 0.0;
+        if (!scale) continue;
+        A[k] = sum[k] == sum[k] ? 0.0 : NAN;
+        B[k] = 0.0;
+    }
+}
 #endif
 
 /* What fx_block_transform computes. */
