@@ -11,9 +11,11 @@ cdef extern from "fx_simd.h" nogil:
     double fx_row_max_f32(const float* x, Py_ssize_t n, Py_ssize_t s)
     double fx_row_max_f64(const double* x, Py_ssize_t n, Py_ssize_t s)
     double fx_row_expsum_f32(const float* x, Py_ssize_t n, Py_ssize_t s, double m,
-                             float* e, Py_ssize_t es, const double* w, double* ws)
+                             float* e, Py_ssize_t es, const double* w, double* ws,
+                             const float* next)
     double fx_row_expsum_f64(const double* x, Py_ssize_t n, Py_ssize_t s, double m,
-                             double* e, Py_ssize_t es, const double* w, double* ws)
+                             double* e, Py_ssize_t es, const double* w, double* ws,
+                             const double* next)
     void fx_row_axpw_f32(float* g, Py_ssize_t n, Py_ssize_t gs, double a, double b,
                          const double* w)
     void fx_row_axpw_f64(double* g, Py_ssize_t n, Py_ssize_t gs, double a, double b,
@@ -99,12 +101,12 @@ cdef inline double row_max(const floating* x, Py_ssize_t n, Py_ssize_t s) noexce
 
 
 cdef inline double row_expsum(const floating* x, Py_ssize_t n, Py_ssize_t s, double m,
-                              floating* e, Py_ssize_t es, const double* w,
-                              double* ws) noexcept nogil:
+                              floating* e, Py_ssize_t es, const double* w, double* ws,
+                              const floating* next) noexcept nogil:
     if floating is float:
-        return fx_row_expsum_f32(x, n, s, m, e, es, w, ws)
+        return fx_row_expsum_f32(x, n, s, m, e, es, w, ws, next)
     else:
-        return fx_row_expsum_f64(x, n, s, m, e, es, w, ws)
+        return fx_row_expsum_f64(x, n, s, m, e, es, w, ws, next)
 
 
 cdef inline void row_axpw(floating* g, Py_ssize_t n, Py_ssize_t gs, double a, double b,
