@@ -44,8 +44,11 @@
  *      a 42-bit head (k * head is exact for |k| < 2^11) and a tail.
  *   2. exp(r) by its degree-13 Taylor polynomial: truncation error below r^14/14! < 4e-18.
  *   3. 2^k from the exponent bits, offset by 100 so the scale stays normal down to
- *      d = -746; the final multiplication by 2^-100 is then the only rounding of a subnormal
- *      result. Below -746 (and at -inf) the result is exactly 0; NaN stays NaN.
+ *      d = -746. The polynomial's coefficients carry the matching 2^-100 (a power of two:
+ *      every step of the polynomial is exactly 2^-100 times the unscaled one, all normal),
+ *      so one multiplication by the scale is the only rounding of a subnormal result and
+ *      none is spent on undoing the offset. Below -746 (and at -inf) the result is exactly
+ *      0; NaN stays NaN.
  * Precondition: d <= 0 or NaN (every caller passes x - max). */
 #define FX_EXP_BODY(clamp, bits_of_t)                                                     \
     const double shifter = 0x1.8p52;                                                     \
@@ -53,19 +56,19 @@
     const FX_EXP_T t = d * 0x1.71547652b82fep0 + shifter;                               \
     const FX_EXP_T k = t - shifter;                                                      \
     const FX_EXP_T r = (d - k * 0x1.62e42fefa3800p-1) - k * 0x1.ef35793c7673p-45;       \
-    FX_EXP_T p = r * 0x1.6124613a86d09p-33 + 0x1.1eed8eff8d898p-29; /* 1/13!, 1/12! */ \
-    p = p * r + 0x1.ae64567f544e4p-26;                              /* 1/11! */         \
-    p = p * r + 0x1.27e4fb7789f5cp-22;                              /* 1/10! */         \
-    p = p * r + 0x1.71de3a556c734p-19;                              /* 1/9!  */         \
-    p = p * r + 0x1.a01a01a01a01ap-16;                              /* 1/8!  */         \
-    p = p * r + 0x1.a01a01a01a01ap-13;                              /* 1/7!  */         \
-    p = p * r + 0x1.6c16c16c16c17p-10;                              /* 1/6!  */         \
-    p = p * r + 0x1.1111111111111p-7;                               /* 1/5!  */         \
-    p = p * r + 0x1.5555555555555p-5;                               /* 1/4!  */         \
-    p = p * r + 0x1.5555555555555p-3;                               /* 1/3!  */         \
-    p = p * r + 0.5;                                                                     \
-    p = p * r + 1.0;                                                                     \
-    p = p * r + 1.0;                                                                     \
+    FX_EXP_T p = r * 0x1.6124613a86d09p-133 + 0x1.1eed8eff8d898p-129; /* 1/13!, 1/12! */\
+    p = p * r + 0x1.ae64567f544e4p-126;                  /* 1/11! (each times 2^-100) */ \
+    p = p * r + 0x1.27e4fb7789f5cp-122;                             /* 1/10! */         \
+    p = p * r + 0x1.71de3a556c734p-119;                             /* 1/9!  */         \
+    p = p * r + 0x1.a01a01a01a01ap-116;                             /* 1/8!  */         \
+    p = p * r + 0x1.a01a01a01a01ap-113;                             /* 1/7!  */         \
+    p = p * r + 0x1.6c16c16c16c17p-110;                             /* 1/6!  */         \
+    p = p * r + 0x1.1111111111111p-107;                             /* 1/5!  */         \
+    p = p * r + 0x1.5555555555555p-105;                             /* 1/4!  */         \
+    p = p * r + 0x1.5555555555555p-103;                             /* 1/3!  */         \
+    p = p * r + 0x1p-101;                                           /* 1/2!  */         \
+    p = p * r + 0x1p-100;                                                                \
+    p = p * r + 0x1p-100;                                                                \
     const int64_t sbits = 0x4338000000000000LL;    /* the bits of the shifter */         \
     bits = (bits_of_t - sbits + 1023 + 100) << 52;
 
@@ -75,28 +78,29 @@ static inline double fx_exp_nonpos(double d) {
     double scale;
     FX_EXP_BODY(d < -746.0 ? -746.0 : d, (memcpy(&tb, &t, sizeof tb), tb))
     memcpy(&scale, &bits, sizeof scale);
-    return p * scale * 0x1p-100;
+    return p * scale;
 #undef FX_EXP_T
 }
 
 /* The float32 exponential, for float storage: the same three steps in single precision,
  * 16 lanes wide. ln2 = 0x1.63p-1 + (-0x1.bd0106p-13) (Cephes' split: k * head is exact for
  * |k| < 2^8), a degree-7 Taylor polynomial (truncation below r^8/8! < 6e-9, under half a float
- * ulp) and 2^k offset by 30 for subnormal results; d < -105 (and -inf) give 0, NaN stays
- * NaN. Within about 2 float ulp. Sums of these terms stay in double. */
+ * ulp) and 2^k offset by 30 for subnormal results, the 2^-30 carried by the coefficients as
+ * above; d < -105 (and -inf) give 0, NaN stays NaN. Within about 2 float ulp. Sums of these
+ * terms stay in double. */
 #define FX_EXPF_BODY(clamp, bits_of_t)                                                    \
     const float shifterf = 0x1.8p23f;                                                    \
     d = clamp;                                                                           \
     const FX_EXP_T t = d * 0x1.715476p0f + shifterf;                                    \
     const FX_EXP_T k = t - shifterf;                                                     \
     const FX_EXP_T r = (d - k * 0x1.63p-1f) - k * -0x1.bd0106p-13f;                      \
-    FX_EXP_T p = r * 0x1.a01a02p-13f + 0x1.6c16c2p-10f;   /* 1/7!, 1/6! */              \
-    p = p * r + 0x1.111112p-7f;                          /* 1/5! */                      \
-    p = p * r + 0x1.555556p-5f;                          /* 1/4! */                      \
-    p = p * r + 0x1.555556p-3f;                          /* 1/3! */                      \
-    p = p * r + 0.5f;                                                                    \
-    p = p * r + 1.0f;                                                                    \
-    p = p * r + 1.0f;                                                                    \
+    FX_EXP_T p = r * 0x1.a01a02p-43f + 0x1.6c16c2p-40f;   /* 1/7!, 1/6! (times 2^-30) */ \
+    p = p * r + 0x1.111112p-37f;                         /* 1/5! */                      \
+    p = p * r + 0x1.555556p-35f;                         /* 1/4! */                      \
+    p = p * r + 0x1.555556p-33f;                         /* 1/3! */                      \
+    p = p * r + 0x1p-31f;                                /* 1/2! */                      \
+    p = p * r + 0x1p-30f;                                                                \
+    p = p * r + 0x1p-30f;                                                                \
     bits = (bits_of_t - 0x4B400000 + 127 + 30) << 23;   /* 0x4B400000: the shifter */
 
 static inline float fx_expf_nonpos(float d) {
@@ -105,7 +109,7 @@ static inline float fx_expf_nonpos(float d) {
     float scale;
     FX_EXPF_BODY(d < -105.0f ? -105.0f : d, (memcpy(&tb, &t, sizeof tb), tb))
     memcpy(&scale, &bits, sizeof scale);
-    return p * scale * 0x1p-30f;
+    return p * scale;
 #undef FX_EXP_T
 }
 
@@ -125,7 +129,7 @@ __attribute__((always_inline)) static inline fx_vd fx_vexp_nonpos(fx_vd d) {
     const fx_vi low = d < -746.0;                  /* false for NaN, which stays NaN */
     const fx_vd lowest = (fx_vd){0} - 746.0;
     FX_EXP_BODY((fx_vd)(((fx_vi)lowest & low) | ((fx_vi)d & ~low)), (fx_vu)t)
-    return p * (fx_vd)bits * 0x1p-100;
+    return p * (fx_vd)bits;
 #undef FX_EXP_T
 }
 
@@ -139,7 +143,7 @@ __attribute__((always_inline)) static inline fx_vf16 fx_vexpf_nonpos(fx_vf16 d) 
     const fx_vi16 low = d < -105.0f;
     const fx_vf16 lowest = (fx_vf16){0} - 105.0f;
     FX_EXPF_BODY((fx_vf16)(((fx_vi16)lowest & low) | ((fx_vi16)d & ~low)), (fx_vu16)t)
-    return p * (fx_vf16)bits * 0x1p-30f;
+    return p * (fx_vf16)bits;
 #undef FX_EXP_T
 }
 
