@@ -98,3 +98,17 @@ def test_a_row_does_not_depend_on_its_neighbours(C, dtype, kw):
                                   **kw)
         np.testing.assert_array_equal(li[0], loss[i])
         np.testing.assert_array_equal(gi[0], grad[i])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C", [10, 100, 300])
+@pytest.mark.parametrize("name", ["logsumexp", "softmax", "log_softmax"])
+def test_a_transformed_row_does_not_depend_on_its_neighbours(name, C, dtype):
+    rng = np.random.default_rng(6)
+    x = (rng.standard_normal((37, C)) * 4).astype(dtype)
+    x[5] = -np.inf
+    x[6, 1] = np.nan
+    f = getattr(fx, name)
+    whole = f(x, axis=1)
+    for i in range(37):
+        np.testing.assert_array_equal(f(x[i:i + 1], axis=1)[0], whole[i])

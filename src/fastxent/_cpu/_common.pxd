@@ -10,16 +10,6 @@ ctypedef fused floating:
 cdef extern from "fx_simd.h" nogil:
     double fx_row_max_f32(const float* x, Py_ssize_t n, Py_ssize_t s)
     double fx_row_max_f64(const double* x, Py_ssize_t n, Py_ssize_t s)
-    double fx_row_expsum_f32(const float* x, Py_ssize_t n, Py_ssize_t s, double m,
-                             float* e, Py_ssize_t es, const double* w, double* ws,
-                             const float* next)
-    double fx_row_expsum_f64(const double* x, Py_ssize_t n, Py_ssize_t s, double m,
-                             double* e, Py_ssize_t es, const double* w, double* ws,
-                             const double* next)
-    void fx_row_axpw_f32(float* g, Py_ssize_t n, Py_ssize_t gs, double a, double b,
-                         const double* w)
-    void fx_row_axpw_f64(double* g, Py_ssize_t n, Py_ssize_t gs, double a, double b,
-                         const double* w)
     void fx_row_fill_f32(float* g, Py_ssize_t n, Py_ssize_t gs, float v)
     void fx_row_fill_f64(double* g, Py_ssize_t n, Py_ssize_t gs, double v)
     double fx_row_prob_expsum_f32(const float* x, Py_ssize_t n, Py_ssize_t s,
@@ -52,6 +42,12 @@ cdef extern from "fx_simd.h" nogil:
                            Py_ssize_t sc, const int64_t* t, const double* w, double W,
                            double eps, double* loss, double* g, const Py_ssize_t* goff,
                            Py_ssize_t gsc, const double* scale)
+    void fx_rows_transform_f32(int mode, const float* x, const Py_ssize_t* off, int nrows,
+                               Py_ssize_t C, double* lse, float* out, const Py_ssize_t* ooff,
+                               Py_ssize_t osc)
+    void fx_rows_transform_f64(int mode, const double* x, const Py_ssize_t* off, int nrows,
+                               Py_ssize_t C, double* lse, double* out,
+                               const Py_ssize_t* ooff, Py_ssize_t osc)
     void fx_block_transform_f32(int mode, const float* x, const Py_ssize_t* off, int nrows,
                                 int consecutive, Py_ssize_t C, Py_ssize_t sc, double* lse,
                                 float* out, const Py_ssize_t* ooff, int oconsecutive,
@@ -60,10 +56,6 @@ cdef extern from "fx_simd.h" nogil:
                                 int consecutive, Py_ssize_t C, Py_ssize_t sc, double* lse,
                                 double* out, const Py_ssize_t* ooff, int oconsecutive,
                                 Py_ssize_t osc)
-    void fx_row_shift_f32(const float* x, Py_ssize_t n, Py_ssize_t s, double m, double l,
-                          float* out, Py_ssize_t os)
-    void fx_row_shift_f64(const double* x, Py_ssize_t n, Py_ssize_t s, double m, double l,
-                          double* out, Py_ssize_t os)
     enum:
         FX_LSE
         FX_SOFTMAX
@@ -98,23 +90,6 @@ cdef inline double row_max(const floating* x, Py_ssize_t n, Py_ssize_t s) noexce
         return fx_row_max_f32(x, n, s)
     else:
         return fx_row_max_f64(x, n, s)
-
-
-cdef inline double row_expsum(const floating* x, Py_ssize_t n, Py_ssize_t s, double m,
-                              floating* e, Py_ssize_t es, const double* w, double* ws,
-                              const floating* next) noexcept nogil:
-    if floating is float:
-        return fx_row_expsum_f32(x, n, s, m, e, es, w, ws, next)
-    else:
-        return fx_row_expsum_f64(x, n, s, m, e, es, w, ws, next)
-
-
-cdef inline void row_axpw(floating* g, Py_ssize_t n, Py_ssize_t gs, double a, double b,
-                          const double* w) noexcept nogil:
-    if floating is float:
-        fx_row_axpw_f32(g, n, gs, a, b, w)
-    else:
-        fx_row_axpw_f64(g, n, gs, a, b, w)
 
 
 cdef inline void row_fill(floating* g, Py_ssize_t n, Py_ssize_t gs, double v) noexcept nogil:
@@ -159,12 +134,13 @@ cdef inline void block_transform(int mode, const floating* x, const Py_ssize_t* 
                                oconsecutive, osc)
 
 
-cdef inline void row_shift(const floating* x, Py_ssize_t n, Py_ssize_t s, double m, double l,
-                           floating* out, Py_ssize_t os) noexcept nogil:
+cdef inline void rows_transform(int mode, const floating* x, const Py_ssize_t* off, int nrows,
+                                Py_ssize_t C, double* lse, floating* out,
+                                const Py_ssize_t* ooff, Py_ssize_t osc) noexcept nogil:
     if floating is float:
-        fx_row_shift_f32(x, n, s, m, l, out, os)
+        fx_rows_transform_f32(mode, x, off, nrows, C, lse, out, ooff, osc)
     else:
-        fx_row_shift_f64(x, n, s, m, l, out, os)
+        fx_rows_transform_f64(mode, x, off, nrows, C, lse, out, ooff, osc)
 
 
 # Rows of an (outer, C, inner) view, a block of up to 16 at a time (the block kernels put a
