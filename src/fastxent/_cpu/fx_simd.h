@@ -3,8 +3,9 @@
  *
  * Design
  * a) A "row" is the C logits of one sample: a base pointer, a length n and an element stride
- *    s (1 for class-contiguous rows). fx_row.inc walks one row at a time in vector blocks;
- *    fx_block.inc puts a row in each lane (short rows, Fortran order, the (N, C, d) layout);
+ *    s (1 for class-contiguous rows). fx_row.inc walks one row at a time in vector blocks,
+ *    a group of rows per call; fx_block.inc puts a row in each lane (short rows, Fortran
+ *    order, the (N, C, d) layout);
  *    fx_binary.inc runs binary_cross_entropy_with_logits over contiguous element runs.
  * b) Storage is float or double (T). float rows use 16-lane float exponentials, double rows
  *    8-lane double ones; every sum is double, so float32 rows of 128k classes keep ~1e-7
