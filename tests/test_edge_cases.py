@@ -142,25 +142,30 @@ def test_kl_div_nan_cases_match_torch():
 
 
 # Batches of rows with every kind of non-finite row, some of them ignored, through each
-# cross-entropy kernel path: a lane per row up to 64 classes (tiled, direct, gathered, the
-# (N, C, d) layout), a row at a time beyond, with a partial last group in both.
+# cross-entropy kernel path: class indices a lane per row up to 64 classes (tiled, direct,
+# gathered, the (N, C, d) layout) and a row at a time beyond, probability targets a row at a
+# time; with a partial last group in each.
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("shape", [(40, 10), (37, 65), (33, 200), (3, 12, 18)])
 @pytest.mark.parametrize("options", ["plain", "smoothed+weighted"])
-def test_batches_with_non_finite_rows(shape, layout, dtype, options):
+@pytest.mark.parametrize("probs", [False, True])
+def test_batches_with_non_finite_rows(shape, layout, dtype, options, probs):
     rng = np.random.default_rng(4)
     C = shape[1]
     x = with_layout(with_non_finite_rows(rng.standard_normal(shape) * 5, 1).astype(dtype),
                     layout)
-    t = class_target(rng, shape, 1, ignore_index=-100)
-    flat = t.reshape(-1)          # rows in the order with_non_finite_rows numbers them
-    flat[[1, 4, 6, 9]] = rng.integers(0, C, 4)
-    flat[[11, 12]] = -100         # an ignored NaN row, an ignored finite one
+    if probs:
+        t = class_target(rng, shape, 1, probs=True).astype(dtype)
+    else:
+        t = class_target(rng, shape, 1, ignore_index=-100)
+        flat = t.reshape(-1)          # rows in the order with_non_finite_rows numbers them
+        flat[[1, 4, 6, 9]] = rng.integers(0, C, 4)
+        flat[[11, 12]] = -100         # an ignored NaN row, an ignored finite one
     kw = {}
     if options != "plain":
         kw = {"label_smoothing": 0.2, "weight": rng.uniform(0.2, 2.0, C)}
-    go = upstream(rng, "none", t.shape)
+    go = upstream(rng, "none", x.shape[:1] + x.shape[2:])
     ref = oracle.cross_entropy(np.asarray(x, np.float64), t, reduction="none", grad_output=go,
                                **kw)
     got = fx.cross_entropy(x, t, reduction="none", return_grad=True, grad_output=go, **kw)

@@ -8,22 +8,8 @@ ctypedef fused floating:
     double
 
 cdef extern from "fx_simd.h" nogil:
-    double fx_row_max_f32(const float* x, Py_ssize_t n, Py_ssize_t s)
-    double fx_row_max_f64(const double* x, Py_ssize_t n, Py_ssize_t s)
     void fx_row_fill_f32(float* g, Py_ssize_t n, Py_ssize_t gs, float v)
     void fx_row_fill_f64(double* g, Py_ssize_t n, Py_ssize_t gs, double v)
-    double fx_row_prob_expsum_f32(const float* x, Py_ssize_t n, Py_ssize_t s,
-                                  const float* q, Py_ssize_t qs, double m, double eps,
-                                  const double* w, float* e, Py_ssize_t es,
-                                  double* qw, double* qws)
-    double fx_row_prob_expsum_f64(const double* x, Py_ssize_t n, Py_ssize_t s,
-                                  const double* q, Py_ssize_t qs, double m, double eps,
-                                  const double* w, double* e, Py_ssize_t es,
-                                  double* qw, double* qws)
-    void fx_row_prob_grad_f32(float* g, Py_ssize_t n, Py_ssize_t gs, const float* q,
-                              Py_ssize_t qs, double eps, const double* w, double a, double b)
-    void fx_row_prob_grad_f64(double* g, Py_ssize_t n, Py_ssize_t gs, const double* q,
-                              Py_ssize_t qs, double eps, const double* w, double a, double b)
     void fx_block_index_f32(const float* x, const Py_ssize_t* off, int nrows, int consecutive,
                             Py_ssize_t C, Py_ssize_t sc, const int64_t* t, const double* w,
                             double W, double eps, double* loss, float* g,
@@ -48,6 +34,15 @@ cdef extern from "fx_simd.h" nogil:
     void fx_rows_transform_f64(int mode, const double* x, const Py_ssize_t* off, int nrows,
                                Py_ssize_t C, double* lse, double* out,
                                const Py_ssize_t* ooff, Py_ssize_t osc)
+    void fx_rows_prob_f32(const float* x, const Py_ssize_t* off, int nrows, Py_ssize_t C,
+                          Py_ssize_t sc, const float* q, const Py_ssize_t* qoff, Py_ssize_t qsc,
+                          const double* w, double eps, double* loss, float* g,
+                          const Py_ssize_t* goff, Py_ssize_t gsc, const double* scale)
+    void fx_rows_prob_f64(const double* x, const Py_ssize_t* off, int nrows, Py_ssize_t C,
+                          Py_ssize_t sc, const double* q, const Py_ssize_t* qoff,
+                          Py_ssize_t qsc, const double* w, double eps, double* loss,
+                          double* g, const Py_ssize_t* goff, Py_ssize_t gsc,
+                          const double* scale)
     void fx_block_transform_f32(int mode, const float* x, const Py_ssize_t* off, int nrows,
                                 int consecutive, Py_ssize_t C, Py_ssize_t sc, double* lse,
                                 float* out, const Py_ssize_t* ooff, int oconsecutive,
@@ -84,13 +79,6 @@ cdef extern from "fx_simd.h" nogil:
 
 
 # Fused wrappers: one name per row loop, resolved at compile time by the storage type.
-
-cdef inline double row_max(const floating* x, Py_ssize_t n, Py_ssize_t s) noexcept nogil:
-    if floating is float:
-        return fx_row_max_f32(x, n, s)
-    else:
-        return fx_row_max_f64(x, n, s)
-
 
 cdef inline void row_fill(floating* g, Py_ssize_t n, Py_ssize_t gs, double v) noexcept nogil:
     if floating is float:
@@ -132,6 +120,17 @@ cdef inline void block_transform(int mode, const floating* x, const Py_ssize_t* 
     else:
         fx_block_transform_f64(mode, x, off, nrows, consecutive, C, sc, lse, out, ooff,
                                oconsecutive, osc)
+
+
+cdef inline void rows_prob(const floating* x, const Py_ssize_t* off, int nrows, Py_ssize_t C,
+                           Py_ssize_t sc, const floating* q, const Py_ssize_t* qoff,
+                           Py_ssize_t qsc, const double* w, double eps, double* loss,
+                           floating* g, const Py_ssize_t* goff, Py_ssize_t gsc,
+                           const double* scale) noexcept nogil:
+    if floating is float:
+        fx_rows_prob_f32(x, off, nrows, C, sc, q, qoff, qsc, w, eps, loss, g, goff, gsc, scale)
+    else:
+        fx_rows_prob_f64(x, off, nrows, C, sc, q, qoff, qsc, w, eps, loss, g, goff, gsc, scale)
 
 
 cdef inline void rows_transform(int mode, const floating* x, const Py_ssize_t* off, int nrows,
@@ -218,23 +217,6 @@ cdef inline double kl_run(const floating* x, const floating* t, const double* gs
         return fx_kl_run_f64(x, t, gsc, gstep, log_target, loss, g, n)
 
 
-cdef inline double row_prob_expsum(const floating* x, Py_ssize_t n, Py_ssize_t s,
-                                   const floating* q, Py_ssize_t qs, double m, double eps,
-                                   const double* w, floating* e, Py_ssize_t es,
-                                   double* qw, double* qws) noexcept nogil:
-    if floating is float:
-        return fx_row_prob_expsum_f32(x, n, s, q, qs, m, eps, w, e, es, qw, qws)
-    else:
-        return fx_row_prob_expsum_f64(x, n, s, q, qs, m, eps, w, e, es, qw, qws)
-
-
-cdef inline void row_prob_grad(floating* g, Py_ssize_t n, Py_ssize_t gs, const floating* q,
-                               Py_ssize_t qs, double eps, const double* w, double a,
-                               double b) noexcept nogil:
-    if floating is float:
-        fx_row_prob_grad_f32(g, n, gs, q, qs, eps, w, a, b)
-    else:
-        fx_row_prob_grad_f64(g, n, gs, q, qs, eps, w, a, b)
 
 
 # Work split shared by the element-wise losses, whose views are (d0, d1, d2). A "unit" is a

@@ -23,24 +23,10 @@ e) Maths (docs/numerics.md): with m = max, s = sum exp(x - m), lse = m + log s, 
      loss = sum_c w_c q'_c (lse - x_c),   grad = (sum_c w_c q'_c) p - w * q'.
 """
 from cython.parallel cimport prange
-from libc.math cimport log
 from libc.stdint cimport int64_t
 
-from ._common cimport (floating, row_max, row_fill, row_prob_expsum, row_prob_grad,
-                       block_index, rows_index, block_offsets, use_blocks, BLOCK_ROWS,
-                       fx_index_range)
-
-
-cdef inline double _prob_row(const floating* x, Py_ssize_t C, Py_ssize_t s,
-                             const floating* q, Py_ssize_t qs, const double* w, double eps,
-                             floating* g, Py_ssize_t gs, double scale) noexcept nogil:
-    # Loss of one row with probability target q; writes the gradient row when g is not NULL.
-    cdef double m, total, qw, qws
-    m = row_max(x, C, s)
-    total = row_prob_expsum(x, C, s, q, qs, m, eps, w, g, gs, &qw, &qws)
-    if g != NULL:
-        row_prob_grad(g, C, gs, q, qs, eps, w, scale * qw / total, scale)
-    return qws + qw * log(total)
+from ._common cimport (floating, row_fill, block_index, rows_index, rows_prob, block_offsets,
+                       use_blocks, BLOCK_ROWS, fx_index_range)
 
 
 cdef inline double _nll_row(const floating* x, Py_ssize_t C, Py_ssize_t s, int64_t y,
@@ -129,24 +115,39 @@ def prob_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) logits
               floating[:, :, :] grad,          # OUT (outer, C, inner), may alias x
               bint want_grad, int n_threads):
     """Cross entropy with probability targets: one loss per row (+ gradient rows)."""
-    cdef Py_ssize_t inner = x.shape[2], C = x.shape[1]
-    cdef Py_ssize_t s = x.strides[1] // <Py_ssize_t>sizeof(floating)
-    cdef Py_ssize_t qs = q.strides[1] // <Py_ssize_t>sizeof(floating)
-    cdef Py_ssize_t gs = grad.strides[1] // <Py_ssize_t>sizeof(floating)
-    cdef Py_ssize_t r, i, j
+    cdef Py_ssize_t rows = x.shape[0] * x.shape[2], lanes = 16 if floating is float else 8, b
     cdef const double* wp = &w[0] if w.shape[0] > 0 else NULL
-    cdef floating* g = NULL
-    cdef double scale = 0.0
-    for r in prange(x.shape[0] * inner, nogil=True, schedule="static",
+    for b in prange((rows + lanes - 1) // lanes, nogil=True, schedule="static",
                     num_threads=n_threads):
-        i = r // inner
-        j = r - i * inner
-        g = NULL
-        scale = 0.0
-        if want_grad:
-            g = &grad[i, 0, j]
-            scale = gscale[i, j]
-        loss[i, j] = _prob_row(&x[i, 0, j], C, s, &q[i, 0, j], qs, wp, eps, g, gs, scale)
+        _prob_group(x, q, wp, eps, gscale, loss, grad, want_grad, b * lanes, lanes)
+
+
+cdef inline void _prob_group(const floating[:, :, :] x, const floating[:, :, :] q,
+                             const double* wp, double eps, const double[:, :] gscale,
+                             double[:, ::1] loss, floating[:, :, :] grad, bint want_grad,
+                             Py_ssize_t r0, Py_ssize_t lanes) noexcept nogil:
+    # Rows r0 .. r0 + lanes - 1 (fewer at the end) through fx_rows_prob, as _index_group.
+    cdef Py_ssize_t inner = x.shape[2], rows = x.shape[0] * inner
+    cdef Py_ssize_t off[BLOCK_ROWS]
+    cdef Py_ssize_t qoff[BLOCK_ROWS]
+    cdef Py_ssize_t goff[BLOCK_ROWS]
+    cdef Py_ssize_t soff[BLOCK_ROWS]
+    cdef double scale[BLOCK_ROWS]
+    cdef int nrows = <int>(rows - r0 if rows - r0 < lanes else lanes), k
+    cdef floating* g = NULL
+    cdef Py_ssize_t fs = sizeof(floating)
+    block_offsets(r0, nrows, inner, x.strides[0] // fs, x.strides[2] // fs, off)
+    block_offsets(r0, nrows, inner, q.strides[0] // fs, q.strides[2] // fs, qoff)
+    if want_grad:
+        g = &grad[0, 0, 0]
+        block_offsets(r0, nrows, inner, grad.strides[0] // fs, grad.strides[2] // fs, goff)
+        block_offsets(r0, nrows, inner, gscale.strides[0] // <Py_ssize_t>sizeof(double),
+                      gscale.strides[1] // <Py_ssize_t>sizeof(double), soff)
+        for k in range(nrows):
+            scale[k] = (&gscale[0, 0])[soff[k]]
+    rows_prob(&x[0, 0, 0], off, nrows, x.shape[1], x.strides[1] // fs, &q[0, 0, 0], qoff,
+              q.strides[1] // fs, wp, eps, &loss[0, 0] + r0, g, goff, grad.strides[1] // fs,
+              scale)
 
 
 def nll_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) log-probabilities
