@@ -69,6 +69,19 @@ def index_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) logits
         _index_group(x, t, wp, W, eps, gscale, loss, grad, want_grad, b * lanes, lanes, blocks)
 
 
+cdef inline bint _grad_rows(floating[:, :, :] grad, const double[:, :] gscale, Py_ssize_t r0,
+                           int nrows, Py_ssize_t* goff, double* scale) noexcept nogil:
+    # The gradient side of a group: each row's element offset in grad and its scale from
+    # gscale (broadcast or not); returns whether the gradient rows are consecutive elements.
+    cdef Py_ssize_t inner = grad.shape[2], fs = sizeof(floating), ds = sizeof(double)
+    cdef Py_ssize_t soff[BLOCK_ROWS]
+    cdef int k
+    block_offsets(r0, nrows, inner, gscale.strides[0] // ds, gscale.strides[1] // ds, soff)
+    for k in range(nrows):
+        scale[k] = (&gscale[0, 0])[soff[k]]
+    return block_offsets(r0, nrows, inner, grad.strides[0] // fs, grad.strides[2] // fs, goff)
+
+
 cdef inline void _index_group(const floating[:, :, :] x, const int64_t[:, ::1] t,
                               const double* wp, double W, double eps,
                               const double[:, :] gscale, double[:, ::1] loss,
@@ -80,24 +93,16 @@ cdef inline void _index_group(const floating[:, :, :] x, const int64_t[:, ::1] t
     cdef Py_ssize_t inner = x.shape[2], rows = x.shape[0] * inner
     cdef Py_ssize_t off[BLOCK_ROWS]
     cdef Py_ssize_t goff[BLOCK_ROWS]
-    cdef Py_ssize_t soff[BLOCK_ROWS]
     cdef double scale[BLOCK_ROWS]
-    cdef int nrows = <int>(rows - r0 if rows - r0 < lanes else lanes), k
+    cdef int nrows = <int>(rows - r0 if rows - r0 < lanes else lanes)
     cdef bint consecutive, gconsecutive = 0
     cdef floating* g = NULL
-    cdef Py_ssize_t sc = x.strides[1] // <Py_ssize_t>sizeof(floating)
-    cdef Py_ssize_t gsc = grad.strides[1] // <Py_ssize_t>sizeof(floating)
-    consecutive = block_offsets(r0, nrows, inner, x.strides[0] // <Py_ssize_t>sizeof(floating),
-                                x.strides[2] // <Py_ssize_t>sizeof(floating), off)
+    cdef Py_ssize_t fs = sizeof(floating)
+    cdef Py_ssize_t sc = x.strides[1] // fs, gsc = grad.strides[1] // fs
+    consecutive = block_offsets(r0, nrows, inner, x.strides[0] // fs, x.strides[2] // fs, off)
     if want_grad:
         g = &grad[0, 0, 0]
-        gconsecutive = block_offsets(r0, nrows, inner,
-                                     grad.strides[0] // <Py_ssize_t>sizeof(floating),
-                                     grad.strides[2] // <Py_ssize_t>sizeof(floating), goff)
-        block_offsets(r0, nrows, inner, gscale.strides[0] // <Py_ssize_t>sizeof(double),
-                      gscale.strides[1] // <Py_ssize_t>sizeof(double), soff)
-        for k in range(nrows):
-            scale[k] = (&gscale[0, 0])[soff[k]]
+        gconsecutive = _grad_rows(grad, gscale, r0, nrows, goff, scale)
     if blocks:
         block_index(&x[0, 0, 0], off, nrows, consecutive, x.shape[1], sc, &t[0, 0] + r0, wp,
                     W, eps, &loss[0, 0] + r0, g, goff, gconsecutive, gsc, scale)
@@ -131,20 +136,15 @@ cdef inline void _prob_group(const floating[:, :, :] x, const floating[:, :, :] 
     cdef Py_ssize_t off[BLOCK_ROWS]
     cdef Py_ssize_t qoff[BLOCK_ROWS]
     cdef Py_ssize_t goff[BLOCK_ROWS]
-    cdef Py_ssize_t soff[BLOCK_ROWS]
     cdef double scale[BLOCK_ROWS]
-    cdef int nrows = <int>(rows - r0 if rows - r0 < lanes else lanes), k
+    cdef int nrows = <int>(rows - r0 if rows - r0 < lanes else lanes)
     cdef floating* g = NULL
     cdef Py_ssize_t fs = sizeof(floating)
     block_offsets(r0, nrows, inner, x.strides[0] // fs, x.strides[2] // fs, off)
     block_offsets(r0, nrows, inner, q.strides[0] // fs, q.strides[2] // fs, qoff)
     if want_grad:
         g = &grad[0, 0, 0]
-        block_offsets(r0, nrows, inner, grad.strides[0] // fs, grad.strides[2] // fs, goff)
-        block_offsets(r0, nrows, inner, gscale.strides[0] // <Py_ssize_t>sizeof(double),
-                      gscale.strides[1] // <Py_ssize_t>sizeof(double), soff)
-        for k in range(nrows):
-            scale[k] = (&gscale[0, 0])[soff[k]]
+        _grad_rows(grad, gscale, r0, nrows, goff, scale)
     rows_prob(&x[0, 0, 0], off, nrows, x.shape[1], x.strides[1] // fs, &q[0, 0, 0], qoff,
               q.strides[1] // fs, wp, eps, &loss[0, 0] + r0, g, goff, grad.strides[1] // fs,
               scale)
