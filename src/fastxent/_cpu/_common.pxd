@@ -34,6 +34,17 @@ cdef extern from "fx_simd.h" nogil:
     void fx_rows_transform_f64(int mode, const double* x, const Py_ssize_t* off, int nrows,
                                Py_ssize_t C, double* lse, double* out,
                                const Py_ssize_t* ooff, Py_ssize_t osc)
+    void fx_block_prob_f32(const float* x, const Py_ssize_t* off, int nrows, int consecutive,
+                           Py_ssize_t C, Py_ssize_t sc, const float* q, const Py_ssize_t* qoff,
+                           int qconsecutive, Py_ssize_t qsc, const double* w, double eps,
+                           double* loss, float* g, const Py_ssize_t* goff, int gconsecutive,
+                           Py_ssize_t gsc, const double* scale)
+    void fx_block_prob_f64(const double* x, const Py_ssize_t* off, int nrows, int consecutive,
+                           Py_ssize_t C, Py_ssize_t sc, const double* q,
+                           const Py_ssize_t* qoff, int qconsecutive, Py_ssize_t qsc,
+                           const double* w, double eps, double* loss, double* g,
+                           const Py_ssize_t* goff, int gconsecutive, Py_ssize_t gsc,
+                           const double* scale)
     void fx_rows_prob_f32(const float* x, const Py_ssize_t* off, int nrows, Py_ssize_t C,
                           Py_ssize_t sc, const float* q, const Py_ssize_t* qoff, Py_ssize_t qsc,
                           const double* w, double eps, double* loss, float* g,
@@ -120,6 +131,20 @@ cdef inline void block_transform(int mode, const floating* x, const Py_ssize_t* 
     else:
         fx_block_transform_f64(mode, x, off, nrows, consecutive, C, sc, lse, out, ooff,
                                oconsecutive, osc)
+
+
+cdef inline void block_prob(const floating* x, const Py_ssize_t* off, int nrows,
+                            int consecutive, Py_ssize_t C, Py_ssize_t sc, const floating* q,
+                            const Py_ssize_t* qoff, int qconsecutive, Py_ssize_t qsc,
+                            const double* w, double eps, double* loss, floating* g,
+                            const Py_ssize_t* goff, int gconsecutive, Py_ssize_t gsc,
+                            const double* scale) noexcept nogil:
+    if floating is float:
+        fx_block_prob_f32(x, off, nrows, consecutive, C, sc, q, qoff, qconsecutive, qsc, w, eps,
+                          loss, g, goff, gconsecutive, gsc, scale)
+    else:
+        fx_block_prob_f64(x, off, nrows, consecutive, C, sc, q, qoff, qconsecutive, qsc, w, eps,
+                          loss, g, goff, gconsecutive, gsc, scale)
 
 
 cdef inline void rows_prob(const floating* x, const Py_ssize_t* off, int nrows, Py_ssize_t C,

@@ -25,8 +25,8 @@ e) Maths (docs/numerics.md): with m = max, s = sum exp(x - m), lse = m + log s, 
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 
-from ._common cimport (floating, row_fill, block_index, rows_index, rows_prob, block_offsets,
-                       use_blocks, BLOCK_ROWS, fx_index_range)
+from ._common cimport (floating, row_fill, block_index, rows_index, block_prob, rows_prob,
+                       block_offsets, use_blocks, BLOCK_ROWS, fx_index_range)
 
 
 cdef inline double _nll_row(const floating* x, Py_ssize_t C, Py_ssize_t s, int64_t y,
@@ -122,16 +122,19 @@ def prob_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) logits
     """Cross entropy with probability targets: one loss per row (+ gradient rows)."""
     cdef Py_ssize_t rows = x.shape[0] * x.shape[2], lanes = 16 if floating is float else 8, b
     cdef const double* wp = &w[0] if w.shape[0] > 0 else NULL
+    cdef bint blocks = use_blocks(x.shape[1], x.strides[1] // <Py_ssize_t>sizeof(floating),
+                                  x.shape[2])
     for b in prange((rows + lanes - 1) // lanes, nogil=True, schedule="static",
                     num_threads=n_threads):
-        _prob_group(x, q, wp, eps, gscale, loss, grad, want_grad, b * lanes, lanes)
+        _prob_group(x, q, wp, eps, gscale, loss, grad, want_grad, b * lanes, lanes, blocks)
 
 
 cdef inline void _prob_group(const floating[:, :, :] x, const floating[:, :, :] q,
                              const double* wp, double eps, const double[:, :] gscale,
                              double[:, ::1] loss, floating[:, :, :] grad, bint want_grad,
-                             Py_ssize_t r0, Py_ssize_t lanes) noexcept nogil:
-    # Rows r0 .. r0 + lanes - 1 (fewer at the end) through fx_rows_prob, as _index_group.
+                             Py_ssize_t r0, Py_ssize_t lanes, bint blocks) noexcept nogil:
+    # Rows r0 .. r0 + lanes - 1 (fewer at the end) through fx_block_prob or fx_rows_prob, as
+    # _index_group.
     cdef Py_ssize_t inner = x.shape[2], rows = x.shape[0] * inner
     cdef Py_ssize_t off[BLOCK_ROWS]
     cdef Py_ssize_t qoff[BLOCK_ROWS]
@@ -140,14 +143,21 @@ cdef inline void _prob_group(const floating[:, :, :] x, const floating[:, :, :] 
     cdef int nrows = <int>(rows - r0 if rows - r0 < lanes else lanes)
     cdef floating* g = NULL
     cdef Py_ssize_t fs = sizeof(floating)
-    block_offsets(r0, nrows, inner, x.strides[0] // fs, x.strides[2] // fs, off)
-    block_offsets(r0, nrows, inner, q.strides[0] // fs, q.strides[2] // fs, qoff)
+    cdef bint consecutive, qconsecutive, gconsecutive = 0
+    consecutive = block_offsets(r0, nrows, inner, x.strides[0] // fs, x.strides[2] // fs, off)
+    qconsecutive = block_offsets(r0, nrows, inner, q.strides[0] // fs, q.strides[2] // fs,
+                                 qoff)
     if want_grad:
         g = &grad[0, 0, 0]
-        _grad_rows(grad, gscale, r0, nrows, goff, scale)
-    rows_prob(&x[0, 0, 0], off, nrows, x.shape[1], x.strides[1] // fs, &q[0, 0, 0], qoff,
-              q.strides[1] // fs, wp, eps, &loss[0, 0] + r0, g, goff, grad.strides[1] // fs,
-              scale)
+        gconsecutive = _grad_rows(grad, gscale, r0, nrows, goff, scale)
+    if blocks:
+        block_prob(&x[0, 0, 0], off, nrows, consecutive, x.shape[1], x.strides[1] // fs,
+                   &q[0, 0, 0], qoff, qconsecutive, q.strides[1] // fs, wp, eps,
+                   &loss[0, 0] + r0, g, goff, gconsecutive, grad.strides[1] // fs, scale)
+    else:
+        rows_prob(&x[0, 0, 0], off, nrows, x.shape[1], x.strides[1] // fs, &q[0, 0, 0], qoff,
+                  q.strides[1] // fs, wp, eps, &loss[0, 0] + r0, g, goff,
+                  grad.strides[1] // fs, scale)
 
 
 def nll_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) log-probabilities
