@@ -5,8 +5,8 @@
  * a) A "row" is the C logits of one sample: a base pointer, a length n and an element stride
  *    s (1 for class-contiguous rows). fx_row.inc walks one row at a time in vector blocks,
  *    a group of rows per call; fx_block.inc puts a row in each lane (short rows, Fortran
- *    order, the (N, C, d) layout);
- *    fx_binary.inc runs binary_cross_entropy_with_logits over contiguous element runs.
+ *    order, the (N, C, d) layout); fx_binary.inc runs the binary losses and kl_div over
+ *    contiguous element runs.
  * b) Storage is float or double (T). float rows use 16-lane float exponentials, double rows
  *    8-lane double ones; every sum is double, so float32 rows of 128k classes keep ~1e-7
  *    relative accuracy, and lane sums are added in a fixed order (thread-count independent).
@@ -164,10 +164,10 @@ __attribute__((always_inline)) static inline fx_vd fx_hi8(fx_vf16 v) {
 
 /* log(x) in 8 double lanes for positive normal x (sums of exponentials, the binary losses'
  * probabilities and targets; 0 and subnormals read as 2^-1023 f, a log near -709, which the
- * callers clamp or rescale); NaN and +inf pass through. x = 2^k f with f in [sqrt(1/2), sqrt(2)), then
- * log f = 2 atanh(z), z = (f - 1) / (f + 1), |z| < 0.1716, by its series to z^21 (truncation
- * below 3e-17 relative), and log x = k ln2 + log f with ln2 split as in the exponential.
- * Within about 2 ulp. */
+ * callers clamp or rescale); NaN and +inf pass through. x = 2^k f with f in
+ * [sqrt(1/2), sqrt(2)), then log f = 2 atanh(z), z = (f - 1) / (f + 1), |z| < 0.1716, by its
+ * series to z^21 (truncation below 3e-17 relative), and log x = k ln2 + log f with ln2 split
+ * as in the exponential. Within about 2 ulp. */
 __attribute__((always_inline)) static inline fx_vd fx_vlog_pos(fx_vd x) {
     const fx_vi bits = (fx_vi)x;
     fx_vi k = ((bits >> 52) & 0x7ff) - 1023;
