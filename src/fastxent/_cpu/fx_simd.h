@@ -37,13 +37,24 @@
 #define FX_DISPATCH
 #endif
 
+/* How precise the double lanes must be. A result stored as float64 gets the full
+ * polynomials below (about 1 ulp of a double); one stored as float32 is rounded to 2^-24
+ * afterwards, so shorter ones (truncation below 1e-11 relative) change its rounding only for
+ * values within 1e-11 of a rounding boundary, by less than 1e-3 ulp. The binary losses and
+ * kl_div, which spend every element on an exponential or a logarithm, take the short forms
+ * for float32 storage (docs/numerics.md). */
+enum { FX_FOR_FLOAT = 0, FX_FULL = 1 };
+
 /* exp(d) for d <= 0 (or NaN), exact to about 1 ulp and branch-free, in a scalar and an
  * 8-lane form that run the same operations in the same order (so a logit gets the same
  * exponential on every path); glibc's exp only vectorises under -ffast-math.
  *   1. Cody-Waite reduction: d = k ln2 + r with k = round(d / ln2) (adding 1.5 * 2^52
  *      rounds to nearest and leaves k in the low bits of t), |r| <= ln2 / 2; ln2 is split in
  *      a 42-bit head (k * head is exact for |k| < 2^11) and a tail.
- *   2. exp(r) by its degree-13 Taylor polynomial: truncation error below r^14/14! < 4e-18.
+ *   2. exp(r) by its degree-13 Taylor polynomial: truncation error below r^14/14! < 4e-18
+ *      (FX_FULL); for FX_FOR_FLOAT a degree-10 polynomial 1 + r + r^2 q(r), q fitted to
+ *      (exp(r) - 1 - r) / r^2 at Chebyshev nodes (mpmath's chebyfit): 1.2e-15 relative with
+ *      its double coefficients, two multiply-adds shorter.
  *   3. 2^k from the exponent bits, offset by 100 so the scale stays normal down to
  *      d = -746. The polynomial's coefficients carry the matching 2^-100 (a power of two:
  *      every step of the polynomial is exactly 2^-100 times the unscaled one, all normal),
@@ -51,33 +62,45 @@
  *      none is spent on undoing the offset. Below -746 (and at -inf) the result is exactly
  *      0; NaN stays NaN.
  * Precondition: d <= 0 or NaN (every caller passes x - max). */
-#define FX_EXP_BODY(clamp, bits_of_t)                                                     \
-    const double shifter = 0x1.8p52;                                                     \
-    d = clamp;                                                                           \
+#define FX_EXP_BODY(clamp, bits_of_t, precision)                                        \
+    const double shifter = 0x1.8p52;                                                    \
+    d = clamp;                                                                          \
     const FX_EXP_T t = d * 0x1.71547652b82fep0 + shifter;                               \
-    const FX_EXP_T k = t - shifter;                                                      \
+    const FX_EXP_T k = t - shifter;                                                     \
     const FX_EXP_T r = (d - k * 0x1.62e42fefa3800p-1) - k * 0x1.ef35793c7673p-45;       \
-    FX_EXP_T p = r * 0x1.6124613a86d09p-133 + 0x1.1eed8eff8d898p-129; /* 1/13!, 1/12! */\
-    p = p * r + 0x1.ae64567f544e4p-126;                  /* 1/11! (each times 2^-100) */ \
-    p = p * r + 0x1.27e4fb7789f5cp-122;                             /* 1/10! */         \
-    p = p * r + 0x1.71de3a556c734p-119;                             /* 1/9!  */         \
-    p = p * r + 0x1.a01a01a01a01ap-116;                             /* 1/8!  */         \
-    p = p * r + 0x1.a01a01a01a01ap-113;                             /* 1/7!  */         \
-    p = p * r + 0x1.6c16c16c16c17p-110;                             /* 1/6!  */         \
-    p = p * r + 0x1.1111111111111p-107;                             /* 1/5!  */         \
-    p = p * r + 0x1.5555555555555p-105;                             /* 1/4!  */         \
-    p = p * r + 0x1.5555555555555p-103;                             /* 1/3!  */         \
-    p = p * r + 0x1p-101;                                           /* 1/2!  */         \
-    p = p * r + 0x1p-100;                                                                \
-    p = p * r + 0x1p-100;                                                                \
-    const int64_t sbits = 0x4338000000000000LL;    /* the bits of the shifter */         \
+    FX_EXP_T p;                                                                         \
+    if ((precision) == FX_FULL) {                                                       \
+        p = r * 0x1.6124613a86d09p-133 + 0x1.1eed8eff8d898p-129;    /* 1/13!, 1/12! */  \
+        p = p * r + 0x1.ae64567f544e4p-126;              /* 1/11! (each times 2^-100) */\
+        p = p * r + 0x1.27e4fb7789f5cp-122;                         /* 1/10! */         \
+        p = p * r + 0x1.71de3a556c734p-119;                         /* 1/9!  */         \
+        p = p * r + 0x1.a01a01a01a01ap-116;                         /* 1/8!  */         \
+        p = p * r + 0x1.a01a01a01a01ap-113;                         /* 1/7!  */         \
+        p = p * r + 0x1.6c16c16c16c17p-110;                         /* 1/6!  */         \
+        p = p * r + 0x1.1111111111111p-107;                         /* 1/5!  */         \
+        p = p * r + 0x1.5555555555555p-105;                         /* 1/4!  */         \
+        p = p * r + 0x1.5555555555555p-103;                         /* 1/3!  */         \
+        p = p * r + 0x1p-101;                                       /* 1/2!  */         \
+    } else {                               /* the fit: r^10 down to r^2, times 2^-100 */\
+        p = r * 0x1.28803926c8ea8p-122 + 0x1.72c720b2e07bfp-119;                        \
+        p = p * r + 0x1.a019c9ab213aap-116;                                             \
+        p = p * r + 0x1.a019adabfb6abp-113;                                             \
+        p = p * r + 0x1.6c16c1738ecf7p-110;                                             \
+        p = p * r + 0x1.1111111c45d5bp-107;                                             \
+        p = p * r + 0x1.5555555554cb8p-105;                                             \
+        p = p * r + 0x1.5555555553b7dp-103;                                             \
+        p = p * r + 0x1p-101;                                                           \
+    }                                                                                   \
+    p = p * r + 0x1p-100;                                                               \
+    p = p * r + 0x1p-100;                                                               \
+    const int64_t sbits = 0x4338000000000000LL;    /* the bits of the shifter */        \
     bits = (bits_of_t - sbits + 1023 + 100) << 52;
 
 static inline double fx_exp_nonpos(double d) {
 #define FX_EXP_T double
     uint64_t tb, bits;      /* unsigned: a NaN's bits shift left without undefined behaviour */
     double scale;
-    FX_EXP_BODY(d < -746.0 ? -746.0 : d, (memcpy(&tb, &t, sizeof tb), tb))
+    FX_EXP_BODY(d < -746.0 ? -746.0 : d, (memcpy(&tb, &t, sizeof tb), tb), FX_FULL)
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
 #undef FX_EXP_T
@@ -125,14 +148,18 @@ typedef float fx_vf __attribute__((vector_size(32)));
 
 /* always_inline: each ISA clone must get its own copy; an out-of-line call would pass 64-byte
  * vectors between code built for different instruction sets (different ABIs). */
-__attribute__((always_inline)) static inline fx_vd fx_vexp_nonpos(fx_vd d) {
+__attribute__((always_inline)) static inline fx_vd fx_vexp_nonpos_to(fx_vd d, int precision) {
 #define FX_EXP_T fx_vd
     fx_vu bits;
     const fx_vi low = d < -746.0;                  /* false for NaN, which stays NaN */
     const fx_vd lowest = (fx_vd){0} - 746.0;
-    FX_EXP_BODY((fx_vd)(((fx_vi)lowest & low) | ((fx_vi)d & ~low)), (fx_vu)t)
+    FX_EXP_BODY((fx_vd)(((fx_vi)lowest & low) | ((fx_vi)d & ~low)), (fx_vu)t, precision)
     return p * (fx_vd)bits;
 #undef FX_EXP_T
+}
+
+__attribute__((always_inline)) static inline fx_vd fx_vexp_nonpos(fx_vd d) {
+    return fx_vexp_nonpos_to(d, FX_FULL);
 }
 
 typedef float fx_vf16 __attribute__((vector_size(64)));
@@ -162,42 +189,58 @@ __attribute__((always_inline)) static inline fx_vd fx_hi8(fx_vf16 v) {
     return __builtin_shufflevector(d, d, 8, 9, 10, 11, 12, 13, 14, 15);
 }
 
+/* k ln2 + 2 atanh(z) for |z| <= 3 - 2 sqrt(2) = 0.1716 and a small integer k (as a double):
+ * the series 2 (z + z^3/3 + ... + z^21/21) (truncation below 3e-17 relative; FX_FOR_FLOAT
+ * stops at z^13/13, below 2e-12), with ln2 split as in the exponential. */
+__attribute__((always_inline)) static inline fx_vd fx_vlog_series(fx_vd z, fx_vd kd,
+                                                                  int precision) {
+    const fx_vd u = z * z;
+    fx_vd p;
+    if (precision == FX_FULL) {
+        p = u * 0x1.8618618618618p-5 + 0x1.af286bca1af28p-5;    /* 1/21, 1/19 */
+        p = p * u + 0x1.e1e1e1e1e1e1ep-5;                        /* 1/17 */
+        p = p * u + 0x1.1111111111111p-4;                        /* 1/15 */
+        p = p * u + 0x1.3b13b13b13b14p-4;                        /* 1/13 */
+    } else {
+        p = (fx_vd){0} + 0x1.3b13b13b13b14p-4;
+    }
+    p = p * u + 0x1.745d1745d1746p-4;                            /* 1/11 */
+    p = p * u + 0x1.c71c71c71c71cp-4;                            /* 1/9 */
+    p = p * u + 0x1.2492492492492p-3;                            /* 1/7 */
+    p = p * u + 0x1.999999999999ap-3;                            /* 1/5 */
+    p = p * u + 0x1.5555555555555p-2;                            /* 1/3 */
+    return kd * 0x1.62e42fefa3800p-1 + ((2.0 * z) * (p * u) + (kd * 0x1.ef35793c7673p-45
+                                                                + 2.0 * z));
+}
+
 /* log(x) in 8 double lanes for positive normal x (sums of exponentials, the binary losses'
  * probabilities and targets; 0 and subnormals read as 2^-1023 f, a log near -709, which the
  * callers clamp or rescale); NaN and +inf pass through. x = 2^k f with f in
- * [sqrt(1/2), sqrt(2)), then log f = 2 atanh(z), z = (f - 1) / (f + 1), |z| < 0.1716, by its
- * series to z^21 (truncation below 3e-17 relative), and log x = k ln2 + log f with ln2 split
- * as in the exponential. Within about 2 ulp. */
-__attribute__((always_inline)) static inline fx_vd fx_vlog_pos(fx_vd x) {
+ * [sqrt(1/2), sqrt(2)), then log f = 2 atanh(z), z = (f - 1) / (f + 1), and log x =
+ * k ln2 + log f (fx_vlog_series). Within about 2 ulp (FX_FULL). */
+__attribute__((always_inline)) static inline fx_vd fx_vlog_pos_to(fx_vd x, int precision) {
     const fx_vi bits = (fx_vi)x;
     fx_vi k = ((bits >> 52) & 0x7ff) - 1023;
     fx_vd f = (fx_vd)((bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);   /* [1, 2) */
     const fx_vi big = f > 0x1.6a09e667f3bcdp+0;                               /* sqrt(2) */
     f = (fx_vd)(((fx_vi)(f * 0.5) & big) | ((fx_vi)f & ~big));
     k = k + (big & 1);
-    const fx_vd z = (f - 1.0) / (f + 1.0), u = z * z;
-    fx_vd p = u * 0x1.8618618618618p-5 + 0x1.af286bca1af28p-5;   /* 1/21, 1/19 */
-    p = p * u + 0x1.e1e1e1e1e1e1ep-5;                            /* 1/17 */
-    p = p * u + 0x1.1111111111111p-4;                            /* 1/15 */
-    p = p * u + 0x1.3b13b13b13b14p-4;                            /* 1/13 */
-    p = p * u + 0x1.745d1745d1746p-4;                            /* 1/11 */
-    p = p * u + 0x1.c71c71c71c71cp-4;                            /* 1/9 */
-    p = p * u + 0x1.2492492492492p-3;                            /* 1/7 */
-    p = p * u + 0x1.999999999999ap-3;                            /* 1/5 */
-    p = p * u + 0x1.5555555555555p-2;                            /* 1/3 */
-    const fx_vd kd = __builtin_convertvector(k, fx_vd);
-    const fx_vd r = kd * 0x1.62e42fefa3800p-1 + ((2.0 * z) * (p * u) + (kd * 0x1.ef35793c7673p-45
-                                                                         + 2.0 * z));
+    const fx_vd r = fx_vlog_series((f - 1.0) / (f + 1.0), __builtin_convertvector(k, fx_vd),
+                                   precision);
     /* NaN and +inf pass through: an all-ones exponent, tested on the bits (GCC 12 turns the
      * unordered compare x != x into one scalar compare per lane). */
     const fx_vi special = (bits & INT64_MAX) >= 0x7ff0000000000000LL;
     return (fx_vd)(((fx_vi)x & special) | ((fx_vi)r & ~special));
 }
 
+__attribute__((always_inline)) static inline fx_vd fx_vlog_pos(fx_vd x) {
+    return fx_vlog_pos_to(x, FX_FULL);
+}
+
 /* log(v) clamped at -100 as PyTorch does, for v in [0, 1]. fx_vlog_pos reads 0 and the
  * float64 subnormals as 2^-1023 f, a log near -709: clamped, that is the right answer. */
-__attribute__((always_inline)) static inline fx_vd fx_clamped_log01(fx_vd v) {
-    const fx_vd l = fx_vlog_pos(v);
+__attribute__((always_inline)) static inline fx_vd fx_clamped_log01(fx_vd v, int precision) {
+    const fx_vd l = fx_vlog_pos_to(v, precision);
     const fx_vi low = l < -100.0;
     return (fx_vd)(((fx_vi)((fx_vd){0} - 100.0) & low) | ((fx_vi)l & ~low));
 }
@@ -211,6 +254,13 @@ __attribute__((always_inline)) static inline fx_vd fx_vstep_load(const double* p
         v = (fx_vd){0} + p[0];
     }
     return v;
+}
+
+/* The m < 8 values p[0], p[step], ... into dst, zero-padded to 8 (the tails of the binary
+ * runs). */
+__attribute__((always_inline)) static inline void fx_pad8(double* dst, const double* p,
+                                                          Py_ssize_t step, int m) {
+    for (int i = 0; i < 8; ++i) dst[i] = i < m ? p[i * step] : 0.0;
 }
 
 /* The lanes of v added in a fixed tree order. */
