@@ -92,3 +92,30 @@ def test_grad_out_in_another_layout_than_the_input(shape):
     assert grad is buf
     np.testing.assert_array_equal(loss, ref_loss)
     np.testing.assert_array_equal(grad, ref_grad)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 7, 17, 40])
+def test_rows_with_gaps_between_them(dtype, n):
+    # Logits and gradient as column slices of wider arrays: each row's classes are adjacent
+    # but the rows are not, so the block kernel's tile may read the gap (it lies inside the
+    # array) but must never write it. Every C the tile takes, and the row kernel's just above.
+    rng = np.random.default_rng(3)
+    for c in range(1, 67):
+        wide = rng.standard_normal((n, c + 5)).astype(dtype)
+        x = wide[:, 2:2 + c]
+        t = rng.integers(0, c, n)
+        ref_loss, ref_grad = fx.cross_entropy(x.copy(), t, return_grad=True, reduction="sum")
+        out = np.full((n, c + 3), 7.0, dtype)
+        loss, grad = fx.cross_entropy(x, t, return_grad=True, reduction="sum",
+                                      grad_out=out[:, 1:1 + c])
+        np.testing.assert_array_equal(loss, ref_loss)
+        np.testing.assert_array_equal(grad, ref_grad)
+        np.testing.assert_array_equal(out[:, [0, c + 1, c + 2]], 7.0)
+
+        before = wide.copy()
+        loss, grad = fx.cross_entropy(x, t, return_grad=True, reduction="sum", grad_out=x)
+        np.testing.assert_array_equal(loss, ref_loss)
+        np.testing.assert_array_equal(x, ref_grad)
+        np.testing.assert_array_equal(wide[:, [0, 1, c + 2, c + 3, c + 4]],
+                                      before[:, [0, 1, c + 2, c + 3, c + 4]])
