@@ -92,3 +92,27 @@ def test_elementwise_losses_round_correctly(name, x, t, kw):
     assert np.max((_ulps(ours_l, ref_l) - slack)[keep]) <= 0.501
     assert np.max(_ulps(ours_g, ref_g)) <= 0.501
     assert np.max(_ulps(torch_l, ref_l)[keep]) > 1.0
+
+
+@pytest.mark.parametrize("C", [10, 64, 100, 1000])
+@pytest.mark.parametrize("layout", ["C", "F"])
+def test_gradient_scales_exactly_by_powers_of_two(C, layout):
+    """Scaling a row's gradient by 2^k is exact wherever the result is a normal float32, for
+    upstream gradients inside and far outside the range where the gradient pass multiplies
+    in float lanes (a scale split into two floats, fx_split): outside it the pass must fall
+    back to double (2^140 as a float is inf, 2^-140 a subnormal that keeps few bits)."""
+    from layouts import with_layout
+    rng = np.random.default_rng(C)
+    ks = np.array([-140, -120, -100, -60, -1, 0, 3, 60, 100, 120, 140])
+    N = 4 * len(ks)
+    x = with_layout((rng.standard_normal((N, C)) * 6).astype(np.float32), layout)
+    t = rng.integers(0, C, N)
+    unit = fx.cross_entropy(x, t, reduction="none", return_grad=True,
+                            grad_output=np.ones(N))[1].astype(np.float64)
+    scale = np.ldexp(1.0, np.resize(ks, N))
+    got = fx.cross_entropy(x, t, reduction="none", return_grad=True, grad_output=scale)[1]
+    want = unit * scale[:, None]
+    normal = (np.abs(want) >= np.finfo(np.float32).tiny) & (np.abs(want) <= 2.0 ** 127)
+    assert normal.sum() > N * C // 4
+    np.testing.assert_array_equal(got[normal], want[normal].astype(np.float32))
+    assert np.all(np.isfinite(got[np.abs(want) <= 2.0 ** 127]))

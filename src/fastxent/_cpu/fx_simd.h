@@ -37,6 +37,42 @@
 #define FX_DISPATCH
 #endif
 
+/* Whether fmaf is one instruction where this runs: the AVX-512 and AVX2 clones have FMA, the
+ * baseline one has not (there fmaf is a libm call), and __builtin_cpu_supports("x86-64-v3")
+ * holds exactly when the resolver picked one of the first two. A build for one instruction
+ * set knows at compile time (one for x86-64 run on a newer machine gets the libm call, exact
+ * and slow). */
+#if defined(__FMA__)
+#define FX_FMA() 1
+#elif defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define FX_FMA() __builtin_cpu_supports("x86-64-v3")
+#else
+#define FX_FMA() 0
+#endif
+
+/* a * e for a double a and a float e, in float lanes and rounded once: a = ah + al with
+ * ah = (float)a and al = (float)(a - ah) (a - ah is exact; al is within 2^-48 |a| of it), and
+ * fmaf(ah, e, al * e) adds the exact ah e to al e (within 2^-24 of itself) and rounds once.
+ * The result is the float of the double product unless a e lies within 2^-47 of a rounding
+ * midpoint (or is subnormal, where al e is rounded to the subnormal grid first). Why: the
+ * softmax and gradient passes scale each kept float exponential by a row's double; in double
+ * lanes that takes two conversions each way per vector, here a multiply and an FMA (the fused
+ * call 6-12% faster from C = 32 to 32000; docs/numerics.md, docs/performance.md).
+ * fx_split returns whether a splits so: a zero, or within [2^-100, 2^100] (ah and al normal
+ * floats or zero). The callers take this path where it does and FX_FMA() holds, and multiply
+ * in double elsewhere. */
+#define FX_SPLIT_LO 0x39b0000000000000ULL    /* the bits of 2^-100 */
+#define FX_SPLIT_HI 0x4630000000000000ULL    /* 2^100; NaN's bits lie above */
+static inline int fx_split(double a, float* ah, float* al) {
+    *ah = (float)a;
+    *al = (float)(a - (double)*ah);
+    uint64_t b;
+    memcpy(&b, &a, sizeof b);
+    b &= INT64_MAX;
+    /* b - 1 takes a zero past every other value */
+    return b <= FX_SPLIT_HI && b - 1 >= FX_SPLIT_LO - 1;
+}
+
 /* How precise the double lanes must be. A result stored as float64 gets the full
  * polynomials below (about 1 ulp of a double); one stored as float32 is rounded to 2^-24
  * afterwards, so an intermediate error of e relative (1.3e-15 for the short exponential,
