@@ -8,44 +8,11 @@ has them, and run where the CPU can: the tile must hold every element where the 
 element-by-element transposition puts it, and no vector load or store may reach past the
 block's rows, which the check allocates to their exact span.
 """
-import os
-import pathlib
-import shutil
-import subprocess
-import sysconfig
-
 import pytest
 
-HERE = pathlib.Path(__file__).resolve().parent
-KERNELS = HERE.parent / "src" / "fastxent" / "_cpu"
-LEVELS = ("x86-64", "x86-64-v3", "x86-64-v4")
+from cpu_host_lib import LEVELS, needs_gcc, run_check
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("gcc") is None or os.uname().machine != "x86_64",
-    reason="needs gcc on x86-64 (the instruction sets of the extension's clones)")
-
-
-def _env():
-    # The sanitizer run preloads libasan into Python; the compiler and the check must not
-    # inherit it (the check links its own).
-    return {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
-
-
-def _sanitizers(tmp_path):
-    probe = tmp_path / "probe.c"
-    probe.write_text("int main(void) { return 0; }\n")
-    flags = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
-    built = subprocess.run(["gcc", *flags, str(probe), "-o", str(tmp_path / "probe")],
-                           capture_output=True, env=_env())
-    return flags if built.returncode == 0 else []
-
-
-def _cpu_runs(level, tmp_path):
-    probe = tmp_path / "cpu.c"
-    probe.write_text(f'int main(void) {{ return !__builtin_cpu_supports("{level}"); }}\n')
-    subprocess.run(["gcc", str(probe), "-o", str(tmp_path / "cpu")], check=True,
-                   capture_output=True, env=_env())
-    return subprocess.run([str(tmp_path / "cpu")], env=_env()).returncode == 0
+pytestmark = needs_gcc
 
 
 # The AVX2 and baseline clones transpose in registers only on a CPU that would run the
@@ -57,14 +24,5 @@ CASES = [(level, "transpose") for level in LEVELS] + [
 
 @pytest.mark.parametrize("level,path", CASES)
 def test_tile_and_untile_match_the_plain_transposition(level, path, tmp_path):
-    exe = tmp_path / f"fx_tile_check_{level}_{path}"
     copy = ["-D__builtin_cpu_supports(feature)=0"] if path == "copy" else []
-    subprocess.run(["gcc", "-std=c11", "-O2", f"-march={level}", "-w", *copy,
-                    *_sanitizers(tmp_path), "-I", str(KERNELS),
-                    "-I", sysconfig.get_paths()["include"],
-                    str(HERE / "cpu_host" / "fx_tile_check.c"), "-o", str(exe)],
-                   check=True, capture_output=True, env=_env(), timeout=300)
-    if not _cpu_runs(level, tmp_path):
-        pytest.skip(f"this CPU does not run {level} code (the check compiled)")
-    run = subprocess.run([str(exe)], capture_output=True, text=True, env=_env(), timeout=300)
-    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stdout + run.stderr[-3000:]
+    run_check("fx_tile_check", level, copy, tmp_path)

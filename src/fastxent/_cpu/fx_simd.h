@@ -54,7 +54,8 @@
  * ah = (float)a and al = (float)(a - ah) (a - ah is exact; al is within 2^-48 |a| of it), and
  * fmaf(ah, e, al * e) adds the exact ah e to al e (within 2^-24 of itself) and rounds once.
  * The result is the float of the double product unless a e lies within 2^-47 of a rounding
- * midpoint (or is subnormal, where al e is rounded to the subnormal grid first). Why: the
+ * midpoint or below about 2^-100 (where al e falls to float's subnormal grid and is rounded
+ * there first): then it may be one ulp off (tests/cpu_host/fx_mulf_check.c). Why: the
  * softmax and gradient passes scale each kept float exponential by a row's double; in double
  * lanes that takes two conversions each way per vector, here a multiply and an FMA (the fused
  * call 6-12% faster from C = 32 to 32000; docs/numerics.md, docs/performance.md).

@@ -1,0 +1,158 @@
+/* The float-lane output pass (fx_simd.h: fx_split; fx_block.inc: fx_blk_split, fx_blk_mulf;
+ * fx_row.inc: fx_row_axpw) against the double product it replaces, (float)(a * (double)e).
+ *
+ *   1. fx_split and fx_blk_split accept a scale exactly when it is zero or within
+ *      [2^-100, 2^100] (NaN, inf, 0x1p100 * (1 + 2^-52), 0x1p-100 * (1 - 2^-53) refused),
+ *      and ah + al lies within 2^-48 |a| of a.
+ *   2. For scales across that range and float exponentials e in [0, 1] (subnormals, 0 and 1
+ *      included), both passes give the double product's float, but for one ulp where a e
+ *      lies within 2^-46 of the midpoint between two floats (counted: there must be almost
+ *      none) or below 2^-100, where al e is rounded to float's subnormal grid first.
+ *
+ * Built by tests/test_output_pass.py for one instruction set at a time (FX_DISPATCH empty,
+ * -march=..., -fopenmp-simd as the extension's omp simd loops get). With the CPU test defined
+ * to 0 (FX_FMA() false: a CPU without FMA), fx_row_axpw takes the double path and must be
+ * exact; fx_blk_mulf is not reached there (fx_block_index tests FX_FMA() first). Prints ok
+ * and exits 0, or the first failure and exits 1. */
+#define FX_DISPATCH
+#include "fx_simd.h"
+
+#include <float.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static uint64_t state = 0x9e3779b97f4a7c15ULL;
+
+static uint64_t next(void) {    /* splitmix64 */
+    uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static double uniform(void) { return (double)(next() >> 11) * 0x1p-53; }
+
+/* A scale: sign, a random 53-bit mantissa and an exponent in [lo, hi]. */
+static double scale(int lo, int hi) {
+    const double a = ldexp(1.0 + uniform(), lo + (int)(next() % (uint64_t)(hi - lo + 1)));
+    return next() & 1 ? -a : a;
+}
+
+/* An exponential as the kernels keep it: a float in [0, 1], down to the subnormals. */
+static float expo(void) {
+    const uint64_t r = next() % 64;
+    if (r == 0) return 0.0f;
+    if (r == 1) return 1.0f;
+    if (r == 2) return ldexpf((float)uniform(), -126 - (int)(next() % 24));
+    return (float)ldexp(uniform(), -(int)(next() % 100));
+}
+
+static void fail(void) {
+    fflush(stdout);
+    _Exit(1);
+}
+
+static long near_midpoint = 0;
+static int exact = 0;    /* the double path: no difference allowed */
+
+/* got against the double product's float; a difference must be one of the two allowed. */
+static void compare(double a, float e, float got, const char* what) {
+    const float want = (float)(a * (double)e);
+    if (got == want) return;    /* a zero's sign may differ: it shows in no sum */
+    const float up = nextafterf(want, got);
+    if (exact || got != up) {
+        printf("%s: a=%a e=%a got %a want %a\n", what, a, (double)e, (double)got,
+               (double)want);
+        fail();
+    }
+    if (fabsf(want) < 0x1p-100f) return;
+    const double mid = ((double)got + (double)want) / 2;
+    if (fabs(fma(a, (double)e, -mid)) > 0x1p-46 * fabs(mid)) {
+        printf("%s: a=%a e=%a got %a want %a, not near a midpoint\n", what, a, (double)e,
+               (double)got, (double)want);
+        fail();
+    }
+    ++near_midpoint;
+}
+
+static void check_split(void) {
+    const double refused[] = {NAN, INFINITY, -INFINITY, 0x1p100 * (1 + 0x1p-52), 0x1p101,
+                              0x1p-100 * (1 - 0x1p-53), 0x1p-101, 5e-324, DBL_MAX};
+    const double accepted[] = {0.0, -0.0, 0x1p100, -0x1p100, 0x1p-100, 1.0, 1.0 / 3.0};
+    float ah, al;
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; ++i) {
+        if (fx_split(refused[i], &ah, &al)) {
+            printf("fx_split accepted %a\n", refused[i]);
+            fail();
+        }
+        double lanes[16];
+        for (int k = 0; k < 16; ++k) lanes[k] = k == 5 ? refused[i] : 0.5;
+        float bh[16], bl[16];
+        if (fx_blk_split_f32(lanes, bh, bl)) {
+            printf("fx_blk_split accepted %a in one lane\n", refused[i]);
+            fail();
+        }
+    }
+    for (size_t i = 0; i < sizeof accepted / sizeof *accepted; ++i) {
+        if (!fx_split(accepted[i], &ah, &al)) {
+            printf("fx_split refused %a\n", accepted[i]);
+            fail();
+        }
+    }
+    for (int n = 0; n < 200000; ++n) {
+        double lanes[16];
+        float bh[16], bl[16];
+        for (int k = 0; k < 16; ++k) lanes[k] = scale(-100, 99);
+        if (!fx_blk_split_f32(lanes, bh, bl)) {
+            printf("fx_blk_split refused lanes in range\n");
+            fail();
+        }
+        for (int k = 0; k < 16; ++k) {
+            const double a = lanes[k];
+            if (!fx_split(a, &ah, &al) || ah != bh[k] || al != bl[k] ||
+                fabs(((double)ah - a) + (double)al) > 0x1p-48 * fabs(a)) {
+                printf("split of %a: ah %a al %a\n", a, (double)ah, (double)al);
+                fail();
+            }
+        }
+    }
+}
+
+/* fx_blk_mulf over C classes of a block, each lane its own scale. */
+static void check_block(void) {
+    enum { BL = 16, C = 7 };
+    double a[BL];
+    float ah[BL], al[BL], e[C * BL], g[C * BL];
+    for (int k = 0; k < BL; ++k) a[k] = scale(-100, 99);
+    if (!fx_blk_split_f32(a, ah, al)) fail();
+    for (int i = 0; i < C * BL; ++i) g[i] = e[i] = expo();
+    for (int c = 0; c < C; ++c) fx_blk_mulf_f32(g + c * BL, ah, al);
+    for (int i = 0; i < C * BL; ++i) compare(a[i % BL], e[i], g[i], "fx_blk_mulf");
+}
+
+/* fx_row_axpw over a row of 203 classes, one scale, b = 0. */
+static void check_row(void) {
+    enum { ROW = 203 };
+    const double a = scale(-100, 99);
+    float e[ROW], g[ROW];
+    for (int i = 0; i < ROW; ++i) g[i] = e[i] = expo();
+    fx_row_axpw_f32(g, ROW, 1, a, 0.0, NULL);
+    for (int i = 0; i < ROW; ++i) compare(a, e[i], g[i], "fx_row_axpw");
+}
+
+int main(void) {
+    exact = !FX_FMA();
+    check_split();
+    for (int n = 0; n < 20000; ++n) {
+        if (!exact) check_block();
+        check_row();
+    }
+    /* 20000 * (7 * 16 + 203) products: near-midpoint cases come at about 2^-23 each. */
+    fprintf(stderr, "%ld near a midpoint\n", near_midpoint);
+    if (near_midpoint > 20) {
+        printf("%ld results off by one ulp near a midpoint\n", near_midpoint);
+        return 1;
+    }
+    printf("ok\n");
+    return 0;
+}
