@@ -1,5 +1,5 @@
 """The float-lane output pass (softmax and the gradient without label smoothing: fx_split,
-fx_blk_mulf, fx_row_axpw) checked in C for every instruction set the extension is built for.
+fx_blk_scalef, fx_row_axpw) checked in C for every instruction set the extension is built for.
 
 The suite runs only the clone this machine picks; here tests/cpu_host/fx_mulf_check.c is
 compiled once per instruction set (and for the baseline one also with the CPU test off, as on

@@ -1,9 +1,10 @@
-/* The float-lane output pass (fx_simd.h: fx_split; fx_block.inc: fx_blk_split, fx_blk_mulf;
- * fx_row.inc: fx_row_axpw) against the double product it replaces, (float)(a * (double)e).
+/* The float-lane output pass (fx_simd.h: fx_split; fx_block.inc: fx_blk_scalef; fx_row.inc:
+ * fx_row_axpw) against the double product it replaces, (float)(a * (double)e).
  *
- *   1. fx_split and fx_blk_split accept a scale exactly when it is zero or within
- *      [2^-100, 2^100] (NaN, inf, 0x1p100 * (1 + 2^-52), 0x1p-100 * (1 - 2^-53) refused),
- *      and ah + al lies within 2^-48 |a| of a.
+ *   1. fx_split and fx_blk_scalef accept a scale exactly when it is zero or within
+ *      [2^-100, 2^100] (NaN, inf, 0x1p100 * (1 + 2^-52), 0x1p-100 * (1 - 2^-53) refused;
+ *      fx_blk_scalef then leaves its exponentials untouched), ah + al lies within 2^-48 |a|
+ *      of a, and fx_blk_scalef's vector-wide split gives fx_split's products.
  *   2. For scales across that range and float exponentials e in [0, 1] (subnormals, 0 and 1
  *      included), both passes give the double product's float, but for one ulp where a e
  *      lies within 2^-46 of the midpoint between two floats (counted: there must be almost
@@ -12,7 +13,7 @@
  * Built by tests/test_output_pass.py for one instruction set at a time (FX_DISPATCH empty,
  * -march=..., -fopenmp-simd as the extension's omp simd loops get). With the CPU test defined
  * to 0 (FX_FMA() false: a CPU without FMA), fx_row_axpw takes the double path and must be
- * exact; fx_blk_mulf is not reached there (fx_block_index tests FX_FMA() first). Prints ok
+ * exact; fx_blk_scalef is not reached there (its callers test FX_FMA() first). Prints ok
  * and exits 0, or the first failure and exits 1. */
 #define FX_DISPATCH
 #include "fx_simd.h"
@@ -75,6 +76,12 @@ static void compare(double a, float e, float got, const char* what) {
     ++near_midpoint;
 }
 
+/* The 16 lanes a[0..16) as fx_blk_scalef takes them. */
+static void halves(const double* a, fx_vd* a0, fx_vd* a1) {
+    memcpy(a0, a, sizeof *a0);
+    memcpy(a1, a + 8, sizeof *a1);
+}
+
 static void check_split(void) {
     const double refused[] = {NAN, INFINITY, -INFINITY, 0x1p100 * (1 + 0x1p-52), 0x1p101,
                               0x1p-100 * (1 - 0x1p-53), 0x1p-101, 5e-324, DBL_MAX};
@@ -86,12 +93,22 @@ static void check_split(void) {
             fail();
         }
         double lanes[16];
-        for (int k = 0; k < 16; ++k) lanes[k] = k == 5 ? refused[i] : 0.5;
-        float bh[16], bl[16];
-        if (fx_blk_split_f32(lanes, bh, bl)) {
-            printf("fx_blk_split accepted %a in one lane\n", refused[i]);
+        float e[16];
+        fx_vd a0, a1;
+        for (int k = 0; k < 16; ++k) {
+            lanes[k] = k == 5 ? refused[i] : 0.5;
+            e[k] = 0.25f;
+        }
+        halves(lanes, &a0, &a1);
+        if (fx_blk_scalef_f32(e, 16, 1, a0, a1)) {
+            printf("fx_blk_scalef accepted %a in one lane\n", refused[i]);
             fail();
         }
+        for (int k = 0; k < 16; ++k)
+            if (e[k] != 0.25f) {
+                printf("fx_blk_scalef refused %a but wrote lane %d\n", refused[i], k);
+                fail();
+            }
     }
     for (size_t i = 0; i < sizeof accepted / sizeof *accepted; ++i) {
         if (!fx_split(accepted[i], &ah, &al)) {
@@ -100,34 +117,37 @@ static void check_split(void) {
         }
     }
     for (int n = 0; n < 200000; ++n) {
-        double lanes[16];
-        float bh[16], bl[16];
-        for (int k = 0; k < 16; ++k) lanes[k] = scale(-100, 99);
-        if (!fx_blk_split_f32(lanes, bh, bl)) {
-            printf("fx_blk_split refused lanes in range\n");
+        const double a = scale(-100, 99);
+        if (!fx_split(a, &ah, &al) || fabs(((double)ah - a) + (double)al) > 0x1p-48 * fabs(a)) {
+            printf("split of %a: ah %a al %a\n", a, (double)ah, (double)al);
             fail();
-        }
-        for (int k = 0; k < 16; ++k) {
-            const double a = lanes[k];
-            if (!fx_split(a, &ah, &al) || ah != bh[k] || al != bl[k] ||
-                fabs(((double)ah - a) + (double)al) > 0x1p-48 * fabs(a)) {
-                printf("split of %a: ah %a al %a\n", a, (double)ah, (double)al);
-                fail();
-            }
         }
     }
 }
 
-/* fx_blk_mulf over C classes of a block, each lane its own scale. */
+/* fx_blk_scalef over C classes of a block, each lane its own scale: fx_split's products. */
 static void check_block(void) {
     enum { BL = 16, C = 7 };
     double a[BL];
-    float ah[BL], al[BL], e[C * BL], g[C * BL];
+    float e[C * BL], g[C * BL];
+    fx_vd a0, a1;
     for (int k = 0; k < BL; ++k) a[k] = scale(-100, 99);
-    if (!fx_blk_split_f32(a, ah, al)) fail();
     for (int i = 0; i < C * BL; ++i) g[i] = e[i] = expo();
-    for (int c = 0; c < C; ++c) fx_blk_mulf_f32(g + c * BL, ah, al);
-    for (int i = 0; i < C * BL; ++i) compare(a[i % BL], e[i], g[i], "fx_blk_mulf");
+    halves(a, &a0, &a1);
+    if (!fx_blk_scalef_f32(g, BL, C, a0, a1)) {
+        printf("fx_blk_scalef refused lanes in range\n");
+        fail();
+    }
+    for (int i = 0; i < C * BL; ++i) {
+        float ah, al;
+        fx_split(a[i % BL], &ah, &al);
+        if (g[i] != fmaf(ah, e[i], al * e[i])) {
+            printf("fx_blk_scalef: lane %d of a=%a differs from fx_split's\n", i % BL,
+                   a[i % BL]);
+            fail();
+        }
+        compare(a[i % BL], e[i], g[i], "fx_blk_scalef");
+    }
 }
 
 /* fx_row_axpw over a row of 203 classes, one scale, b = 0. */
