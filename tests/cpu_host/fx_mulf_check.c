@@ -10,28 +10,19 @@
  *      lies within 2^-46 of the midpoint between two floats (counted: there must be almost
  *      none) or below 2^-100, where al e is rounded to float's subnormal grid first.
  *
- * Built by tests/test_output_pass.py for one instruction set at a time (FX_DISPATCH empty,
- * -march=..., -fopenmp-simd as the extension's omp simd loops get). With the CPU test defined
- * to 0 (FX_FMA() false: a CPU without FMA), fx_row_axpw takes the double path and must be
- * exact; fx_blk_scalef is not reached there (its callers test FX_FMA() first). Prints ok
- * and exits 0, or the first failure and exits 1. */
-#define FX_DISPATCH
+ * Built by tests/test_output_pass.py for one instruction set at a time (-march=...,
+ * -fopenmp-simd as the extension's omp simd loops get). For the baseline set (FX_FMA()
+ * false: no FMA), fx_row_axpw takes the double path and must be exact; fx_blk_scalef is not
+ * reached there (its callers test FX_FMA() first). Prints ok and exits 0, or the first
+ * failure and exits 1. */
 #include "fx_simd.h"
 
 #include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-static uint64_t state = 0x9e3779b97f4a7c15ULL;
+#include "check_random.h"
 
-static uint64_t next(void) {    /* splitmix64 */
-    uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static double uniform(void) { return (double)(next() >> 11) * 0x1p-53; }
 
 /* A scale: sign, a random 53-bit mantissa and an exponent in [lo, hi]. */
 static double scale(int lo, int hi) {

@@ -3,12 +3,10 @@
  * blocks of 1 to FX_BL rows, and three row layouts: packed (each row right after the one
  * before), gapped (rows 3 elements apart) and reversed (packed, the last row first).
  *
- * Built by tests/test_block_tile.py for one instruction set at a time (FX_DISPATCH empty,
- * -march=...), under AddressSanitizer: every array is allocated to exactly the span of its
+ * Built by tests/test_block_tile.py for one instruction set at a time (-march=...), under AddressSanitizer: every array is allocated to exactly the span of its
  * block's rows, so a vector load or store that reached past the block's first or last
  * element is reported. Prints ok and exits 0 when every case matches; exits 1 after printing
  * the first failure. */
-#define FX_DISPATCH
 #include "fx_simd.h"
 
 #include <stdio.h>

@@ -26,26 +26,40 @@
 #include <string.h>
 #include <Python.h>   /* Py_ssize_t */
 
-/* Run-time ISA dispatch for the row loops: GCC builds an AVX-512 (x86-64-v4), an AVX2+FMA
- * (x86-64-v3) and a baseline clone of each and picks one at load time (an ifunc), so a
- * portable wheel still runs at full width. Elsewhere the baseline is all there is. */
-#if defined(FX_DISPATCH)
-/* set on the command line (tests of a single instruction set) */
-#elif defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define FX_DISPATCH __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define FX_CAT2(a, b) a##_##b
+#define FX_CAT(a, b) FX_CAT2(a, b)
+
+/* Run-time instruction-set dispatch. The kernels (FX_KERNEL, named through FX_KNAME) are
+ * compiled once per instruction set: fx_isa.c for AVX-512 (x86-64-v4) and AVX2+FMA
+ * (x86-64-v3), each its own translation unit with its own -march (FX_ISA names it, and
+ * suffixes its kernels: fx_block_index_f32_v4), and the including module for the baseline
+ * (FX_MULTI_ISA: suffix _base). The module then calls each kernel through FX_PICK, which
+ * tests the CPU on every call (a load and a compare, against a kernel that serves up to 16
+ * rows), so a portable wheel still runs at full width. Why not GCC's target_clones: one
+ * source compiled per instruction set sees that set's macros (__AVX512F__, __FMA__), so it
+ * can use instructions that generic vector code never gets (vscalefps, vmaxps) and decide
+ * at compile time what the clones had to test at run time. Without FX_MULTI_ISA (other
+ * compilers and CPUs, a -march=native build, the C checks of tests/cpu_host) the kernels are
+ * the including file's own static functions, for its one instruction set. */
+#if defined(FX_ISA)
+#define FX_KERNEL __attribute__((visibility("hidden")))
+#define FX_KNAME(name) FX_CAT(name, FX_ISA)
+#elif defined(FX_MULTI_ISA)
+#define FX_KERNEL static
+#define FX_KNAME(name) FX_CAT(name, base)
 #else
-#define FX_DISPATCH
+#define FX_KERNEL static
+#define FX_KNAME(name) name
 #endif
 
-/* Whether fmaf is one instruction where this runs: the AVX-512 and AVX2 clones have FMA, the
- * baseline one has not (there fmaf is a libm call), and __builtin_cpu_supports("x86-64-v3")
- * holds exactly when the resolver picked one of the first two. A build for one instruction
- * set knows at compile time (one for x86-64 run on a newer machine gets the libm call, exact
- * and slow). */
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+/* Whether fmaf is one instruction here: in the AVX-512 and AVX2 kernels, not in the
+ * baseline ones (there it is a libm call). */
 #if defined(__FMA__)
 #define FX_FMA() 1
-#elif defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define FX_FMA() __builtin_cpu_supports("x86-64-v3")
 #else
 #define FX_FMA() 0
 #endif
@@ -101,46 +115,52 @@ enum { FX_FOR_FLOAT = 0, FX_FULL = 1 };
  *      so one multiplication by the scale is the only rounding of a subnormal result and
  *      none is spent on undoing the offset. Below -746 (and at -inf) the result is exactly
  *      0; NaN stays NaN.
+ *   The AVX-512 build runs the polynomial unscaled (u = 2^100 cancels the offset) and scales
+ *   by vscalefpd, which multiplies by 2^k rounding once, subnormal results included, and
+ *   clamps by vmaxpd: the same result bit for bit, three instructions fewer per vector
+ *   (tests/cpu_host/fx_exp_check.c; the calls 5-16% faster, docs/performance.md).
  * Precondition: d <= 0 or NaN (every caller passes x - max). */
-#define FX_EXP_BODY(clamp, bits_of_t, precision)                                        \
+#define FX_EXP_BODY(clamp, u, precision)                                                \
     const double shifter = 0x1.8p52;                                                    \
     d = clamp;                                                                          \
     const FX_EXP_T t = d * 0x1.71547652b82fep0 + shifter;                               \
     const FX_EXP_T k = t - shifter;                                                     \
     const FX_EXP_T r = (d - k * 0x1.62e42fefa3800p-1) - k * 0x1.ef35793c7673p-45;       \
     FX_EXP_T p;                                                                         \
-    if ((precision) == FX_FULL) {                                                       \
-        p = r * 0x1.6124613a86d09p-133 + 0x1.1eed8eff8d898p-129;    /* 1/13!, 1/12! */  \
-        p = p * r + 0x1.ae64567f544e4p-126;              /* 1/11! (each times 2^-100) */\
-        p = p * r + 0x1.27e4fb7789f5cp-122;                         /* 1/10! */         \
-        p = p * r + 0x1.71de3a556c734p-119;                         /* 1/9!  */         \
-        p = p * r + 0x1.a01a01a01a01ap-116;                         /* 1/8!  */         \
-        p = p * r + 0x1.a01a01a01a01ap-113;                         /* 1/7!  */         \
-        p = p * r + 0x1.6c16c16c16c17p-110;                         /* 1/6!  */         \
-        p = p * r + 0x1.1111111111111p-107;                         /* 1/5!  */         \
-        p = p * r + 0x1.5555555555555p-105;                         /* 1/4!  */         \
-        p = p * r + 0x1.5555555555555p-103;                         /* 1/3!  */         \
-        p = p * r + 0x1p-101;                                       /* 1/2!  */         \
+    if ((precision) == FX_FULL) {                      /* 1/13! to 1/2!, times 2^-100 */\
+        p = r * (0x1.6124613a86d09p-133 * (u)) + 0x1.1eed8eff8d898p-129 * (u);          \
+        p = p * r + 0x1.ae64567f544e4p-126 * (u);                                       \
+        p = p * r + 0x1.27e4fb7789f5cp-122 * (u);                                       \
+        p = p * r + 0x1.71de3a556c734p-119 * (u);                                       \
+        p = p * r + 0x1.a01a01a01a01ap-116 * (u);                                       \
+        p = p * r + 0x1.a01a01a01a01ap-113 * (u);                                       \
+        p = p * r + 0x1.6c16c16c16c17p-110 * (u);                                       \
+        p = p * r + 0x1.1111111111111p-107 * (u);                                       \
+        p = p * r + 0x1.5555555555555p-105 * (u);                                       \
+        p = p * r + 0x1.5555555555555p-103 * (u);                                       \
+        p = p * r + 0x1p-101 * (u);                                                     \
     } else {                               /* the fit: r^10 down to r^2, times 2^-100 */\
-        p = r * 0x1.28803926c8ea8p-122 + 0x1.72c720b2e07bfp-119;                        \
-        p = p * r + 0x1.a019c9ab213aap-116;                                             \
-        p = p * r + 0x1.a019adabfb6abp-113;                                             \
-        p = p * r + 0x1.6c16c1738ecf7p-110;                                             \
-        p = p * r + 0x1.1111111c45d5bp-107;                                             \
-        p = p * r + 0x1.5555555554cb8p-105;                                             \
-        p = p * r + 0x1.5555555553b7dp-103;                                             \
-        p = p * r + 0x1p-101;                                                           \
+        p = r * (0x1.28803926c8ea8p-122 * (u)) + 0x1.72c720b2e07bfp-119 * (u);          \
+        p = p * r + 0x1.a019c9ab213aap-116 * (u);                                       \
+        p = p * r + 0x1.a019adabfb6abp-113 * (u);                                       \
+        p = p * r + 0x1.6c16c1738ecf7p-110 * (u);                                       \
+        p = p * r + 0x1.1111111c45d5bp-107 * (u);                                       \
+        p = p * r + 0x1.5555555554cb8p-105 * (u);                                       \
+        p = p * r + 0x1.5555555553b7dp-103 * (u);                                       \
+        p = p * r + 0x1p-101 * (u);                                                     \
     }                                                                                   \
-    p = p * r + 0x1p-100;                                                               \
-    p = p * r + 0x1p-100;                                                               \
-    const int64_t sbits = 0x4338000000000000LL;    /* the bits of the shifter */        \
-    bits = (bits_of_t - sbits + 1023 + 100) << 52;
+    p = p * r + 0x1p-100 * (u);                                                         \
+    p = p * r + 0x1p-100 * (u);
+/* 2^(k + 100) from t's bits (0x4338...: the shifter's) */
+#define FX_EXP_SCALE_BITS(bits_of_t) (((bits_of_t) - 0x4338000000000000LL + 1023 + 100) << 52)
 
 static inline double fx_exp_nonpos(double d) {
 #define FX_EXP_T double
     uint64_t tb, bits;      /* unsigned: a NaN's bits shift left without undefined behaviour */
     double scale;
-    FX_EXP_BODY(d < -746.0 ? -746.0 : d, (memcpy(&tb, &t, sizeof tb), tb), FX_FULL)
+    FX_EXP_BODY(d < -746.0 ? -746.0 : d, 1.0, FX_FULL)
+    memcpy(&tb, &t, sizeof tb);
+    bits = FX_EXP_SCALE_BITS(tb);
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
 #undef FX_EXP_T
@@ -152,27 +172,33 @@ static inline double fx_exp_nonpos(double d) {
  * relative error on |r| <= ln2 / 2 (3.6e-9 with its float coefficients: below the 5e-9
  * truncation of the degree-7 Taylor polynomial it replaced, one FMA shorter); 2^k offset by
  * 30 for subnormal results, the 2^-30 carried by the coefficients as above; d < -105 (and
- * -inf) give 0, NaN stays NaN. Checked on every float in [-105, 0] against exp in double:
- * at most 0.88 ulp (0.48% of them above half an ulp). Sums of these terms stay in double. */
-#define FX_EXPF_BODY(clamp, bits_of_t)                                                    \
+ * -inf) give 0, NaN stays NaN; the AVX-512 build scales and clamps as the double one does.
+ * Checked on every float in [-105, 0] against exp in double: at most 0.88 ulp (0.48% of them
+ * above half an ulp) where FMA contracts the polynomial (the AVX2 and AVX-512 builds), 1.18
+ * ulp without (the baseline build: 0.86% above half an ulp). Sums of these terms stay in
+ * double. */
+#define FX_EXPF_BODY(clamp, u)                                                            \
     const float shifterf = 0x1.8p23f;                                                    \
     d = clamp;                                                                           \
     const FX_EXP_T t = d * 0x1.715476p0f + shifterf;                                    \
     const FX_EXP_T k = t - shifterf;                                                     \
     const FX_EXP_T r = (d - k * 0x1.63p-1f) - k * -0x1.bd0106p-13f;                      \
-    FX_EXP_T p = r * 0x1.6a23cep-40f + 0x1.123a2p-37f;    /* (times 2^-30) */            \
-    p = p * r + 0x1.5558f2p-35f;                                                         \
-    p = p * r + 0x1.555492p-33f;                                                         \
-    p = p * r + 0x1.fffffcp-32f;                                                         \
-    p = p * r + 0x1p-30f;                                                                \
-    p = p * r + 0x1p-30f;                                                                \
-    bits = (bits_of_t - 0x4B400000 + 127 + 30) << 23;   /* 0x4B400000: the shifter */
+    FX_EXP_T p = r * (0x1.6a23cep-40f * (u)) + 0x1.123a2p-37f * (u);    /* times 2^-30 */\
+    p = p * r + 0x1.5558f2p-35f * (u);                                                   \
+    p = p * r + 0x1.555492p-33f * (u);                                                   \
+    p = p * r + 0x1.fffffcp-32f * (u);                                                   \
+    p = p * r + 0x1p-30f * (u);                                                          \
+    p = p * r + 0x1p-30f * (u);
+/* 2^(k + 30) from t's bits (0x4B400000: the shifter's) */
+#define FX_EXPF_SCALE_BITS(bits_of_t) (((bits_of_t) - 0x4B400000 + 127 + 30) << 23)
 
 static inline float fx_expf_nonpos(float d) {
 #define FX_EXP_T float
     uint32_t tb, bits;
     float scale;
-    FX_EXPF_BODY(d < -105.0f ? -105.0f : d, (memcpy(&tb, &t, sizeof tb), tb))
+    FX_EXPF_BODY(d < -105.0f ? -105.0f : d, 1.0f)
+    memcpy(&tb, &t, sizeof tb);
+    bits = FX_EXPF_SCALE_BITS(tb);
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
 #undef FX_EXP_T
@@ -186,15 +212,19 @@ typedef int64_t fx_vi __attribute__((vector_size(64)));
 typedef uint64_t fx_vu __attribute__((vector_size(64)));   /* for the exponent-bit shifts */
 typedef float fx_vf __attribute__((vector_size(32)));
 
-/* always_inline: each ISA clone must get its own copy; an out-of-line call would pass 64-byte
- * vectors between code built for different instruction sets (different ABIs). */
+/* always_inline: 64-byte vectors are passed only within one instruction set's build. */
 __attribute__((always_inline)) static inline fx_vd fx_vexp_nonpos_to(fx_vd d, int precision) {
 #define FX_EXP_T fx_vd
-    fx_vu bits;
+#if defined(__AVX512F__)
+    /* vmaxpd keeps a NaN d (an unordered compare returns the second operand) */
+    FX_EXP_BODY((fx_vd)_mm512_max_pd(_mm512_set1_pd(-746.0), (__m512d)d), 0x1p100, precision)
+    return (fx_vd)_mm512_scalef_pd((__m512d)p, (__m512d)k);
+#else
     const fx_vi low = d < -746.0;                  /* false for NaN, which stays NaN */
     const fx_vd lowest = (fx_vd){0} - 746.0;
-    FX_EXP_BODY((fx_vd)(((fx_vi)lowest & low) | ((fx_vi)d & ~low)), (fx_vu)t, precision)
-    return p * (fx_vd)bits;
+    FX_EXP_BODY((fx_vd)(((fx_vi)lowest & low) | ((fx_vi)d & ~low)), 1.0, precision)
+    return p * (fx_vd)FX_EXP_SCALE_BITS((fx_vu)t);
+#endif
 #undef FX_EXP_T
 }
 
@@ -208,11 +238,15 @@ typedef uint32_t fx_vu16 __attribute__((vector_size(64)));
 
 __attribute__((always_inline)) static inline fx_vf16 fx_vexpf_nonpos(fx_vf16 d) {
 #define FX_EXP_T fx_vf16
-    fx_vu16 bits;
+#if defined(__AVX512F__)
+    FX_EXPF_BODY((fx_vf16)_mm512_max_ps(_mm512_set1_ps(-105.0f), (__m512)d), 0x1p30f)
+    return (fx_vf16)_mm512_scalef_ps((__m512)p, (__m512)k);
+#else
     const fx_vi16 low = d < -105.0f;
     const fx_vf16 lowest = (fx_vf16){0} - 105.0f;
-    FX_EXPF_BODY((fx_vf16)(((fx_vi16)lowest & low) | ((fx_vi16)d & ~low)), (fx_vu16)t)
-    return p * (fx_vf16)bits;
+    FX_EXPF_BODY((fx_vf16)(((fx_vi16)lowest & low) | ((fx_vi16)d & ~low)), 1.0f)
+    return p * (fx_vf16)FX_EXPF_SCALE_BITS((fx_vu16)t);
+#endif
 #undef FX_EXP_T
 }
 
@@ -364,9 +398,6 @@ fx_index_finish(int nhalf, int nrows, const int64_t* t, const double* w, double 
 /* What fx_block_transform computes. */
 enum { FX_LSE = 0, FX_SOFTMAX = 1, FX_LOG_SOFTMAX = 2 };
 
-#define FX_CAT2(a, b) a##_##b
-#define FX_CAT(a, b) FX_CAT2(a, b)
-
 #define T float
 #define FX_F32 1
 #define FX_TV fx_vf             /* 8 lanes of T */
@@ -395,8 +426,7 @@ enum { FX_LSE = 0, FX_SOFTMAX = 1, FX_LOG_SOFTMAX = 2 };
 #undef T
 
 /* The smallest and largest of n >= 1 targets (the range check of _validate.py). */
-FX_DISPATCH
-static void fx_index_range(const int64_t* t, Py_ssize_t n, int64_t* lo, int64_t* hi) {
+FX_KERNEL void FX_KNAME(fx_index_range)(const int64_t* t, Py_ssize_t n, int64_t* lo, int64_t* hi) {
     int64_t a = t[0], b = t[0];
 #if defined(_OPENMP)
 #pragma omp simd reduction(min : a) reduction(max : b)
@@ -408,6 +438,40 @@ static void fx_index_range(const int64_t* t, Py_ssize_t n, int64_t* lo, int64_t*
     *lo = a;
     *hi = b;
 }
+
+#if defined(FX_MULTI_ISA) && !defined(FX_ISA)
+/* The kernels the Cython modules call, each through FX_PICK: the AVX-512 or AVX2 build
+ * (fx_isa.c, linked into every module) where this CPU runs it, else the baseline one above.
+ * __builtin_cpu_supports reads what libgcc found at load time; the other builds are
+ * declared where they are picked, so this list is the only one. */
+#define FX_PICK(name)                                                                        \
+    ({                                                                                       \
+        extern __attribute__((visibility("hidden"))) __typeof__(name##_base) name##_v3,      \
+            name##_v4;                                                                       \
+        __builtin_cpu_supports("x86-64-v4")   ? name##_v4                                    \
+        : __builtin_cpu_supports("x86-64-v3") ? name##_v3                                    \
+                                              : name##_base;                                 \
+    })
+#define fx_rows_index_f32 FX_PICK(fx_rows_index_f32)
+#define fx_rows_index_f64 FX_PICK(fx_rows_index_f64)
+#define fx_rows_transform_f32 FX_PICK(fx_rows_transform_f32)
+#define fx_rows_transform_f64 FX_PICK(fx_rows_transform_f64)
+#define fx_rows_prob_f32 FX_PICK(fx_rows_prob_f32)
+#define fx_rows_prob_f64 FX_PICK(fx_rows_prob_f64)
+#define fx_block_index_f32 FX_PICK(fx_block_index_f32)
+#define fx_block_index_f64 FX_PICK(fx_block_index_f64)
+#define fx_block_transform_f32 FX_PICK(fx_block_transform_f32)
+#define fx_block_transform_f64 FX_PICK(fx_block_transform_f64)
+#define fx_block_prob_f32 FX_PICK(fx_block_prob_f32)
+#define fx_block_prob_f64 FX_PICK(fx_block_prob_f64)
+#define fx_bce_logits_run_f32 FX_PICK(fx_bce_logits_run_f32)
+#define fx_bce_logits_run_f64 FX_PICK(fx_bce_logits_run_f64)
+#define fx_bce_run_f32 FX_PICK(fx_bce_run_f32)
+#define fx_bce_run_f64 FX_PICK(fx_bce_run_f64)
+#define fx_kl_run_f32 FX_PICK(fx_kl_run_f32)
+#define fx_kl_run_f64 FX_PICK(fx_kl_run_f64)
+#define fx_index_range FX_PICK(fx_index_range)
+#endif
 
 /* The logistic function, branching on the sign so exp never overflows. */
 static inline double fx_sigmoid(double x) {
