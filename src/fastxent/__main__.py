@@ -76,6 +76,7 @@ def info(args) -> int:
     print(f"python   {platform.python_version()} ({platform.machine()})")
     print(f"numpy    {np.__version__}")
     print(f"openmp   {'enabled' if fx.openmp_enabled() else 'NOT enabled (serial build)'}")
+    print(f"kernels  {fx.cpu_kernels()}")
     print(f"threads  {fx.get_num_threads()}")
     return 0
 

@@ -132,14 +132,15 @@ def run(shapes=SHAPES, rounds=5, budget=0.05, threads=None, progress=True):
                                      for k, v in samples.items()}})
     if progress:
         print(file=sys.stderr)
-    return {"threads": threads, "dtype": "float32", "rounds": rounds, "skipped": skipped,
-            "results": results}
+    return {"threads": threads, "kernels": fx.cpu_kernels(), "dtype": "float32",
+            "rounds": rounds, "skipped": skipped, "results": results}
 
 
 def table(report) -> str:
     """The report as text: ms, GB/s-eq, x floor and x best peer per shape and mode."""
-    lines = [f"float32, {report['threads']} thread(s), median of {report['rounds']} "
-             f"interleaved rounds; skipped (not installed): {report['skipped'] or 'none'}"]
+    lines = [f"float32, {report['threads']} thread(s), {report['kernels']} kernels, median of "
+             f"{report['rounds']} interleaved rounds; skipped (not installed): "
+             f"{report['skipped'] or 'none'}"]
     for res in report["results"]:
         n, c = res["shape"]
         med = res["median_s"]

@@ -1,4 +1,14 @@
 """The CPU kernels (Cython + OpenMP). They trust their inputs: call them through functional."""
-from ._omp import omp_max_threads, openmp_enabled
+import os
+import warnings
 
-__all__ = ["omp_max_threads", "openmp_enabled"]
+from ._omp import cpu_builds, cpu_kernels, omp_max_threads, openmp_enabled
+
+__all__ = ["cpu_builds", "cpu_kernels", "omp_max_threads", "openmp_enabled"]
+
+# The kernels read the cap themselves, when they load (fx_simd.h); here an unknown value is
+# reported rather than silently ignored.
+_cap = os.environ.get("FASTXENT_CPU_KERNELS")
+if _cap is not None and _cap not in ("avx512", "avx2", "baseline"):
+    warnings.warn(f"FASTXENT_CPU_KERNELS={_cap!r} is not 'avx512', 'avx2' or 'baseline'; "
+                  f"it is ignored", RuntimeWarning, stacklevel=2)

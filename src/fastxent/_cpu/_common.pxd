@@ -8,6 +8,8 @@ ctypedef fused floating:
     double
 
 cdef extern from "fx_simd.h" nogil:
+    const char* fx_cpu_kernels()
+    const char* fx_cpu_builds()
     void fx_row_fill_f32(float* g, Py_ssize_t n, Py_ssize_t gs, float v)
     void fx_row_fill_f64(double* g, Py_ssize_t n, Py_ssize_t gs, double v)
     void fx_block_index_f32(const float* x, const Py_ssize_t* off, int nrows, int consecutive,

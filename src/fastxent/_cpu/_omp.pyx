@@ -1,6 +1,8 @@
-# What the build did about OpenMP, and the run-time thread count it sees.
-# omp_get_max_threads() is read at each call (never cached), so OMP_NUM_THREADS and
+# What the build did about OpenMP and instruction sets, and the run-time thread count it
+# sees. omp_get_max_threads() is read at each call (never cached), so OMP_NUM_THREADS and
 # threadpoolctl's limits both apply.
+
+from ._common cimport fx_cpu_builds, fx_cpu_kernels
 
 cdef extern from *:
     """
@@ -32,3 +34,31 @@ def openmp_enabled():
 def omp_max_threads():
     """Return ``omp_get_max_threads()`` now (1 when built without OpenMP)."""
     return fx_omp_max_threads()
+
+
+def cpu_kernels():
+    """Return the instruction set of the CPU kernels that run: "avx512", "avx2" or "baseline".
+
+    On x86-64 the kernels are built for AVX-512, for AVX2 with FMA and for the baseline, and
+    each call takes the widest this CPU runs. The environment variable
+    ``FASTXENT_CPU_KERNELS=avx2`` (or ``baseline``), set before fastxent is imported, caps the
+    choice: to compare the builds, or to run what an older CPU would. A build for one
+    instruction set (other compilers and CPUs, ``FASTXENT_NATIVE``) names the one it has.
+
+    Returns
+    -------
+    str
+        ``"avx512"``, ``"avx2"`` or ``"baseline"``.
+
+    Examples
+    --------
+    >>> import fastxent as fx
+    >>> fx.cpu_kernels() in ("avx512", "avx2", "baseline")
+    True
+    """
+    return fx_cpu_kernels().decode()
+
+
+def cpu_builds():
+    """Return the instruction sets the CPU kernels were built for, widest first."""
+    return tuple(fx_cpu_builds().decode().split())

@@ -440,17 +440,37 @@ FX_KERNEL void FX_KNAME(fx_index_range)(const int64_t* t, Py_ssize_t n, int64_t*
 }
 
 #if defined(FX_MULTI_ISA) && !defined(FX_ISA)
+#include <stdlib.h>   /* getenv */
+
+/* The widest build FX_PICK may take, 2 (AVX-512), 1 (AVX2) or 0 (baseline): the environment
+ * variable FASTXENT_CPU_KERNELS=avx2 or baseline lowers it (to run, test or time those builds
+ * on a newer CPU; fastxent/_cpu/__init__.py warns about other values). Read once, when the
+ * module is loaded, before any kernel can run. */
+static int fx_isa_cap = 2;
+__attribute__((constructor)) static void fx_read_isa_cap(void) {
+    const char* cap = getenv("FASTXENT_CPU_KERNELS");
+    if (cap && strcmp(cap, "avx2") == 0) fx_isa_cap = 1;
+    if (cap && strcmp(cap, "baseline") == 0) fx_isa_cap = 0;
+}
+
+/* The build FX_PICK takes on this CPU: 2, 1 or 0 as above. __builtin_cpu_supports reads
+ * what libgcc found at load time. */
+static inline int fx_isa_level(void) {
+    if (fx_isa_cap >= 2 && __builtin_cpu_supports("x86-64-v4")) return 2;
+    if (fx_isa_cap >= 1 && __builtin_cpu_supports("x86-64-v3")) return 1;
+    return 0;
+}
+
 /* The kernels the Cython modules call, each through FX_PICK: the AVX-512 or AVX2 build
- * (fx_isa.c, linked into every module) where this CPU runs it, else the baseline one above.
- * __builtin_cpu_supports reads what libgcc found at load time; the other builds are
- * declared where they are picked, so this list is the only one. */
+ * (fx_isa.c, linked into every module) where fx_isa_level says so, else the baseline one
+ * above. The other builds are declared where they are picked, so this list is the only
+ * one. */
 #define FX_PICK(name)                                                                        \
     ({                                                                                       \
         extern __attribute__((visibility("hidden"))) __typeof__(name##_base) name##_v3,      \
             name##_v4;                                                                       \
-        __builtin_cpu_supports("x86-64-v4")   ? name##_v4                                    \
-        : __builtin_cpu_supports("x86-64-v3") ? name##_v3                                    \
-                                              : name##_base;                                 \
+        const int level_ = fx_isa_level();                                                   \
+        level_ == 2 ? name##_v4 : level_ == 1 ? name##_v3 : name##_base;                     \
     })
 #define fx_rows_index_f32 FX_PICK(fx_rows_index_f32)
 #define fx_rows_index_f64 FX_PICK(fx_rows_index_f64)
@@ -472,6 +492,32 @@ FX_KERNEL void FX_KNAME(fx_index_range)(const int64_t* t, Py_ssize_t n, int64_t*
 #define fx_kl_run_f64 FX_PICK(fx_kl_run_f64)
 #define fx_index_range FX_PICK(fx_index_range)
 #endif
+
+/* The instruction set of the kernels the calls run: "avx512", "avx2" or "baseline" (a
+ * build for one set names what it was compiled for); and the builds there are, widest
+ * first. */
+#if defined(__AVX512F__)
+#define FX_SINGLE_BUILD "avx512"
+#elif defined(__AVX2__) && defined(__FMA__)
+#define FX_SINGLE_BUILD "avx2"
+#else
+#define FX_SINGLE_BUILD "baseline"
+#endif
+static inline const char* fx_cpu_kernels(void) {
+#if defined(FX_MULTI_ISA) && !defined(FX_ISA)
+    static const char* const names[] = {"baseline", "avx2", "avx512"};
+    return names[fx_isa_level()];
+#else
+    return FX_SINGLE_BUILD;
+#endif
+}
+static inline const char* fx_cpu_builds(void) {
+#if defined(FX_MULTI_ISA) && !defined(FX_ISA)
+    return "avx512 avx2 baseline";
+#else
+    return FX_SINGLE_BUILD;
+#endif
+}
 
 /* The logistic function, branching on the sign so exp never overflows. */
 static inline double fx_sigmoid(double x) {
