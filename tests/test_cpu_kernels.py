@@ -62,6 +62,45 @@ def test_an_unknown_cap_warns_and_changes_nothing():
     assert "RuntimeWarning" in run.stderr and "FASTXENT_CPU_KERNELS='sse4'" in run.stderr
 
 
+# Every kernel family on float32 and float64, row and block kernels, C and Fortran order, a
+# -inf row; the outputs' bytes hashed.
+HASH_OUTPUTS = """
+import hashlib, numpy as np, fastxent as fx
+rng, h = np.random.default_rng(5), hashlib.sha256()
+for dt in (np.float32, np.float64):
+    for n, c in ((40, 3), (40, 10), (33, 64), (20, 100), (9, 300), (3, 2000)):
+        x = (rng.standard_normal((n, c)) * 6).astype(dt)
+        x[2] = -np.inf
+        t = rng.integers(0, c, n)
+        q = rng.random((n, c)).astype(dt)
+        q /= q.sum(1, keepdims=True)
+        y = rng.random((n, c)).astype(dt)
+        for xx in (x, np.asfortranarray(x)):
+            outs = [*fx.cross_entropy(xx, t, reduction="none", return_grad=True),
+                    *fx.cross_entropy(xx, t, label_smoothing=0.2, weight=rng.random(c) + 0.5,
+                                      return_grad=True),
+                    *fx.cross_entropy(xx, q, return_grad=True),
+                    fx.softmax(xx, axis=1), fx.log_softmax(xx, axis=1), fx.logsumexp(xx, axis=1),
+                    *fx.binary_cross_entropy_with_logits(xx, y, pos_weight=rng.random(c) + 0.5,
+                                                          reduction="none", return_grad=True),
+                    *fx.binary_cross_entropy(y, q, reduction="none", return_grad=True),
+                    *fx.kl_div(xx / 10, y, reduction="none", return_grad=True)]
+            for o in outs:
+                h.update(np.ascontiguousarray(o).tobytes())
+print(fx.cpu_kernels(), h.hexdigest())
+"""
+
+
+def test_avx2_and_avx512_builds_agree_bit_for_bit():
+    """Both have FMA and run the same operations in the same lanes, so every output is the
+    same to the bit (the baseline one, without FMA, rounds differently)."""
+    if not {"avx512", "avx2"} <= {fx.cpu_kernels(), *_runnable_below()}:
+        pytest.skip("needs the AVX-512 and AVX2 builds and a CPU that runs both")
+    hashes = [_run(HASH_OUTPUTS, cap).stdout.split() for cap in ("avx512", "avx2")]
+    assert [h[0] for h in hashes] == ["avx512", "avx2"]
+    assert hashes[0][1] == hashes[1][1]
+
+
 @pytest.mark.parametrize("cap", ["avx2", "baseline"])
 def test_parity_suite_passes_on_the_narrower_builds(cap):
     if cap not in _runnable_below():
