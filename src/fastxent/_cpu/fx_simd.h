@@ -52,7 +52,7 @@
 #define FX_KNAME(name) name
 #endif
 
-#if defined(__AVX512F__)
+#if defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
