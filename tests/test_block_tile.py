@@ -2,8 +2,8 @@
 for every instruction set the extension is built for.
 
 The extension picks its AVX-512, AVX2 or baseline build at run time, so the suite exercises
-only the one this machine runs (and only the AVX-512 build transposes in registers; the
-others copy element by element). Here tests/cpu_host/fx_tile_check.c is compiled once per
+only the one this machine runs (each build transposes in its own registers: blocks of 16,
+8 or 4 float rows). Here tests/cpu_host/fx_tile_check.c is compiled once per
 instruction set and path, under AddressSanitizer and UndefinedBehaviorSanitizer where gcc
 has them, and run where the CPU can: the tile must hold every element where the plain
 element-by-element transposition puts it, and no vector load or store may reach past the

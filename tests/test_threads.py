@@ -84,14 +84,20 @@ def test_concurrent_python_threads_match_serial_calls():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("C", [10, 100, 300])
-@pytest.mark.parametrize("kw", [{}, {"label_smoothing": 0.1}])
-def test_a_row_does_not_depend_on_its_neighbours(C, dtype, kw):
+@pytest.mark.parametrize("kw", ["plain", "label_smoothing", "tiny_weight"])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_a_row_does_not_depend_on_its_neighbours(C, dtype, kw, order):
     """Kernels take rows in groups (and short float rows in pairs): each row's loss and
-    gradient are bit for bit those of the row alone, whatever rows share its group."""
+    gradient are bit for bit those of the row alone, whatever rows share its group -- a NaN
+    row, or a row whose gradient scale is too small for the float lanes' split (a class
+    weight of 1e-35; the block kernels multiply that row in double and the others not)."""
     rng = np.random.default_rng(5)
-    x = (rng.standard_normal((37, C)) * 4).astype(dtype)
+    x = (rng.standard_normal((37, C)) * 4).astype(dtype, order=order)
     t = rng.integers(0, C, 37)
     t[[3, 4, 20]] = -100
+    x[7, 2] = np.nan
+    kw = {"plain": {}, "label_smoothing": {"label_smoothing": 0.1},
+          "tiny_weight": {"weight": np.where(np.arange(C) == t[9], 1e-35, 1.0)}}[kw]
     loss, grad = fx.cross_entropy(x, t, reduction="none", return_grad=True, **kw)
     for i in range(37):
         li, gi = fx.cross_entropy(x[i:i + 1], t[i:i + 1], reduction="none", return_grad=True,

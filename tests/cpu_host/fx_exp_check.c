@@ -10,10 +10,14 @@
  *   2. fx_vexp_nonpos (8 double lanes, the full polynomial) equals fx_exp_nonpos on 4 million
  *      arguments in [-750, 0] (a uniform exponent, so tiny ones too; every subnormal result
  *      and the clamp at -746 included) and on -0, -inf and NaN.
- *   3. It prints a hash of the vector results of 1 and 2 and of the short double exponential
- *      (FX_FOR_FLOAT) on the same arguments: tests/test_exp_lanes.py requires the AVX2 and
- *      AVX-512 builds to agree, though only the AVX-512 one scales by vscalefps and clamps
- *      by vmaxps (the baseline has no FMA and rounds differently).
+ *   3. The native instances (fx_vexpf_nonpos_n, fx_vexp_nonpos_n, fx_vlog_pos_n: the build's
+ *      own register width, which the block kernels and the per-row finishes run) equal the
+ *      wide ones lane for lane on the same arguments, and the logarithms on positive
+ *      doubles from 2^-1022 to 2^1023, 1 and its neighbours, +inf and NaN.
+ *   4. It prints a hash of the vector results of 1 and 2, of the short double exponential
+ *      (FX_FOR_FLOAT) on the same arguments and of the logarithms: tests/test_exp_lanes.py
+ *      requires the AVX2 and AVX-512 builds to agree, though only the AVX-512 one scales by
+ *      vscalefps and clamps by vmaxps (the baseline has no FMA and rounds differently).
  *
  * Built by tests/test_exp_lanes.py for one instruction set at a time (-march=...). Prints ok
  * on stdout and the hash on stderr, exits 0; or prints the first failure and exits 1. */
@@ -65,6 +69,16 @@ static int flush_f(void) {
     fx_vf16 d, v;
     for (int k = 0; k < 16; ++k) d[k] = k < nargs_f ? args_f[k] : 0.0f;
     v = fx_vexpf_nonpos(d);
+    for (int k0 = 0; k0 < 16; k0 += 2 * FX_ND) {
+        fx_nf dn, vn;
+        memcpy(&dn, (float*)&d + k0, sizeof dn);
+        vn = fx_vexpf_nonpos_n(dn);
+        for (int k = 0; k < 2 * FX_ND; ++k)
+            if (!same_float(vn[k], v[k0 + k])) {
+                printf("float exp(%a): native %a, wide %a\n", dn[k], vn[k], v[k0 + k]);
+                return 1;
+            }
+    }
     for (int k = 0; k < nargs_f; ++k) {
         const float s = fx_expf_nonpos(args_f[k]);
         uint32_t bits;
@@ -112,6 +126,17 @@ static int check_double(const double* d) {
     f = fx_vexp_nonpos_to(v, FX_FOR_FLOAT);
     v = fx_vexp_nonpos(v);
     for (int k = 0; k < 8; ++k) {
+        if (k % FX_ND == 0) {
+            fx_nd dn;
+            memcpy(&dn, d + k, sizeof dn);
+            const fx_nd vn = fx_vexp_nonpos_n(dn), fn = fx_vexp_nonpos_to_n(dn, FX_FOR_FLOAT);
+            for (int j = 0; j < FX_ND; ++j)
+                if (!same_double(vn[j], v[k + j]) || !same_double(fn[j], f[k + j])) {
+                    printf("double exp(%a): native %a %a, wide %a %a\n", d[k + j], vn[j],
+                           fn[j], v[k + j], f[k + j]);
+                    return 1;
+                }
+        }
         const double s = fx_exp_nonpos(d[k]);
         uint64_t bits;
         memcpy(&bits, &v[k], sizeof bits);
@@ -121,6 +146,28 @@ static int check_double(const double* d) {
         if (!same_double(v[k], s)) {
             printf("double exp(%a): vector %a, scalar %a\n", d[k], v[k], s);
             return 1;
+        }
+    }
+    return 0;
+}
+
+/* The logarithm's native instance against the wide one, lane for lane. */
+static int check_log(const double* x) {
+    fx_vd v, w;
+    memcpy(&v, x, sizeof v);
+    w = fx_vlog_pos(v);
+    for (int k = 0; k < 8; k += FX_ND) {
+        fx_nd xn;
+        memcpy(&xn, x + k, sizeof xn);
+        const fx_nd ln = fx_vlog_pos_n(xn);
+        for (int j = 0; j < FX_ND; ++j) {
+            uint64_t bits;
+            memcpy(&bits, &w[k + j], sizeof bits);
+            mix(bits);
+            if (!same_double(ln[j], w[k + j])) {
+                printf("log(%a): native %a, wide %a\n", x[k + j], ln[j], w[k + j]);
+                return 1;
+            }
         }
     }
     return 0;
@@ -145,6 +192,13 @@ int main(void) {
             d[k] = n % 2 ? -750.0 * u : -ldexp(1.0 + u, 9 - (int)(next() % 70));
         }
         if (check_double(d)) return 1;
+    }
+    const double special_l[8] = {1.0, 0x1.fffffffffffffp-1, 0x1.0000000000001p0, 0x1p-1022,
+                                 0x1.fffffffffffffp1023, INFINITY, NAN, 0x1.6a09e667f3bcdp0};
+    if (check_log(special_l)) return 1;
+    for (int n = 0; n < 200000; ++n) {
+        for (int k = 0; k < 8; ++k) d[k] = ldexp(1.0 + uniform(), 1023 - (int)(next() % 2046));
+        if (check_log(d)) return 1;
     }
     printf("ok\n");
     fprintf(stderr, "hash %016llx\n", (unsigned long long)hash);

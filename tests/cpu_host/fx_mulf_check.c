@@ -1,10 +1,11 @@
 /* The float-lane output pass (fx_simd.h: fx_split; fx_block.inc: fx_blk_scalef; fx_row.inc:
  * fx_row_axpw) against the double product it replaces, (float)(a * (double)e).
  *
- *   1. fx_split and fx_blk_scalef accept a scale exactly when it is zero or within
- *      [2^-100, 2^100] (NaN, inf, 0x1p100 * (1 + 2^-52), 0x1p-100 * (1 - 2^-53) refused;
- *      fx_blk_scalef then leaves its exponentials untouched), ah + al lies within 2^-48 |a|
- *      of a, and fx_blk_scalef's vector-wide split gives fx_split's products.
+ *   1. fx_split accepts a scale exactly when it is zero or within [2^-100, 2^100] (NaN,
+ *      inf, 0x1p100 * (1 + 2^-52), 0x1p-100 * (1 - 2^-53) refused), ah + al lies within
+ *      2^-48 |a| of a, and fx_blk_scalef's vector-wide split gives fx_split's products; a
+ *      lane whose scale is refused gets the double product's float exactly, and the lanes
+ *      beside it their split products all the same.
  *   2. For scales across that range and float exponentials e in [0, 1] (subnormals, 0 and 1
  *      included), both passes give the double product's float, but for one ulp where a e
  *      lies within 2^-46 of the midpoint between two floats (counted: there must be almost
@@ -67,10 +68,18 @@ static void compare(double a, float e, float got, const char* what) {
     ++near_midpoint;
 }
 
-/* The 16 lanes a[0..16) as fx_blk_scalef takes them. */
-static void halves(const double* a, fx_vd* a0, fx_vd* a1) {
+/* A float block's lanes (the build's register), a[0..BL) as fx_blk_scalef takes them. */
+enum { BL = 2 * FX_ND };
+static void halves(const double* a, fx_nd* a0, fx_nd* a1) {
     memcpy(a0, a, sizeof *a0);
-    memcpy(a1, a + 8, sizeof *a1);
+    memcpy(a1, a + FX_ND, sizeof *a1);
+}
+
+static int same_float(float a, float b) {
+    uint32_t x, y;
+    memcpy(&x, &a, sizeof x);
+    memcpy(&y, &b, sizeof y);
+    return x == y || (a != a && b != b);
 }
 
 static void check_split(void) {
@@ -83,23 +92,24 @@ static void check_split(void) {
             printf("fx_split accepted %a\n", refused[i]);
             fail();
         }
-        double lanes[16];
-        float e[16];
-        fx_vd a0, a1;
-        for (int k = 0; k < 16; ++k) {
-            lanes[k] = k == 5 ? refused[i] : 0.5;
+        if (!FX_FMA()) continue;    /* fx_blk_scalef's callers need FMA */
+        double lanes[BL];
+        float e[BL];
+        fx_nd a0, a1;
+        for (int k = 0; k < BL; ++k) {
+            lanes[k] = k == BL - 1 ? refused[i] : 0.5;
             e[k] = 0.25f;
         }
         halves(lanes, &a0, &a1);
-        if (fx_blk_scalef_f32(e, 16, 1, a0, a1)) {
-            printf("fx_blk_scalef accepted %a in one lane\n", refused[i]);
-            fail();
-        }
-        for (int k = 0; k < 16; ++k)
-            if (e[k] != 0.25f) {
-                printf("fx_blk_scalef refused %a but wrote lane %d\n", refused[i], k);
+        fx_blk_scalef_f32(e, BL, 1, a0, a1);
+        for (int k = 0; k < BL; ++k) {
+            const float want = (float)(lanes[k] * 0.25);
+            if (!same_float(e[k], want)) {
+                printf("fx_blk_scalef with %a in the last lane: lane %d %a, want %a\n",
+                       refused[i], k, (double)e[k], (double)want);
                 fail();
             }
+        }
     }
     for (size_t i = 0; i < sizeof accepted / sizeof *accepted; ++i) {
         if (!fx_split(accepted[i], &ah, &al)) {
@@ -116,21 +126,31 @@ static void check_split(void) {
     }
 }
 
-/* fx_blk_scalef over C classes of a block, each lane its own scale: fx_split's products. */
-static void check_block(void) {
-    enum { BL = 16, C = 7 };
+/* fx_blk_scalef over C classes of a block, each lane its own scale: fx_split's products,
+ * and in every fourth block one lane with a scale out of range (tiny, huge or NaN) and its
+ * double products. */
+static void check_block(int n) {
+    enum { C = 7 };
+    const double odd[] = {0x1p-101, -0x1p-120, 0x1.8p101, NAN};
     double a[BL];
     float e[C * BL], g[C * BL];
-    fx_vd a0, a1;
+    fx_nd a0, a1;
     for (int k = 0; k < BL; ++k) a[k] = scale(-100, 99);
+    const int lane = n % 4 == 0 ? (int)(next() % BL) : -1;
+    if (lane >= 0) a[lane] = odd[(n / 4) % 4];
     for (int i = 0; i < C * BL; ++i) g[i] = e[i] = expo();
     halves(a, &a0, &a1);
-    if (!fx_blk_scalef_f32(g, BL, C, a0, a1)) {
-        printf("fx_blk_scalef refused lanes in range\n");
-        fail();
-    }
+    fx_blk_scalef_f32(g, BL, C, a0, a1);
     for (int i = 0; i < C * BL; ++i) {
         float ah, al;
+        if (i % BL == lane) {
+            if (!same_float(g[i], (float)(a[lane] * (double)e[i]))) {
+                printf("fx_blk_scalef: lane %d of a=%a, e=%a: %a, not the double product\n",
+                       lane, a[lane], (double)e[i], (double)g[i]);
+                fail();
+            }
+            continue;
+        }
         fx_split(a[i % BL], &ah, &al);
         if (g[i] != fmaf(ah, e[i], al * e[i])) {
             printf("fx_blk_scalef: lane %d of a=%a differs from fx_split's\n", i % BL,
@@ -155,10 +175,11 @@ int main(void) {
     exact = !FX_FMA();
     check_split();
     for (int n = 0; n < 20000; ++n) {
-        if (!exact) check_block();
+        if (!exact) check_block(n);
         check_row();
     }
-    /* 20000 * (7 * 16 + 203) products: near-midpoint cases come at about 2^-23 each. */
+    /* 20000 * (7 * 16 + 203) products at most: near-midpoint cases come at about 2^-23
+     * each. */
     fprintf(stderr, "%ld near a midpoint\n", near_midpoint);
     if (near_midpoint > 20) {
         printf("%ld results off by one ulp near a midpoint\n", near_midpoint);

@@ -1,12 +1,13 @@
 /* fx_block.inc's tile (C-ordered rows in, transposed) and untile (back out) against the plain
  * element-by-element transposition, for float and double, every C the tile takes (1..64),
- * blocks of 1 to FX_BL rows, and three row layouts: packed (each row right after the one
- * before), gapped (rows 3 elements apart) and reversed (packed, the last row first).
+ * blocks of 1 to FX_BL rows (the build's register: 16 floats with AVX-512, 8 with AVX2, 4
+ * at the baseline), and three row layouts: packed (each row right after the one before),
+ * gapped (rows 3 elements apart) and reversed (packed, the last row first).
  *
- * Built by tests/test_block_tile.py for one instruction set at a time (-march=...), under AddressSanitizer: every array is allocated to exactly the span of its
- * block's rows, so a vector load or store that reached past the block's first or last
- * element is reported. Prints ok and exits 0 when every case matches; exits 1 after printing
- * the first failure. */
+ * Built by tests/test_block_tile.py for one instruction set at a time (-march=...), under
+ * AddressSanitizer: every array is allocated to exactly the span of its block's rows, so a
+ * vector load or store that reached past the block's first or last element is reported.
+ * Prints ok and exits 0 when every case matches; exits 1 after printing the first failure. */
 #include "fx_simd.h"
 
 #include <stdio.h>
@@ -74,8 +75,8 @@ static void layout(int kind, int nrows, Py_ssize_t C, Py_ssize_t* off, Py_ssize_
                 }                                                                               \
     }
 
-CHECK_BODY(float, 16, f32)
-CHECK_BODY(double, 8, f64)
+CHECK_BODY(float, 2 * FX_ND, f32)
+CHECK_BODY(double, FX_ND, f64)
 
 int main(void) {
     check_f32();

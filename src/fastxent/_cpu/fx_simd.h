@@ -9,7 +9,9 @@
  *    contiguous element runs.
  * b) Storage is float or double (T). float rows use 16-lane float exponentials, double rows
  *    8-lane double ones; every sum is double, so float32 rows of 128k classes keep ~1e-7
- *    relative accuracy, and lane sums are added in a fixed order (thread-count independent).
+ *    relative accuracy, and lane sums are added in a fixed order (thread-count and
+ *    instruction-set independent). Where lanes are independent rows (fx_block.inc, the
+ *    per-row finishes) the vectors are the build's own register width instead.
  * c) The functions trust their arguments (validation happens in Python) and never allocate.
  * d) Each .inc is a body instantiated twice: FX(name) becomes name_f32 / name_f64.
  *
@@ -52,7 +54,7 @@
 #define FX_KNAME(name) name
 #endif
 
-#if defined(__AVX2__)
+#if defined(__SSE2__)
 #include <immintrin.h>
 #endif
 
@@ -98,8 +100,8 @@ static inline int fx_split(double a, float* ah, float* al) {
  * (fx_binary.inc; tests/test_float32_accuracy.py holds them to half an ulp). */
 enum { FX_FOR_FLOAT = 0, FX_FULL = 1 };
 
-/* exp(d) for d <= 0 (or NaN), exact to about 1 ulp and branch-free, in a scalar and an
- * 8-lane form that run the same operations in the same order (so a logit gets the same
+/* exp(d) for d <= 0 (or NaN), exact to about 1 ulp and branch-free, in a scalar and
+ * vector forms (fx_vmath.inc) that run the same operations in the same order (so a logit gets the same
  * exponential on every path); glibc's exp only vectorises under -ffast-math.
  *   1. Cody-Waite reduction: d = k ln2 + r with k = round(d / ln2) (adding 1.5 * 2^52
  *      rounds to nearest and leaves k in the low bits of t), |r| <= ln2 / 2; ln2 is split in
@@ -212,43 +214,50 @@ typedef int64_t fx_vi __attribute__((vector_size(64)));
 typedef uint64_t fx_vu __attribute__((vector_size(64)));   /* for the exponent-bit shifts */
 typedef float fx_vf __attribute__((vector_size(32)));
 
-/* always_inline: 64-byte vectors are passed only within one instruction set's build. */
-__attribute__((always_inline)) static inline fx_vd fx_vexp_nonpos_to(fx_vd d, int precision) {
-#define FX_EXP_T fx_vd
-#if defined(__AVX512F__)
-    /* vmaxpd keeps a NaN d (an unordered compare returns the second operand) */
-    FX_EXP_BODY((fx_vd)_mm512_max_pd(_mm512_set1_pd(-746.0), (__m512d)d), 0x1p100, precision)
-    return (fx_vd)_mm512_scalef_pd((__m512d)p, (__m512d)k);
-#else
-    const fx_vi low = d < -746.0;                  /* false for NaN, which stays NaN */
-    const fx_vd lowest = (fx_vd){0} - 746.0;
-    FX_EXP_BODY((fx_vd)(((fx_vi)lowest & low) | ((fx_vi)d & ~low)), 1.0, precision)
-    return p * (fx_vd)FX_EXP_SCALE_BITS((fx_vu)t);
-#endif
-#undef FX_EXP_T
-}
-
-__attribute__((always_inline)) static inline fx_vd fx_vexp_nonpos(fx_vd d) {
-    return fx_vexp_nonpos_to(d, FX_FULL);
-}
-
 typedef float fx_vf16 __attribute__((vector_size(64)));
 typedef int32_t fx_vi16 __attribute__((vector_size(64)));
 typedef uint32_t fx_vu16 __attribute__((vector_size(64)));
 
-__attribute__((always_inline)) static inline fx_vf16 fx_vexpf_nonpos(fx_vf16 d) {
-#define FX_EXP_T fx_vf16
+/* The build's own vector register: 64 bytes with AVX-512, 32 with AVX2, else 16 (SSE2, NEON
+ * and the like); FX_ND doubles or 2 FX_ND floats. In the AVX-512 build these are the wide
+ * types above. */
 #if defined(__AVX512F__)
-    FX_EXPF_BODY((fx_vf16)_mm512_max_ps(_mm512_set1_ps(-105.0f), (__m512)d), 0x1p30f)
-    return (fx_vf16)_mm512_scalef_ps((__m512)p, (__m512)k);
+#define FX_NB 64
+#elif defined(__AVX2__)
+#define FX_NB 32
 #else
-    const fx_vi16 low = d < -105.0f;
-    const fx_vf16 lowest = (fx_vf16){0} - 105.0f;
-    FX_EXPF_BODY((fx_vf16)(((fx_vi16)lowest & low) | ((fx_vi16)d & ~low)), 1.0f)
-    return p * (fx_vf16)FX_EXPF_SCALE_BITS((fx_vu16)t);
+#define FX_NB 16
 #endif
-#undef FX_EXP_T
-}
+#define FX_ND (FX_NB / 8)
+typedef double fx_nd __attribute__((vector_size(FX_NB)));
+typedef int64_t fx_ni __attribute__((vector_size(FX_NB)));
+typedef uint64_t fx_nu __attribute__((vector_size(FX_NB)));
+typedef float fx_nf __attribute__((vector_size(FX_NB)));
+typedef int32_t fx_nfi __attribute__((vector_size(FX_NB)));
+typedef uint32_t fx_nfu __attribute__((vector_size(FX_NB)));
+
+/* The exponentials and the logarithm, wide (fx_vexp_nonpos on fx_vd, fx_vexpf_nonpos on
+ * fx_vf16, ...) and native (the same names ending in _n, on fx_nd and fx_nf).
+ * always_inline: vectors wider than 16 bytes are passed only within one build. */
+#define FXV(name) name
+#define FXV_BYTES 64
+#define FXV_D fx_vd
+#define FXV_I fx_vi
+#define FXV_U fx_vu
+#define FXV_F fx_vf16
+#define FXV_FI fx_vi16
+#define FXV_FU fx_vu16
+#include "fx_vmath.inc"
+
+#define FXV(name) name##_n
+#define FXV_BYTES FX_NB
+#define FXV_D fx_nd
+#define FXV_I fx_ni
+#define FXV_U fx_nu
+#define FXV_F fx_nf
+#define FXV_FI fx_nfi
+#define FXV_FU fx_nfu
+#include "fx_vmath.inc"
 
 /* The low and high eight lanes of a 16-float vector, as doubles. Converted as one 16-lane
  * vector, then split: GCC 12 turns a shuffle-then-convert into two 4-lane conversions and an
@@ -263,53 +272,49 @@ __attribute__((always_inline)) static inline fx_vd fx_hi8(fx_vf16 v) {
     return __builtin_shufflevector(d, d, 8, 9, 10, 11, 12, 13, 14, 15);
 }
 
-/* k ln2 + 2 atanh(z) for |z| <= 3 - 2 sqrt(2) = 0.1716 and a small integer k (as a double):
- * the series 2 (z + z^3/3 + ... + z^21/21) (truncation below 3e-17 relative; FX_FOR_FLOAT
- * stops at z^13/13, below 2e-12), with ln2 split as in the exponential. */
-__attribute__((always_inline)) static inline fx_vd fx_vlog_series(fx_vd z, fx_vd kd,
-                                                                  int precision) {
-    const fx_vd u = z * z;
-    fx_vd p;
-    if (precision == FX_FULL) {
-        p = u * 0x1.8618618618618p-5 + 0x1.af286bca1af28p-5;    /* 1/21, 1/19 */
-        p = p * u + 0x1.e1e1e1e1e1e1ep-5;                        /* 1/17 */
-        p = p * u + 0x1.1111111111111p-4;                        /* 1/15 */
-        p = p * u + 0x1.3b13b13b13b14p-4;                        /* 1/13 */
-    } else {
-        p = (fx_vd){0} + 0x1.3b13b13b13b14p-4;
-    }
-    p = p * u + 0x1.745d1745d1746p-4;                            /* 1/11 */
-    p = p * u + 0x1.c71c71c71c71cp-4;                            /* 1/9 */
-    p = p * u + 0x1.2492492492492p-3;                            /* 1/7 */
-    p = p * u + 0x1.999999999999ap-3;                            /* 1/5 */
-    p = p * u + 0x1.5555555555555p-2;                            /* 1/3 */
-    return kd * 0x1.62e42fefa3800p-1 + ((2.0 * z) * (p * u) + (kd * 0x1.ef35793c7673p-45
-                                                                + 2.0 * z));
+/* The low and high halves of a native float vector as native doubles (fx_nlo, fx_nhi), and
+ * two native double vectors rounded to floats side by side (fx_njoin), in each build's own
+ * instructions. */
+#if FX_NB == 64
+#define fx_nlo fx_lo8
+#define fx_nhi fx_hi8
+__attribute__((always_inline)) static inline fx_nf fx_njoin(fx_nd lo, fx_nd hi) {
+    const fx_vf lf = __builtin_convertvector(lo, fx_vf), hf = __builtin_convertvector(hi, fx_vf);
+    return __builtin_shufflevector(lf, hf, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 }
-
-/* log(x) in 8 double lanes for positive normal x (sums of exponentials, the binary losses'
- * probabilities and targets; 0 and subnormals read as 2^-1023 f, a log near -709, which the
- * callers clamp or rescale); NaN and +inf pass through. x = 2^k f with f in
- * [sqrt(1/2), sqrt(2)), then log f = 2 atanh(z), z = (f - 1) / (f + 1), and log x =
- * k ln2 + log f (fx_vlog_series). Within about 2 ulp (FX_FULL). */
-__attribute__((always_inline)) static inline fx_vd fx_vlog_pos_to(fx_vd x, int precision) {
-    const fx_vi bits = (fx_vi)x;
-    fx_vi k = ((bits >> 52) & 0x7ff) - 1023;
-    fx_vd f = (fx_vd)((bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);   /* [1, 2) */
-    const fx_vi big = f > 0x1.6a09e667f3bcdp+0;                               /* sqrt(2) */
-    f = (fx_vd)(((fx_vi)(f * 0.5) & big) | ((fx_vi)f & ~big));
-    k = k + (big & 1);
-    const fx_vd r = fx_vlog_series((f - 1.0) / (f + 1.0), __builtin_convertvector(k, fx_vd),
-                                   precision);
-    /* NaN and +inf pass through: an all-ones exponent, tested on the bits (GCC 12 turns the
-     * unordered compare x != x into one scalar compare per lane). */
-    const fx_vi special = (bits & INT64_MAX) >= 0x7ff0000000000000LL;
-    return (fx_vd)(((fx_vi)x & special) | ((fx_vi)r & ~special));
+#elif FX_NB == 32
+__attribute__((always_inline)) static inline fx_nd fx_nlo(fx_nf v) {
+    return (fx_nd)_mm256_cvtps_pd(_mm256_castps256_ps128((__m256)v));
 }
-
-__attribute__((always_inline)) static inline fx_vd fx_vlog_pos(fx_vd x) {
-    return fx_vlog_pos_to(x, FX_FULL);
+__attribute__((always_inline)) static inline fx_nd fx_nhi(fx_nf v) {
+    return (fx_nd)_mm256_cvtps_pd(_mm256_extractf128_ps((__m256)v, 1));
 }
+__attribute__((always_inline)) static inline fx_nf fx_njoin(fx_nd lo, fx_nd hi) {
+    return (fx_nf)_mm256_set_m128(_mm256_cvtpd_ps((__m256d)hi), _mm256_cvtpd_ps((__m256d)lo));
+}
+#elif defined(__SSE2__)
+__attribute__((always_inline)) static inline fx_nd fx_nlo(fx_nf v) {
+    return (fx_nd)_mm_cvtps_pd((__m128)v);
+}
+__attribute__((always_inline)) static inline fx_nd fx_nhi(fx_nf v) {
+    return (fx_nd)_mm_cvtps_pd(_mm_movehl_ps((__m128)v, (__m128)v));
+}
+__attribute__((always_inline)) static inline fx_nf fx_njoin(fx_nd lo, fx_nd hi) {
+    return (fx_nf)_mm_movelh_ps(_mm_cvtpd_ps((__m128d)lo), _mm_cvtpd_ps((__m128d)hi));
+}
+#else
+typedef float fx_nhf __attribute__((vector_size(8)));
+__attribute__((always_inline)) static inline fx_nd fx_nlo(fx_nf v) {
+    return __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1), fx_nd);
+}
+__attribute__((always_inline)) static inline fx_nd fx_nhi(fx_nf v) {
+    return __builtin_convertvector(__builtin_shufflevector(v, v, 2, 3), fx_nd);
+}
+__attribute__((always_inline)) static inline fx_nf fx_njoin(fx_nd lo, fx_nd hi) {
+    const fx_nhf lf = __builtin_convertvector(lo, fx_nhf), hf = __builtin_convertvector(hi, fx_nhf);
+    return __builtin_shufflevector(lf, hf, 0, 1, 2, 3);
+}
+#endif
 
 /* log(v) clamped at -100 as PyTorch does, for v in [0, 1]. fx_vlog_pos reads 0 and the
  * float64 subnormals as 2^-1023 f, a log near -709: clamped, that is the right answer. */
@@ -342,12 +347,12 @@ __attribute__((always_inline)) static inline double fx_vsum(fx_vd v) {
     return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
 }
 
-/* The per-row scalars of cross entropy with class-index targets for the rows of a block, in
- * double vectors of eight (a scalar log, exp or division per row would cost as much as a
- * 10-class row): m the row's maximum, sum = sum_c exp(x_c - m), ws = sum_c w_c (m - x_c)
+/* The per-row scalars of cross entropy with class-index targets for `lanes` rows (a multiple
+ * of FX_ND), in native double vectors (a scalar log, exp or division per row would cost as
+ * much as a 10-class row): m the row's maximum, sum = sum_c exp(x_c - m), ws = sum_c w_c (m - x_c)
  * (label smoothing only) and xy the target's logit, saved before an in-place gradient
- * overwrote it; lanes nrows to 8 * nhalf - 1 hold placeholders (m = ws = xy = 0, sum = 1).
- * Writes, for the 8 * nhalf lanes: loss; with scale non-NULL (the gradient's per-row
+ * overwrote it; lanes nrows to lanes - 1 hold placeholders (m = ws = xy = 0, sum = 1).
+ * Writes, for every lane: loss; with scale non-NULL (the gradient's per-row
  * scales) the gradient's scale A and shift B (g_c = A e_c - B w_c, e_c = exp(x_c - m)) and
  * the target's entry gy, at full precision from xy. An ignored row (t < 0) gets loss 0,
  * B = 0 and A = 0, or NaN where its sum is NaN: PyTorch's backward zeroes an ignored row as
@@ -355,35 +360,35 @@ __attribute__((always_inline)) static inline double fx_vsum(fx_vd v) {
  * _xent.pyx's (design note e). The sum of a row with a finite maximum is at least 1, where
  * fx_vlog_pos holds; the others are NaN rows, or all -inf ones whose m - xy is NaN. */
 __attribute__((always_inline)) static inline void
-fx_index_finish(int nhalf, int nrows, const int64_t* t, const double* w, double W, double eps,
+fx_index_finish(int lanes, int nrows, const int64_t* t, const double* w, double W, double eps,
                 double spread, const double* m, const double* sum, const double* ws,
                 const double* xy, const double* scale, double* loss, double* A, double* B,
                 double* gy) {
     double wyk[16], sk[16];
-    for (int k = 0; k < 8 * nhalf; ++k) {
+    for (int k = 0; k < lanes; ++k) {
         wyk[k] = k < nrows && t[k] >= 0 ? (w ? w[t[k]] : 1.0) : 0.0;
         sk[k] = scale && k < nrows ? scale[k] : 0.0;
     }
-    for (int h = 0; h < nhalf; ++h) {
-        fx_vd wy, sc, xyv, mv, sv, av;
-        memcpy(&wy, wyk + 8 * h, sizeof wy);
-        memcpy(&sc, sk + 8 * h, sizeof sc);
-        memcpy(&xyv, xy + 8 * h, sizeof xyv);
-        memcpy(&mv, m + 8 * h, sizeof mv);
-        memcpy(&sv, sum + 8 * h, sizeof sv);
-        memcpy(&av, ws + 8 * h, sizeof av);
-        const fx_vd lv = fx_vlog_pos(sv);
-        const fx_vd nll = (mv - xyv) + lv;
-        const fx_vd lo = eps > 0.0 ? (1.0 - eps) * wy * nll + spread * (av + W * lv) : wy * nll;
-        memcpy(loss + 8 * h, &lo, sizeof lo);
+    for (int h = 0; h < lanes; h += FX_ND) {
+        fx_nd wy, sc, xyv, mv, sv, av;
+        memcpy(&wy, wyk + h, sizeof wy);
+        memcpy(&sc, sk + h, sizeof sc);
+        memcpy(&xyv, xy + h, sizeof xyv);
+        memcpy(&mv, m + h, sizeof mv);
+        memcpy(&sv, sum + h, sizeof sv);
+        memcpy(&av, ws + h, sizeof av);
+        const fx_nd lv = fx_vlog_pos_n(sv);
+        const fx_nd nll = (mv - xyv) + lv;
+        const fx_nd lo = eps > 0.0 ? (1.0 - eps) * wy * nll + spread * (av + W * lv) : wy * nll;
+        memcpy(loss + h, &lo, sizeof lo);
         if (!scale) continue;
-        const fx_vd K = (1.0 - eps) * wy + spread * W;
-        const fx_vd Av = sc * K / sv, Bv = sc * spread;
-        const fx_vd py = fx_vexp_nonpos(xyv - mv) / sv;
-        const fx_vd gyv = sc * (K * py - (1.0 - eps) * wy - spread * wy);
-        memcpy(A + 8 * h, &Av, sizeof Av);
-        memcpy(B + 8 * h, &Bv, sizeof Bv);
-        memcpy(gy + 8 * h, &gyv, sizeof gyv);
+        const fx_nd K = (1.0 - eps) * wy + spread * W;
+        const fx_nd Av = sc * K / sv, Bv = sc * spread;
+        const fx_nd py = fx_vexp_nonpos_n(xyv - mv) / sv;
+        const fx_nd gyv = sc * (K * py - (1.0 - eps) * wy - spread * wy);
+        memcpy(A + h, &Av, sizeof Av);
+        memcpy(B + h, &Bv, sizeof Bv);
+        memcpy(gy + h, &gyv, sizeof gyv);
     }
     for (int k = 0; k < nrows; ++k) {
         if (t[k] >= 0) continue;
