@@ -100,9 +100,9 @@ static inline int fx_split(double a, float* ah, float* al) {
  * (fx_binary.inc; tests/test_float32_accuracy.py holds them to half an ulp). */
 enum { FX_FOR_FLOAT = 0, FX_FULL = 1 };
 
-/* exp(d) for d <= 0 (or NaN), exact to about 1 ulp and branch-free, in a scalar and
- * vector forms (fx_vmath.inc) that run the same operations in the same order (so a logit gets the same
- * exponential on every path); glibc's exp only vectorises under -ffast-math.
+/* exp(d) for d <= 0 (or NaN), exact to about 1 ulp and branch-free, in a scalar form and
+ * vector forms (fx_vmath.inc) that run the same operations in the same order (so a logit
+ * gets the same exponential on every path); glibc's exp only vectorises under -ffast-math.
  *   1. Cody-Waite reduction: d = k ln2 + r with k = round(d / ln2) (adding 1.5 * 2^52
  *      rounds to nearest and leaves k in the low bits of t), |r| <= ln2 / 2; ln2 is split in
  *      a 42-bit head (k * head is exact for |k| < 2^11) and a tail.
@@ -219,8 +219,8 @@ typedef int32_t fx_vi16 __attribute__((vector_size(64)));
 typedef uint32_t fx_vu16 __attribute__((vector_size(64)));
 
 /* The build's own vector register: 64 bytes with AVX-512, 32 with AVX2, else 16 (SSE2, NEON
- * and the like); FX_ND doubles or 2 FX_ND floats. In the AVX-512 build these are the wide
- * types above. */
+ * and the like); FX_ND doubles or 2 FX_ND floats (FX_IOTA: the lane numbers). In the
+ * AVX-512 build these are the wide types above. */
 #if defined(__AVX512F__)
 #define FX_NB 64
 #elif defined(__AVX2__)
@@ -235,6 +235,37 @@ typedef uint64_t fx_nu __attribute__((vector_size(FX_NB)));
 typedef float fx_nf __attribute__((vector_size(FX_NB)));
 typedef int32_t fx_nfi __attribute__((vector_size(FX_NB)));
 typedef uint32_t fx_nfu __attribute__((vector_size(FX_NB)));
+/* Native vectors in 8 doubles (FX_DQ), 16 floats (FX_FQ) and 16 doubles (FX_SQ), as
+ * literals for FX_EACH(n, S): S(0) S(1) ... S(n - 1). The row loops' steps go over their
+ * vectors so, with constant indices, which GCC keeps in registers; with a loop, unrolled
+ * or not, it kept the step's arrays on the stack (the AVX2 float rows ran 3x slower). */
+#if FX_NB == 64
+#define FX_DQ 1
+#define FX_FQ 1
+#define FX_SQ 2
+#elif FX_NB == 32
+#define FX_DQ 2
+#define FX_FQ 2
+#define FX_SQ 4
+#else
+#define FX_DQ 4
+#define FX_FQ 4
+#define FX_SQ 8
+#endif
+#define FX_EACH(n, S) FX_EACH_(n, S)
+#define FX_EACH_(n, S) FX_EACH##n(S)
+#define FX_EACH1(S) S(0)
+#define FX_EACH2(S) S(0) S(1)
+#define FX_EACH4(S) FX_EACH2(S) S(2) S(3)
+#define FX_EACH8(S) FX_EACH4(S) S(4) S(5) S(6) S(7)
+
+#if FX_ND == 8
+#define FX_IOTA ((fx_ni){0, 1, 2, 3, 4, 5, 6, 7})
+#elif FX_ND == 4
+#define FX_IOTA ((fx_ni){0, 1, 2, 3})
+#else
+#define FX_IOTA ((fx_ni){0, 1})
+#endif
 
 /* The exponentials and the logarithm, wide (fx_vexp_nonpos on fx_vd, fx_vexpf_nonpos on
  * fx_vf16, ...) and native (the same names ending in _n, on fx_nd and fx_nf).
