@@ -100,9 +100,10 @@ static inline int fx_split(double a, float* ah, float* al) {
  * (fx_binary.inc; tests/test_float32_accuracy.py holds them to half an ulp). */
 enum { FX_FOR_FLOAT = 0, FX_FULL = 1 };
 
-/* exp(d) for d <= 0 (or NaN), exact to about 1 ulp and branch-free, in a scalar form and
- * vector forms (fx_vmath.inc) that run the same operations in the same order (so a logit
- * gets the same exponential on every path); glibc's exp only vectorises under -ffast-math.
+/* exp(d) for d <= 0 (or NaN), exact to about 1 ulp and branch-free, in a scalar form and a
+ * vector form (the build's own width) that run the same operations in the same order (so a
+ * logit gets the same exponential on every path); glibc's exp only vectorises under
+ * -ffast-math.
  *   1. Cody-Waite reduction: d = k ln2 + r with k = round(d / ln2) (adding 1.5 * 2^52
  *      rounds to nearest and leaves k in the low bits of t), |r| <= ln2 / 2; ln2 is split in
  *      a 42-bit head (k * head is exact for |k| < 2^11) and a tail.
@@ -209,18 +210,11 @@ static inline float fx_expf_nonpos(float d) {
 #if defined(__GNUC__)
 #define FX_HAVE_VECTOR 1
 #define FX_VLEN 8
-typedef double fx_vd __attribute__((vector_size(64)));
-typedef int64_t fx_vi __attribute__((vector_size(64)));
-typedef uint64_t fx_vu __attribute__((vector_size(64)));   /* for the exponent-bit shifts */
-typedef float fx_vf __attribute__((vector_size(32)));
-
-typedef float fx_vf16 __attribute__((vector_size(64)));
-typedef int32_t fx_vi16 __attribute__((vector_size(64)));
-typedef uint32_t fx_vu16 __attribute__((vector_size(64)));
-
 /* The build's own vector register: 64 bytes with AVX-512, 32 with AVX2, else 16 (SSE2, NEON
- * and the like); FX_ND doubles or 2 FX_ND floats (FX_IOTA: the lane numbers). In the
- * AVX-512 build these are the wide types above. */
+ * and the like); FX_ND doubles or 2 FX_ND floats (FX_IOTA: the lane numbers). Why not
+ * 64 bytes everywhere: GCC 12 keeps a vector wider than the registers in memory, and turns
+ * each of its lane masks into a compare and branch per lane, so the AVX2 and baseline builds
+ * ran 3-10x slower than the AVX-512 one. */
 #if defined(__AVX512F__)
 #define FX_NB 64
 #elif defined(__AVX2__)
@@ -235,6 +229,7 @@ typedef uint64_t fx_nu __attribute__((vector_size(FX_NB)));
 typedef float fx_nf __attribute__((vector_size(FX_NB)));
 typedef int32_t fx_nfi __attribute__((vector_size(FX_NB)));
 typedef uint32_t fx_nfu __attribute__((vector_size(FX_NB)));
+typedef float fx_nhf __attribute__((vector_size(FX_NB / 2)));   /* FX_ND floats */
 /* Native vectors in 8 doubles (FX_DQ), 16 floats (FX_FQ) and 16 doubles (FX_SQ), as
  * literals for FX_EACH(n, S): S(0) S(1) ... S(n - 1). The row loops' steps go over their
  * vectors so, with constant indices, which GCC keeps in registers; with a loop, unrolled
@@ -267,50 +262,122 @@ typedef uint32_t fx_nfu __attribute__((vector_size(FX_NB)));
 #define FX_IOTA ((fx_ni){0, 1})
 #endif
 
-/* The exponentials and the logarithm, wide (fx_vexp_nonpos on fx_vd, fx_vexpf_nonpos on
- * fx_vf16, ...) and native (the same names ending in _n, on fx_nd and fx_nf).
- * always_inline: vectors wider than 16 bytes are passed only within one build. */
-#define FXV(name) name
-#define FXV_BYTES 64
-#define FXV_D fx_vd
-#define FXV_I fx_vi
-#define FXV_U fx_vu
-#define FXV_F fx_vf16
-#define FXV_FI fx_vi16
-#define FXV_FU fx_vu16
-#include "fx_vmath.inc"
-
-#define FXV(name) name##_n
-#define FXV_BYTES FX_NB
-#define FXV_D fx_nd
-#define FXV_I fx_ni
-#define FXV_U fx_nu
-#define FXV_F fx_nf
-#define FXV_FI fx_nfi
-#define FXV_FU fx_nfu
-#include "fx_vmath.inc"
-
-/* The low and high eight lanes of a 16-float vector, as doubles. Converted as one 16-lane
- * vector, then split: GCC 12 turns a shuffle-then-convert into two 4-lane conversions and an
- * insert per half, which cost the float row loops about 30% (C harness, C = 100 to 32000). */
-typedef double fx_vd16 __attribute__((vector_size(128)));
-__attribute__((always_inline)) static inline fx_vd fx_lo8(fx_vf16 v) {
-    const fx_vd16 d = __builtin_convertvector(v, fx_vd16);
-    return __builtin_shufflevector(d, d, 0, 1, 2, 3, 4, 5, 6, 7);
+/* The exponentials and the logarithm on the build's own vectors. always_inline: vectors
+ * wider than 16 bytes are passed only within one build. */
+/* exp(d) for d <= 0 or NaN (FX_EXP_BODY's steps), a native vector. The clamp is the build's
+ * max instruction (an unordered compare returns the second operand, so a NaN d stays NaN),
+ * a select where there is none; AVX-512 also scales by vscalefpd. */
+__attribute__((always_inline)) static inline fx_nd fx_vexp_nonpos_to(fx_nd d, int precision) {
+#define FX_EXP_T fx_nd
+#if FX_NB == 64
+    FX_EXP_BODY((fx_nd)_mm512_max_pd(_mm512_set1_pd(-746.0), (__m512d)d), 0x1p100, precision)
+    return (fx_nd)_mm512_scalef_pd((__m512d)p, (__m512d)k);
+#else
+#if FX_NB == 32
+    FX_EXP_BODY((fx_nd)_mm256_max_pd(_mm256_set1_pd(-746.0), (__m256d)d), 1.0, precision)
+#elif defined(__SSE2__)
+    FX_EXP_BODY((fx_nd)_mm_max_pd(_mm_set1_pd(-746.0), (__m128d)d), 1.0, precision)
+#else
+    const fx_ni low = d < -746.0;
+    const fx_nd lowest = (fx_nd){0} - 746.0;
+    FX_EXP_BODY((fx_nd)(((fx_ni)lowest & low) | ((fx_ni)d & ~low)), 1.0, precision)
+#endif
+    return p * (fx_nd)FX_EXP_SCALE_BITS((fx_nu)t);
+#endif
+#undef FX_EXP_T
 }
-__attribute__((always_inline)) static inline fx_vd fx_hi8(fx_vf16 v) {
-    const fx_vd16 d = __builtin_convertvector(v, fx_vd16);
-    return __builtin_shufflevector(d, d, 8, 9, 10, 11, 12, 13, 14, 15);
+
+__attribute__((always_inline)) static inline fx_nd fx_vexp_nonpos(fx_nd d) {
+    return fx_vexp_nonpos_to(d, FX_FULL);
+}
+
+/* The float exponential (FX_EXPF_BODY's steps), clamped and scaled as above. */
+__attribute__((always_inline)) static inline fx_nf fx_vexpf_nonpos(fx_nf d) {
+#define FX_EXP_T fx_nf
+#if FX_NB == 64
+    FX_EXPF_BODY((fx_nf)_mm512_max_ps(_mm512_set1_ps(-105.0f), (__m512)d), 0x1p30f)
+    return (fx_nf)_mm512_scalef_ps((__m512)p, (__m512)k);
+#else
+#if FX_NB == 32
+    FX_EXPF_BODY((fx_nf)_mm256_max_ps(_mm256_set1_ps(-105.0f), (__m256)d), 1.0f)
+#elif defined(__SSE2__)
+    FX_EXPF_BODY((fx_nf)_mm_max_ps(_mm_set1_ps(-105.0f), (__m128)d), 1.0f)
+#else
+    const fx_nfi low = d < -105.0f;
+    const fx_nf lowest = (fx_nf){0} - 105.0f;
+    FX_EXPF_BODY((fx_nf)(((fx_nfi)lowest & low) | ((fx_nfi)d & ~low)), 1.0f)
+#endif
+    return p * (fx_nf)FX_EXPF_SCALE_BITS((fx_nfu)t);
+#endif
+#undef FX_EXP_T
+}
+
+/* k ln2 + 2 atanh(z) for |z| <= 3 - 2 sqrt(2) = 0.1716 and a small integer k (as a double):
+ * the series 2 (z + z^3/3 + ... + z^21/21) (truncation below 3e-17 relative; FX_FOR_FLOAT
+ * stops at z^13/13, below 2e-12), with ln2 split as in the exponential. */
+__attribute__((always_inline)) static inline fx_nd fx_vlog_series(fx_nd z, fx_nd kd,
+                                                                  int precision) {
+    const fx_nd u = z * z;
+    fx_nd p;
+    if (precision == FX_FULL) {
+        p = u * 0x1.8618618618618p-5 + 0x1.af286bca1af28p-5;    /* 1/21, 1/19 */
+        p = p * u + 0x1.e1e1e1e1e1e1ep-5;                        /* 1/17 */
+        p = p * u + 0x1.1111111111111p-4;                        /* 1/15 */
+        p = p * u + 0x1.3b13b13b13b14p-4;                        /* 1/13 */
+    } else {
+        p = (fx_nd){0} + 0x1.3b13b13b13b14p-4;
+    }
+    p = p * u + 0x1.745d1745d1746p-4;                            /* 1/11 */
+    p = p * u + 0x1.c71c71c71c71cp-4;                            /* 1/9 */
+    p = p * u + 0x1.2492492492492p-3;                            /* 1/7 */
+    p = p * u + 0x1.999999999999ap-3;                            /* 1/5 */
+    p = p * u + 0x1.5555555555555p-2;                            /* 1/3 */
+    return kd * 0x1.62e42fefa3800p-1 + ((2.0 * z) * (p * u) + (kd * 0x1.ef35793c7673p-45
+                                                                + 2.0 * z));
+}
+
+/* log(x) for positive normal x (sums of exponentials, the binary losses' probabilities and
+ * targets; 0 and subnormals read as 2^-1023 f, a log near -709, which the callers clamp or
+ * rescale); NaN and +inf pass through. x = 2^k f with f in [sqrt(1/2), sqrt(2)), then
+ * log f = 2 atanh(z), z = (f - 1) / (f + 1), and log x = k ln2 + log f (fx_vlog_series).
+ * Within about 2 ulp (FX_FULL). */
+__attribute__((always_inline)) static inline fx_nd fx_vlog_pos_to(fx_nd x, int precision) {
+    const fx_nu bits = (fx_nu)x;
+    fx_nd f = (fx_nd)((bits & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL);   /* [1, 2) */
+    const fx_ni big = f > 0x1.6a09e667f3bcdp+0;                                  /* sqrt(2) */
+    f = (fx_nd)(((fx_ni)(f * 0.5) & big) | ((fx_ni)f & ~big));
+    /* k = exponent - 1023 (+ 1 where f was halved) as a double, without 64-bit integer
+     * shifts by sign or conversions, which only AVX-512 has: the biased exponent goes into
+     * the low mantissa bits of 2^52, and 2^52 + 1023 (- 1) comes off in double. */
+    const fx_nd kd = (fx_nd)((bits >> 52 & 0x7ff) | 0x4330000000000000ULL) -
+                     (0x1p52 + 1023.0) + (fx_nd)((fx_ni)((fx_nd){0} + 1.0) & big);
+    const fx_nd r = fx_vlog_series((f - 1.0) / (f + 1.0), kd, precision);
+    /* NaN and +inf pass through: |x| not below +inf. */
+    const fx_ni special = ~(fx_ni)((fx_nd)(bits & INT64_MAX) < INFINITY);
+    return (fx_nd)(((fx_ni)x & special) | ((fx_ni)r & ~special));
+}
+
+__attribute__((always_inline)) static inline fx_nd fx_vlog_pos(fx_nd x) {
+    return fx_vlog_pos_to(x, FX_FULL);
 }
 
 /* The low and high halves of a native float vector as native doubles (fx_nlo, fx_nhi), and
  * two native double vectors rounded to floats side by side (fx_njoin), in each build's own
- * instructions. */
+ * instructions. With AVX-512 the halves are converted as one 16-lane vector, then split:
+ * GCC 12 turns a shuffle-then-convert into two 4-lane conversions and an insert per half,
+ * which cost the float row loops about 30% (C harness, C = 100 to 32000). */
 #if FX_NB == 64
-#define fx_nlo fx_lo8
-#define fx_nhi fx_hi8
+typedef double fx_vd16 __attribute__((vector_size(128)));
+__attribute__((always_inline)) static inline fx_nd fx_nlo(fx_nf v) {
+    const fx_vd16 d = __builtin_convertvector(v, fx_vd16);
+    return __builtin_shufflevector(d, d, 0, 1, 2, 3, 4, 5, 6, 7);
+}
+__attribute__((always_inline)) static inline fx_nd fx_nhi(fx_nf v) {
+    const fx_vd16 d = __builtin_convertvector(v, fx_vd16);
+    return __builtin_shufflevector(d, d, 8, 9, 10, 11, 12, 13, 14, 15);
+}
 __attribute__((always_inline)) static inline fx_nf fx_njoin(fx_nd lo, fx_nd hi) {
-    const fx_vf lf = __builtin_convertvector(lo, fx_vf), hf = __builtin_convertvector(hi, fx_vf);
+    const fx_nhf lf = __builtin_convertvector(lo, fx_nhf), hf = __builtin_convertvector(hi, fx_nhf);
     return __builtin_shufflevector(lf, hf, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 }
 #elif FX_NB == 32
@@ -334,7 +401,6 @@ __attribute__((always_inline)) static inline fx_nf fx_njoin(fx_nd lo, fx_nd hi) 
     return (fx_nf)_mm_movelh_ps(_mm_cvtpd_ps((__m128d)lo), _mm_cvtpd_ps((__m128d)hi));
 }
 #else
-typedef float fx_nhf __attribute__((vector_size(8)));
 __attribute__((always_inline)) static inline fx_nd fx_nlo(fx_nf v) {
     return __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1), fx_nd);
 }
@@ -349,19 +415,19 @@ __attribute__((always_inline)) static inline fx_nf fx_njoin(fx_nd lo, fx_nd hi) 
 
 /* log(v) clamped at -100 as PyTorch does, for v in [0, 1]. fx_vlog_pos reads 0 and the
  * float64 subnormals as 2^-1023 f, a log near -709: clamped, that is the right answer. */
-__attribute__((always_inline)) static inline fx_vd fx_clamped_log01(fx_vd v, int precision) {
-    const fx_vd l = fx_vlog_pos_to(v, precision);
-    const fx_vi low = l < -100.0;
-    return (fx_vd)(((fx_vi)((fx_vd){0} - 100.0) & low) | ((fx_vi)l & ~low));
+__attribute__((always_inline)) static inline fx_nd fx_clamped_log01(fx_nd v, int precision) {
+    const fx_nd l = fx_vlog_pos_to(v, precision);
+    const fx_ni low = l < -100.0;
+    return (fx_nd)(((fx_ni)((fx_nd){0} - 100.0) & low) | ((fx_ni)l & ~low));
 }
 
-/* 8 doubles from p (step 1) or p[0] broadcast (step 0). */
-__attribute__((always_inline)) static inline fx_vd fx_vstep_load(const double* p, Py_ssize_t step) {
-    fx_vd v;
+/* FX_ND doubles from p (step 1) or p[0] broadcast (step 0). */
+__attribute__((always_inline)) static inline fx_nd fx_vstep_load(const double* p, Py_ssize_t step) {
+    fx_nd v;
     if (step == 1) {
         memcpy(&v, p, sizeof v);
     } else {
-        v = (fx_vd){0} + p[0];
+        v = (fx_nd){0} + p[0];
     }
     return v;
 }
@@ -373,9 +439,22 @@ __attribute__((always_inline)) static inline void fx_pad8(double* dst, const dou
     for (int i = 0; i < 8; ++i) dst[i] = i < m ? p[i * step] : 0.0;
 }
 
-/* The lanes of v added in a fixed tree order. */
-__attribute__((always_inline)) static inline double fx_vsum(fx_vd v) {
-    return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
+/* Eight doubles l[o..o+8) added in a fixed tree: every 8-lane sum's order, on every build. */
+#define FX_TREE8(l, o)                                                                          \
+    ((((l)[(o) + 0] + (l)[(o) + 4]) + ((l)[(o) + 2] + (l)[(o) + 6])) +                          \
+     (((l)[(o) + 1] + (l)[(o) + 5]) + ((l)[(o) + 3] + (l)[(o) + 7])))
+
+/* Eight double lanes (the binary runs' sums, the double rows' steps) as FX_DQ native
+ * vectors, q[j] holding lanes j FX_ND to (j + 1) FX_ND - 1; and their sum in FX_TREE8's
+ * order. */
+typedef struct {
+    fx_nd q[FX_DQ];
+} fx_d8;
+
+__attribute__((always_inline)) static inline double fx_vsum8(fx_d8 v) {
+    double l[8];
+    memcpy(l, &v, sizeof l);
+    return FX_TREE8(l, 0);
 }
 
 /* The per-row scalars of cross entropy with class-index targets for `lanes` rows (a multiple
@@ -408,14 +487,14 @@ fx_index_finish(int lanes, int nrows, const int64_t* t, const double* w, double 
         memcpy(&mv, m + h, sizeof mv);
         memcpy(&sv, sum + h, sizeof sv);
         memcpy(&av, ws + h, sizeof av);
-        const fx_nd lv = fx_vlog_pos_n(sv);
+        const fx_nd lv = fx_vlog_pos(sv);
         const fx_nd nll = (mv - xyv) + lv;
         const fx_nd lo = eps > 0.0 ? (1.0 - eps) * wy * nll + spread * (av + W * lv) : wy * nll;
         memcpy(loss + h, &lo, sizeof lo);
         if (!scale) continue;
         const fx_nd K = (1.0 - eps) * wy + spread * W;
         const fx_nd Av = sc * K / sv, Bv = sc * spread;
-        const fx_nd py = fx_vexp_nonpos_n(xyv - mv) / sv;
+        const fx_nd py = fx_vexp_nonpos(xyv - mv) / sv;
         const fx_nd gyv = sc * (K * py - (1.0 - eps) * wy - spread * wy);
         memcpy(A + h, &Av, sizeof Av);
         memcpy(B + h, &Bv, sizeof Bv);
@@ -436,7 +515,6 @@ enum { FX_LSE = 0, FX_SOFTMAX = 1, FX_LOG_SOFTMAX = 2 };
 
 #define T float
 #define FX_F32 1
-#define FX_TV fx_vf             /* 8 lanes of T */
 #define FX(name) FX_CAT(name, f32)
 #include "fx_row.inc"
 #if defined(FX_HAVE_VECTOR)
@@ -444,13 +522,11 @@ enum { FX_LSE = 0, FX_SOFTMAX = 1, FX_LOG_SOFTMAX = 2 };
 #include "fx_binary.inc"
 #endif
 #undef FX
-#undef FX_TV
 #undef FX_F32
 #undef T
 
 #define T double
 #define FX_F32 0
-#define FX_TV fx_vd
 #define FX(name) FX_CAT(name, f64)
 #include "fx_row.inc"
 #if defined(FX_HAVE_VECTOR)
@@ -458,7 +534,6 @@ enum { FX_LSE = 0, FX_SOFTMAX = 1, FX_LOG_SOFTMAX = 2 };
 #include "fx_binary.inc"
 #endif
 #undef FX
-#undef FX_TV
 #undef T
 
 /* The smallest and largest of n >= 1 targets (the range check of _validate.py). */
