@@ -1,6 +1,8 @@
 """The C checks of tests/cpu_host: each compiled for one instruction set the extension's
 kernels are built for (x86-64, -v3, -v4), under AddressSanitizer and UndefinedBehaviorSanitizer
-where gcc has them, and run where this CPU can."""
+where gcc has them, and run where this CPU can; and for aarch64 (the generic code on 16-byte
+NEON registers, which other CPUs build) where a cross compiler and qemu-aarch64 are installed
+(Debian: gcc-aarch64-linux-gnu, qemu-user)."""
 import os
 import pathlib
 import shutil
@@ -11,7 +13,8 @@ import pytest
 
 HERE = pathlib.Path(__file__).resolve().parent
 KERNELS = HERE.parent / "src" / "fastxent" / "_cpu"
-LEVELS = ("x86-64", "x86-64-v3", "x86-64-v4")
+LEVELS = ("x86-64", "x86-64-v3", "x86-64-v4", "aarch64")
+CROSS = {"aarch64": ("aarch64-linux-gnu-gcc", "qemu-aarch64")}
 
 needs_gcc = pytest.mark.skipif(
     shutil.which("gcc") is None or os.uname().machine != "x86_64",
@@ -46,15 +49,23 @@ def run_check(name, level, flags, tmp_path):
     CPU cannot run `level` code (after compiling, which every machine can). The check must
     print ok and exit 0. Returns what it wrote to stderr."""
     exe = tmp_path / f"{name}_{level}"
+    if level in CROSS:
+        cc, emulator = CROSS[level]
+        if shutil.which(cc) is None or shutil.which(emulator) is None:
+            pytest.skip(f"no {cc} and {emulator} to build and run {level} code")
+        target, runner = ["-static"], [emulator]
+    else:
+        cc, target, runner = "gcc", [f"-march={level}", *_sanitizers(tmp_path)], []
     # gnu17, GCC's default and so the extension's: ISO modes turn off FMA contraction,
-    # which the AVX2 and AVX-512 builds' arithmetic relies on.
-    subprocess.run(["gcc", "-std=gnu17", "-O2", f"-march={level}", "-w", *flags,
-                    *_sanitizers(tmp_path), "-I", str(KERNELS),
+    # which the AVX2 and AVX-512 builds' arithmetic relies on. Python's headers only give
+    # Py_ssize_t.
+    subprocess.run([cc, "-std=gnu17", "-O2", "-w", *target, *flags, "-I", str(KERNELS),
                     "-I", sysconfig.get_paths()["include"],
                     str(HERE / "cpu_host" / f"{name}.c"), "-o", str(exe), "-lm"],
                    check=True, capture_output=True, env=_env(), timeout=300)
-    if not _cpu_runs(level, tmp_path):
+    if not runner and not _cpu_runs(level, tmp_path):
         pytest.skip(f"this CPU does not run {level} code (the check compiled)")
-    run = subprocess.run([str(exe)], capture_output=True, text=True, env=_env(), timeout=300)
+    run = subprocess.run([*runner, str(exe)], capture_output=True, text=True, env=_env(),
+                         timeout=300)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stdout + run.stderr[-3000:]
     return run.stderr

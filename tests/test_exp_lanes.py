@@ -1,7 +1,8 @@
-"""fx_simd.h's exponentials checked in C for every instruction set the extension is built for:
-the vector lanes bit for bit against the scalar form (which the row kernels' short tails
-use), the float one within an ulp of exp, and the AVX2 and AVX-512 builds bit for bit against
-each other, though the AVX-512 one clamps by vmaxps and scales by vscalefps
+"""fx_simd.h's exponentials and logarithm checked in C for every instruction set the extension
+is built for (aarch64 through qemu where it is installed): the vector lanes bit for bit
+against the scalar form (which the row kernels' short tails use), the float one within an ulp
+of exp, the logarithm within 2 ulp of libm's, and the AVX2 and AVX-512 builds bit for bit
+against each other, though the AVX-512 one clamps by vmaxps and scales by vscalefps
 (tests/cpu_host/fx_exp_check.c has the arguments).
 """
 import re

@@ -58,9 +58,9 @@
 #include <immintrin.h>
 #endif
 
-/* Whether fmaf is one instruction here: in the AVX-512 and AVX2 kernels, not in the
- * baseline ones (there it is a libm call). */
-#if defined(__FMA__)
+/* Whether fmaf is one instruction here: in the AVX-512 and AVX2 kernels and on aarch64, not
+ * in the x86-64 baseline ones (there it is a libm call). */
+#if defined(__FMA__) || defined(__ARM_FEATURE_FMA)
 #define FX_FMA() 1
 #else
 #define FX_FMA() 0
