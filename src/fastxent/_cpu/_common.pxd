@@ -174,7 +174,7 @@ cdef inline void rows_transform(int mode, const floating* x, const Py_ssize_t* o
 # when the class stride is 1.
 
 cdef enum:
-    BLOCK_ROWS = 16         # lanes of the widest block (float); double blocks use 8
+    BLOCK_ROWS = 16         # rows per block call (float; double blocks take 8), FX_BL at a time
 
 # Rows of at most BLOCK_MAX_C classes go to the block kernels even when their classes are
 # adjacent: one row in flight would wait on the exponential's latency, and a row's fixed

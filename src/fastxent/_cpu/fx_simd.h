@@ -169,8 +169,8 @@ static inline double fx_exp_nonpos(double d) {
 #undef FX_EXP_T
 }
 
-/* The float32 exponential, for float storage: the same three steps in single precision,
- * 16 lanes wide. ln2 = 0x1.63p-1 + (-0x1.bd0106p-13) (Cephes' split: k * head is exact for
+/* The float32 exponential, for float storage: the same three steps in single precision
+ * (twice the double form's lanes in its vector form). ln2 = 0x1.63p-1 + (-0x1.bd0106p-13) (Cephes' split: k * head is exact for
  * |k| < 2^8); exp(r) = 1 + r + r^2 q(r) with q of degree 4, fitted for the least maximum
  * relative error on |r| <= ln2 / 2 (3.6e-9 with its float coefficients: below the 5e-9
  * truncation of the degree-7 Taylor polynomial it replaced, one FMA shorter); 2^k offset by
