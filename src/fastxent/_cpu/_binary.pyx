@@ -9,7 +9,9 @@ b) One pass: each element is read once and its loss (reduction="none") or the un
    sum, and its gradient, written in the same iteration; an in-place gradient (grad is the
    input) is safe because the input element is read first. Runs whose innermost axis is
    unit-stride (or broadcast, for the float64 operands) go to fx_binary.inc's 8-lane loops;
-   other layouts take the element loops below, which compute the same formulas.
+   other layouts (mixed C and Fortran order, strided views) go through the same loops in
+   chunks copied to and from the stack, so one implementation computes every element (a
+   strided element loop with libm's log1p and exp took 23x as long).
 c) Threading and determinism: fixed units of work (_common.pxd), partial sums added in unit
    order after the parallel loop.
 d) Formulas are PyTorch's, evaluated in double:
@@ -21,11 +23,11 @@ d) Formulas are PyTorch's, evaluated in double:
    first term is 0 * inf = NaN, as in PyTorch (docs/numerics.md lists these cases).
 """
 from cython.parallel cimport prange
-from libc.math cimport log, log1p, exp, fabs
 from libc.stdlib cimport malloc, free
 
-from ._common cimport (floating, fx_sigmoid, n_units, unit_row0, unit_row1, unit_col0,
-                       unit_col1, unit_runs, bce_logits_run, bce_run)
+from ._common cimport (floating, n_units, unit_row0, unit_row1, unit_col0, unit_col1,
+                       unit_runs, bce_logits_run, bce_run, CHUNK, chunk_in,
+                       chunk_in_double, chunk_out)
 
 
 # PyTorch's floor for p (1 - p) in the BCE gradient is the float constant 1e-12, i.e.
@@ -33,19 +35,20 @@ from ._common cimport (floating, fx_sigmoid, n_units, unit_row0, unit_row1, unit
 cdef double _GRAD_EPS = <double>(<float>1e-12)
 
 
-cdef inline double _clamped_log(double v) noexcept nogil:
-    # PyTorch clamps each log at -100 (std::max: a NaN log stays NaN).
-    return -100.0 if v < -100.0 else v
-
-
 cdef inline double _bce_unit(Py_ssize_t u, Py_ssize_t rows, const floating[:, :, :] p,
                              const floating[:, :, :] y, const double[:, :, :] w,
                              const double[:, :, :] gscale, floating[:, :, :] loss,
                              floating[:, :, :] grad, bint want_loss,
                              bint want_grad, bint vector) noexcept nogil:
-    cdef Py_ssize_t n1 = p.shape[1], n2 = p.shape[2], r, i, j, k
+    cdef Py_ssize_t n1 = p.shape[1], n2 = p.shape[2], r, i, j, k, n
     cdef Py_ssize_t k0 = unit_col0(u, n2), k1 = unit_col1(u, n2)
-    cdef double acc = 0.0, pv, yv, wv, lv, d
+    cdef double acc = 0.0
+    cdef floating pb[CHUNK]
+    cdef floating yb[CHUNK]
+    cdef floating lb[CHUNK]
+    cdef floating gb[CHUNK]
+    cdef double wb[CHUNK]
+    cdef double sb[CHUNK]
     for r in range(unit_row0(u, n2), unit_row1(u, rows, n2)):
         i = r // n1
         j = r - i * n1
@@ -56,18 +59,18 @@ cdef inline double _bce_unit(Py_ssize_t u, Py_ssize_t rows, const floating[:, :,
                            &loss[i, j, k0] if want_loss else NULL,
                            &grad[i, j, k0] if want_grad else NULL, k1 - k0)
             continue
-        for k in range(k0, k1):
-            pv = p[i, j, k]
-            yv = y[i, j, k]
-            wv = w[i, j, k]
-            lv = wv * ((yv - 1.0) * _clamped_log(log1p(-pv)) - yv * _clamped_log(log(pv)))
-            acc += lv
-            if want_loss:
-                loss[i, j, k] = <floating>lv
-            if want_grad:
-                d = pv * (1.0 - pv)
-                grad[i, j, k] = <floating>(gscale[i, j, k] * wv * (pv - yv)
-                                           / (d if d > _GRAD_EPS else _GRAD_EPS))
+        k = k0
+        while k < k1:
+            n = min(<Py_ssize_t>CHUNK, k1 - k)
+            chunk_in(p, i, j, k, n, pb)
+            chunk_in(y, i, j, k, n, yb)
+            chunk_in_double(w, i, j, k, n, wb)
+            chunk_in_double(gscale, i, j, k, n, sb if want_grad else NULL)
+            acc += bce_run(pb, yb, wb, 1, sb if want_grad else NULL, 1, _GRAD_EPS,
+                           lb if want_loss else NULL, gb if want_grad else NULL, n)
+            chunk_out(loss, grad, i, j, k, n, lb if want_loss else NULL,
+                      gb if want_grad else NULL)
+            k += n
     return acc
 
 
@@ -87,9 +90,16 @@ cdef inline double _bce_logits_unit(Py_ssize_t u, Py_ssize_t rows,
                                     const double[:, :, :] gscale, floating[:, :, :] loss,
                                     floating[:, :, :] grad, bint has_pw, bint want_loss,
                                     bint want_grad, bint vector) noexcept nogil:
-    cdef Py_ssize_t n1 = x.shape[1], n2 = x.shape[2], r, i, j, k
+    cdef Py_ssize_t n1 = x.shape[1], n2 = x.shape[2], r, i, j, k, n
     cdef Py_ssize_t k0 = unit_col0(u, n2), k1 = unit_col1(u, n2)
-    cdef double acc = 0.0, xv, yv, wv, pv, lv, sp, sg
+    cdef double acc = 0.0
+    cdef floating xb[CHUNK]
+    cdef floating yb[CHUNK]
+    cdef floating lb[CHUNK]
+    cdef floating gb[CHUNK]
+    cdef double wb[CHUNK]
+    cdef double pb[CHUNK]
+    cdef double sb[CHUNK]
     for r in range(unit_row0(u, n2), unit_row1(u, rows, n2)):
         i = r // n1
         j = r - i * n1
@@ -102,26 +112,20 @@ cdef inline double _bce_logits_unit(Py_ssize_t u, Py_ssize_t rows,
                 &loss[i, j, k0] if want_loss else NULL, &grad[i, j, k0] if want_grad else NULL,
                 k1 - k0)
             continue
-        for k in range(k0, k1):
-            xv = x[i, j, k]
-            yv = y[i, j, k]
-            wv = w[i, j, k]
-            sp = log1p(exp(-fabs(xv))) + (-xv if xv < 0.0 else 0.0)   # softplus(-x)
-            if has_pw:
-                pv = pw[i, j, k]
-                lv = wv * ((1.0 - yv) * xv + (1.0 + (pv - 1.0) * yv) * sp)
-            else:
-                lv = wv * ((1.0 - yv) * xv + sp)
-            acc += lv
-            if want_loss:
-                loss[i, j, k] = <floating>lv
-            if want_grad:
-                sg = fx_sigmoid(xv)
-                if has_pw:
-                    sg = (pv * yv + 1.0 - yv) * sg - pv * yv
-                else:
-                    sg = sg - yv
-                grad[i, j, k] = <floating>(gscale[i, j, k] * wv * sg)
+        k = k0
+        while k < k1:
+            n = min(<Py_ssize_t>CHUNK, k1 - k)
+            chunk_in(x, i, j, k, n, xb)
+            chunk_in(y, i, j, k, n, yb)
+            chunk_in_double(w, i, j, k, n, wb)
+            chunk_in_double(pw, i, j, k, n, pb if has_pw else NULL)
+            chunk_in_double(gscale, i, j, k, n, sb if want_grad else NULL)
+            acc += bce_logits_run(xb, yb, wb, 1, pb if has_pw else NULL, 1,
+                                  sb if want_grad else NULL, 1, lb if want_loss else NULL,
+                                  gb if want_grad else NULL, n)
+            chunk_out(loss, grad, i, j, k, n, lb if want_loss else NULL,
+                      gb if want_grad else NULL)
+            k += n
     return acc
 
 

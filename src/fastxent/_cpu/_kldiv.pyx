@@ -4,7 +4,8 @@ Design
 a) Layout, passes, threading and determinism as in _binary.pyx: (d0, d1, d2) views with
    arbitrary strides (the target and the gradient scale may be broadcast), one pass, fixed
    units whose partial sums are added in order. Unit-stride runs go to fx_binary.inc's 8-lane
-   loop (fx_kl_run); other layouts take the element loop below.
+   loop (fx_kl_run); other layouts go through it in chunks copied to and from the stack, as
+   in _binary.pyx.
 b) Formulas are PyTorch's, in double, with x the input log-probabilities and t the target:
      log_target=False: l = xlogy(t, t) - t x,   g = -t
      log_target=True:  l = exp(t) (t - x),      g = -exp(t)
@@ -12,28 +13,24 @@ b) Formulas are PyTorch's, in double, with x the input log-probabilities and t t
    which is NaN at x = -inf exactly as in PyTorch.
 """
 from cython.parallel cimport prange
-from libc.math cimport log, exp, isnan, NAN
 from libc.stdlib cimport malloc, free
 
 from ._common cimport (floating, n_units, unit_row0, unit_row1, unit_col0, unit_col1,
-                       unit_runs, kl_run)
-
-
-cdef inline double _xlogx(double t) noexcept nogil:
-    if isnan(t):
-        return NAN
-    if t == 0.0:
-        return 0.0
-    return t * log(t)
+                       unit_runs, kl_run, CHUNK, chunk_in, chunk_in_double, chunk_out)
 
 
 cdef inline double _kl_unit(Py_ssize_t u, Py_ssize_t rows, const floating[:, :, :] x,
                             const floating[:, :, :] t, const double[:, :, :] gscale,
                             floating[:, :, :] loss, floating[:, :, :] grad, bint log_target,
                             bint want_loss, bint want_grad, bint vector) noexcept nogil:
-    cdef Py_ssize_t n1 = x.shape[1], n2 = x.shape[2], r, i, j, k
+    cdef Py_ssize_t n1 = x.shape[1], n2 = x.shape[2], r, i, j, k, n
     cdef Py_ssize_t k0 = unit_col0(u, n2), k1 = unit_col1(u, n2)
-    cdef double acc = 0.0, xv, tv, lv, et
+    cdef double acc = 0.0
+    cdef floating xb[CHUNK]
+    cdef floating tb[CHUNK]
+    cdef floating lb[CHUNK]
+    cdef floating gb[CHUNK]
+    cdef double sb[CHUNK]
     for r in range(unit_row0(u, n2), unit_row1(u, rows, n2)):
         i = r // n1
         j = r - i * n1
@@ -44,20 +41,17 @@ cdef inline double _kl_unit(Py_ssize_t u, Py_ssize_t rows, const floating[:, :, 
                           &loss[i, j, k0] if want_loss else NULL,
                           &grad[i, j, k0] if want_grad else NULL, k1 - k0)
             continue
-        for k in range(k0, k1):
-            xv = x[i, j, k]
-            tv = t[i, j, k]
-            if log_target:
-                et = exp(tv)
-                lv = et * (tv - xv)
-            else:
-                et = tv
-                lv = _xlogx(tv) - tv * xv
-            acc += lv
-            if want_loss:
-                loss[i, j, k] = <floating>lv
-            if want_grad:
-                grad[i, j, k] = <floating>(-et * gscale[i, j, k])
+        k = k0
+        while k < k1:
+            n = min(<Py_ssize_t>CHUNK, k1 - k)
+            chunk_in(x, i, j, k, n, xb)
+            chunk_in(t, i, j, k, n, tb)
+            chunk_in_double(gscale, i, j, k, n, sb if want_grad else NULL)
+            acc += kl_run(xb, tb, sb if want_grad else NULL, 1, log_target,
+                          lb if want_loss else NULL, gb if want_grad else NULL, n)
+            chunk_out(loss, grad, i, j, k, n, lb if want_loss else NULL,
+                      gb if want_grad else NULL)
+            k += n
     return acc
 
 
