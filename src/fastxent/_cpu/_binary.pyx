@@ -26,8 +26,7 @@ from cython.parallel cimport prange
 from libc.stdlib cimport malloc, free
 
 from ._common cimport (floating, n_units, unit_row0, unit_row1, unit_col0, unit_col1,
-                       unit_runs, bce_logits_run, bce_run, CHUNK, chunk_in,
-                       chunk_in_double, chunk_out)
+                       unit_runs, bce_logits_run, bce_run, CHUNK, chunk_in, chunk_out)
 
 
 # PyTorch's floor for p (1 - p) in the BCE gradient is the float constant 1e-12, i.e.
@@ -64,8 +63,8 @@ cdef inline double _bce_unit(Py_ssize_t u, Py_ssize_t rows, const floating[:, :,
             n = min(<Py_ssize_t>CHUNK, k1 - k)
             chunk_in(p, i, j, k, n, pb)
             chunk_in(y, i, j, k, n, yb)
-            chunk_in_double(w, i, j, k, n, wb)
-            chunk_in_double(gscale, i, j, k, n, sb if want_grad else NULL)
+            chunk_in(w, i, j, k, n, wb)
+            chunk_in(gscale, i, j, k, n, sb if want_grad else NULL)
             acc += bce_run(pb, yb, wb, 1, sb if want_grad else NULL, 1, _GRAD_EPS,
                            lb if want_loss else NULL, gb if want_grad else NULL, n)
             chunk_out(loss, grad, i, j, k, n, lb if want_loss else NULL,
@@ -117,9 +116,9 @@ cdef inline double _bce_logits_unit(Py_ssize_t u, Py_ssize_t rows,
             n = min(<Py_ssize_t>CHUNK, k1 - k)
             chunk_in(x, i, j, k, n, xb)
             chunk_in(y, i, j, k, n, yb)
-            chunk_in_double(w, i, j, k, n, wb)
-            chunk_in_double(pw, i, j, k, n, pb if has_pw else NULL)
-            chunk_in_double(gscale, i, j, k, n, sb if want_grad else NULL)
+            chunk_in(w, i, j, k, n, wb)
+            chunk_in(pw, i, j, k, n, pb if has_pw else NULL)
+            chunk_in(gscale, i, j, k, n, sb if want_grad else NULL)
             acc += bce_logits_run(xb, yb, wb, 1, pb if has_pw else NULL, 1,
                                   sb if want_grad else NULL, 1, lb if want_loss else NULL,
                                   gb if want_grad else NULL, n)

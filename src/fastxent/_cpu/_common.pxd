@@ -299,21 +299,14 @@ cdef inline Py_ssize_t unit_col1(Py_ssize_t u, Py_ssize_t n2) noexcept nogil:
 
 # Elements a binary or kl_div run copies to the stack at a time where its layout is not one
 # the 8-lane loops take (_binary.pyx, _kldiv.pyx), and the copies: a[i, j, k:k + n] into
-# dst (NULL: not wanted), and the chunk's losses and gradient back where wanted.
+# dst (NULL: not wanted; a is of the input's dtype or a float64 weight or scale), and the
+# chunk's losses and gradient back where wanted.
 cdef enum:
     CHUNK = 256
 
 
 cdef inline void chunk_in(const floating[:, :, :] a, Py_ssize_t i, Py_ssize_t j, Py_ssize_t k,
                           Py_ssize_t n, floating* dst) noexcept nogil:
-    cdef Py_ssize_t m
-    if dst != NULL:
-        for m in range(n):
-            dst[m] = a[i, j, k + m]
-
-
-cdef inline void chunk_in_double(const double[:, :, :] a, Py_ssize_t i, Py_ssize_t j,
-                                 Py_ssize_t k, Py_ssize_t n, double* dst) noexcept nogil:
     cdef Py_ssize_t m
     if dst != NULL:
         for m in range(n):

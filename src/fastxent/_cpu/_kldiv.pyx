@@ -16,7 +16,7 @@ from cython.parallel cimport prange
 from libc.stdlib cimport malloc, free
 
 from ._common cimport (floating, n_units, unit_row0, unit_row1, unit_col0, unit_col1,
-                       unit_runs, kl_run, CHUNK, chunk_in, chunk_in_double, chunk_out)
+                       unit_runs, kl_run, CHUNK, chunk_in, chunk_out)
 
 
 cdef inline double _kl_unit(Py_ssize_t u, Py_ssize_t rows, const floating[:, :, :] x,
@@ -46,7 +46,7 @@ cdef inline double _kl_unit(Py_ssize_t u, Py_ssize_t rows, const floating[:, :, 
             n = min(<Py_ssize_t>CHUNK, k1 - k)
             chunk_in(x, i, j, k, n, xb)
             chunk_in(t, i, j, k, n, tb)
-            chunk_in_double(gscale, i, j, k, n, sb if want_grad else NULL)
+            chunk_in(gscale, i, j, k, n, sb if want_grad else NULL)
             acc += kl_run(xb, tb, sb if want_grad else NULL, 1, log_target,
                           lb if want_loss else NULL, gb if want_grad else NULL, n)
             chunk_out(loss, grad, i, j, k, n, lb if want_loss else NULL,

@@ -169,16 +169,16 @@ static inline double fx_exp_nonpos(double d) {
 #undef FX_EXP_T
 }
 
-/* The float32 exponential, for float storage: the same three steps in single precision
- * (twice the double form's lanes in its vector form). ln2 = 0x1.63p-1 + (-0x1.bd0106p-13) (Cephes' split: k * head is exact for
- * |k| < 2^8); exp(r) = 1 + r + r^2 q(r) with q of degree 4, fitted for the least maximum
- * relative error on |r| <= ln2 / 2 (3.6e-9 with its float coefficients: below the 5e-9
- * truncation of the degree-7 Taylor polynomial it replaced, one FMA shorter); 2^k offset by
- * 30 for subnormal results, the 2^-30 carried by the coefficients as above; d < -105 (and
- * -inf) give 0, NaN stays NaN; the AVX-512 build scales and clamps as the double one does.
- * Checked on every float in [-105, 0] against exp in double: at most 0.88 ulp (0.48% of them
- * above half an ulp) where FMA contracts the polynomial (the AVX2 and AVX-512 builds), 1.18
- * ulp without (the baseline build: 0.86% above half an ulp). Sums of these terms stay in
+/* The float32 exponential, for float storage: the same three steps in single precision (twice
+ * the double form's lanes in its vector form). ln2 = 0x1.63p-1 + (-0x1.bd0106p-13) (Cephes'
+ * split: k * head is exact for |k| < 2^8); exp(r) = 1 + r + r^2 q(r) with q of degree 4, fitted
+ * for the least maximum relative error on |r| <= ln2 / 2 (3.6e-9 with its float coefficients:
+ * below the 5e-9 truncation of the degree-7 Taylor polynomial it replaced, one FMA shorter);
+ * 2^k offset by 30 for subnormal results, the 2^-30 carried by the coefficients as above;
+ * d < -105 (and -inf) give 0, NaN stays NaN; the AVX-512 build scales and clamps as the double
+ * one does. Checked on every float in [-105, 0] against exp in double: at most 0.88 ulp (0.48% of
+ * them above half an ulp) where FMA contracts the polynomial (the AVX2 and AVX-512 builds),
+ * 1.18 ulp without (the baseline build: 0.86% above half an ulp). Sums of these terms stay in
  * double. */
 #define FX_EXPF_BODY(clamp, u)                                                            \
     const float shifterf = 0x1.8p23f;                                                    \
@@ -262,11 +262,10 @@ typedef float fx_nhf __attribute__((vector_size(FX_NB / 2)));   /* FX_ND floats 
 #define FX_IOTA ((fx_ni){0, 1})
 #endif
 
-/* The exponentials and the logarithm on the build's own vectors. always_inline: vectors
- * wider than 16 bytes are passed only within one build. */
-/* exp(d) for d <= 0 or NaN (FX_EXP_BODY's steps), a native vector. The clamp is the build's
- * max instruction (an unordered compare returns the second operand, so a NaN d stays NaN),
- * a select where there is none; AVX-512 also scales by vscalefpd. */
+/* exp(d) for d <= 0 or NaN (FX_EXP_BODY's steps) on the build's own vector. The clamp is
+ * the build's max instruction (an unordered compare returns the second operand, so a NaN d
+ * stays NaN), a select where there is none; AVX-512 also scales by vscalefpd. Here and
+ * below, always_inline: vectors wider than 16 bytes are passed only within one build. */
 __attribute__((always_inline)) static inline fx_nd fx_vexp_nonpos_to(fx_nd d, int precision) {
 #define FX_EXP_T fx_nd
 #if FX_NB == 64
@@ -460,26 +459,26 @@ __attribute__((always_inline)) static inline double fx_vsum8(fx_d8 v) {
     return FX_TREE8(l, 0);
 }
 
-/* The per-row scalars of cross entropy with class-index targets for `lanes` rows (a multiple
- * of FX_ND), in native double vectors (a scalar log, exp or division per row would cost as
- * much as a 10-class row): m the row's maximum, sum = sum_c exp(x_c - m), ws = sum_c w_c (m - x_c)
- * (label smoothing only) and xy the target's logit, saved before an in-place gradient
- * overwrote it; lanes nrows to lanes - 1 hold placeholders (m = ws = xy = 0, sum = 1).
- * Writes, for every lane: loss; with scale non-NULL (the gradient's per-row
- * scales) the gradient's scale A and shift B (g_c = A e_c - B w_c, e_c = exp(x_c - m)) and
- * the target's entry gy, at full precision from xy. An ignored row (t < 0) gets loss 0,
- * B = 0 and A = 0, or NaN where its sum is NaN: PyTorch's backward zeroes an ignored row as
- * g - p * sum(g), NaN wherever p is (a NaN or +inf logit, or a row of -inf). The maths is
- * _xent.pyx's (design note e). The sum of a row with a finite maximum is at least 1, where
- * fx_vlog_pos holds; the others are NaN rows, or all -inf ones whose m - xy is NaN. */
+/* The per-row scalars of cross entropy with class-index targets for `lanes` rows (a multiple of
+ * FX_ND), in native double vectors (a scalar log, exp or division per row would cost as much as
+ * a 10-class row): m the row's maximum, sum = sum_c exp(x_c - m), ws = sum_c w_c (m - x_c)
+ * (label smoothing only) and xy the target's logit, saved before an in-place gradient overwrote
+ * it; lanes nrows to lanes - 1 hold placeholders (m = ws = xy = 0, sum = 1). Writes, for every
+ * lane: loss; with scale non-NULL (the gradient's per-row scales) the gradient's scale A and
+ * shift B (g_c = A e_c - B w_c, e_c = exp(x_c - m)) and the target's entry gy, at full
+ * precision from xy. An ignored row (t < 0) gets loss 0, B = 0 and A = 0, or NaN where its sum
+ * is NaN: PyTorch's backward zeroes an ignored row as g - p * sum(g), NaN wherever p is (a NaN
+ * or +inf logit, or a row of -inf). The maths is _xent.pyx's (design note e). The sum of a row
+ * with a finite maximum is at least 1, where fx_vlog_pos holds; the others are NaN rows, or all
+ * -inf ones whose m - xy is NaN. */
 __attribute__((always_inline)) static inline void
 fx_index_finish(int lanes, int nrows, const int64_t* t, const double* w, double W, double eps,
                 double spread, const double* m, const double* sum, const double* ws,
                 const double* xy, const double* scale, double* loss, double* A, double* B,
                 double* gy) {
     /* Row by row, and the rest zero: written as one loop over the lanes, GCC read t and
-     * scale with masked loads, which stall for hundreds of cycles when the masked-off part
-     * lies on an unmapped page -- scale is NULL for a loss without gradient (float64 C = 10
+     * scale with masked loads, which stall for hundreds of cycles when the masked-off
+     * addresses are unmapped -- scale is NULL for a loss without gradient (float64 C = 10
      * loss 0.8 -> 2.0 ms). */
     double wyk[16] = {0}, sk[16] = {0};
     for (int k = 0; k < nrows; ++k) wyk[k] = t[k] >= 0 ? (w ? w[t[k]] : 1.0) : 0.0;
