@@ -412,6 +412,41 @@ __attribute__((always_inline)) static inline fx_nf fx_njoin(fx_nd lo, fx_nd hi) 
 }
 #endif
 
+/* x86's max as (a > b ? a : b) per lane, so fx_nmaxf(v, acc) skips a NaN in v (FX_HAVE_NMAX;
+ * the row maximum's loop), and the largest lane of a NaN-free vector (fx_nhmaxf, fx_nhmaxd). */
+#if FX_NB == 64
+#define FX_HAVE_NMAX 1
+#define fx_nmaxf(a, b) ((fx_nf)_mm512_max_ps((__m512)(a), (__m512)(b)))
+#define fx_nmaxd(a, b) ((fx_nd)_mm512_max_pd((__m512d)(a), (__m512d)(b)))
+#define fx_nhmaxf(v) _mm512_reduce_max_ps((__m512)(v))
+#define fx_nhmaxd(v) _mm512_reduce_max_pd((__m512d)(v))
+#elif FX_NB == 32 || defined(__SSE2__)
+#define FX_HAVE_NMAX 1
+#if FX_NB == 32
+#define fx_nmaxf(a, b) ((fx_nf)_mm256_max_ps((__m256)(a), (__m256)(b)))
+#define fx_nmaxd(a, b) ((fx_nd)_mm256_max_pd((__m256d)(a), (__m256d)(b)))
+/* The 128-bit halves' maximum first */
+#define FX_H128F(v) _mm_max_ps(_mm256_castps256_ps128((__m256)(v)), _mm256_extractf128_ps((__m256)(v), 1))
+#define FX_H128D(v) _mm_max_pd(_mm256_castpd256_pd128((__m256d)(v)), _mm256_extractf128_pd((__m256d)(v), 1))
+#else
+#define fx_nmaxf(a, b) ((fx_nf)_mm_max_ps((__m128)(a), (__m128)(b)))
+#define fx_nmaxd(a, b) ((fx_nd)_mm_max_pd((__m128d)(a), (__m128d)(b)))
+#define FX_H128F(v) ((__m128)(v))
+#define FX_H128D(v) ((__m128d)(v))
+#endif
+__attribute__((always_inline)) static inline float fx_nhmaxf(fx_nf v) {
+    __m128 h = FX_H128F(v);
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_max_ss(h, _mm_shuffle_ps(h, h, 1)));
+}
+__attribute__((always_inline)) static inline double fx_nhmaxd(fx_nd v) {
+    const __m128d h = FX_H128D(v);
+    return _mm_cvtsd_f64(_mm_max_sd(h, _mm_unpackhi_pd(h, h)));
+}
+#undef FX_H128F
+#undef FX_H128D
+#endif
+
 /* log(v) clamped at -100 as PyTorch does, for v in [0, 1]. fx_vlog_pos reads 0 and the
  * float64 subnormals as 2^-1023 f, a log near -709: clamped, that is the right answer. */
 __attribute__((always_inline)) static inline fx_nd fx_clamped_log01(fx_nd v, int precision) {
