@@ -22,6 +22,12 @@ cdef extern from "fx_simd.h" nogil:
                             double W, double eps, double* loss, double* g,
                             const Py_ssize_t* goff, int gconsecutive, Py_ssize_t gsc,
                             const double* scale)
+    void fx_block_index_loss_f32(const float* x, const Py_ssize_t* off, int nrows,
+                                 int consecutive, Py_ssize_t C, Py_ssize_t sc, const int64_t* t,
+                                 const double* w, double W, double eps, double* loss)
+    void fx_block_index_loss_f64(const double* x, const Py_ssize_t* off, int nrows,
+                                 int consecutive, Py_ssize_t C, Py_ssize_t sc, const int64_t* t,
+                                 const double* w, double W, double eps, double* loss)
     void fx_rows_index_f32(const float* x, const Py_ssize_t* off, int nrows, Py_ssize_t C,
                            Py_ssize_t sc, const int64_t* t, const double* w, double W,
                            double eps, double* loss, float* g, const Py_ssize_t* goff,
@@ -113,6 +119,16 @@ cdef inline void block_index(const floating* x, const Py_ssize_t* off, int nrows
                            gconsecutive, gsc, scale)
 
 
+cdef inline void block_index_loss(const floating* x, const Py_ssize_t* off, int nrows,
+                                  int consecutive, Py_ssize_t C, Py_ssize_t sc,
+                                  const int64_t* t, const double* w, double W, double eps,
+                                  double* loss) noexcept nogil:
+    if floating is float:
+        fx_block_index_loss_f32(x, off, nrows, consecutive, C, sc, t, w, W, eps, loss)
+    else:
+        fx_block_index_loss_f64(x, off, nrows, consecutive, C, sc, t, w, W, eps, loss)
+
+
 cdef inline void rows_index(const floating* x, const Py_ssize_t* off, int nrows, Py_ssize_t C,
                             Py_ssize_t sc, const int64_t* t, const double* w, double W,
                             double eps, double* loss, floating* g, const Py_ssize_t* goff,
@@ -169,12 +185,16 @@ cdef inline void rows_transform(int mode, const floating* x, const Py_ssize_t* o
         fx_rows_transform_f64(mode, x, off, nrows, C, lse, out, ooff, osc)
 
 
-# Rows of an (outer, C, inner) view, a block of up to 16 at a time (the block kernels put a
-# row in each lane): rows are numbered r = i * inner + j, and their classes are adjacent
-# when the class stride is 1.
+# Rows of an (outer, C, inner) view, a group at a time: rows are numbered r = i * inner + j,
+# and their classes are adjacent when the class stride is 1. A kernel call takes ROW_GROUP
+# float rows (double: half as many); fx_block_index (a row in each lane) takes BLOCK_ROWS for
+# the loss alone, whose per-row logs it then takes for two registers' rows at once
+# (fx_block.inc). The block kernels run a group a register's lanes at a time.
 
 cdef enum:
-    BLOCK_ROWS = 16         # rows per block call (float; double blocks take 8), FX_BL at a time
+    BLOCK_ROWS = 32         # float rows per fx_block_index call for the loss alone (double: half)
+    ROW_GROUP = 16          # float rows per call of every other kernel (double: half)
+
 
 # Rows of at most BLOCK_MAX_C classes go to the block kernels even when their classes are
 # adjacent: one row in flight would wait on the exponential's latency, and a row's fixed

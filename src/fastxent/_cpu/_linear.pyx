@@ -26,7 +26,7 @@ from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 
-from ._common cimport floating, block_index, rows_index, BLOCK_ROWS, BLOCK_MAX_C
+from ._common cimport floating, block_index, rows_index, BLOCK_ROWS, ROW_GROUP, BLOCK_MAX_C
 
 ctypedef void (*dgemm_t)(char* ta, char* tb, int* m, int* n, int* k, double* alpha,
                          double* a, int* lda, double* b, int* ldb, double* beta, double* c,
@@ -67,7 +67,7 @@ cdef inline void _index_zrows(floating* z, Py_ssize_t K, const int64_t[::1] y, d
     # Rows i0, i0 + 1, ... of the block (sample r first, at most a kernel's group) through the
     # fused softmax cross entropy of _xent.pyx, in place: each row becomes s_i (p - q).
     cdef Py_ssize_t off[BLOCK_ROWS]
-    cdef int nrows = <int>(BLOCK_ROWS if floating is float else BLOCK_ROWS // 2), k
+    cdef int nrows = <int>(ROW_GROUP if floating is float else ROW_GROUP // 2), k
     if left < nrows:
         nrows = <int>left
     for k in range(nrows):
@@ -100,7 +100,7 @@ cdef void _chunk(const floating[:, ::1] X, const floating[:, ::1] W, const float
         i = 0
         while i < nb:
             _index_zrows(z, K, y, eps, s, loss, r + i, i, nb - i)
-            i += BLOCK_ROWS if floating is float else BLOCK_ROWS // 2
+            i += ROW_GROUP if floating is float else ROW_GROUP // 2
         for i in range(nb):
             zr = z + i * K
             for j in range(K):

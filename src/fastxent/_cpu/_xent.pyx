@@ -25,8 +25,9 @@ e) Maths (docs/numerics.md): with m = max, s = sum exp(x - m), lse = m + log s, 
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 
-from ._common cimport (floating, row_fill, block_index, rows_index, block_prob, rows_prob,
-                       block_offsets, use_blocks, BLOCK_ROWS, fx_index_range)
+from ._common cimport (floating, row_fill, block_index, block_index_loss, rows_index,
+                       block_prob, rows_prob, block_offsets, use_blocks, BLOCK_ROWS, ROW_GROUP,
+                       fx_index_range)
 
 
 cdef inline double _nll_row(const floating* x, Py_ssize_t C, Py_ssize_t s, int64_t y,
@@ -60,10 +61,18 @@ def index_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) logits
     cdef Py_ssize_t r
     cdef const double* wp = &w[0] if w.shape[0] > 0 else NULL
     cdef double W = <double>C if wp == NULL else 0.0
-    cdef Py_ssize_t rows = x.shape[0] * inner, lanes = 16 if floating is float else 8, b
+    cdef Py_ssize_t rows = x.shape[0] * inner, b
+    cdef Py_ssize_t lanes = ROW_GROUP if floating is float else ROW_GROUP // 2
+    cdef Py_ssize_t wide = BLOCK_ROWS if floating is float else BLOCK_ROWS // 2
     cdef bint blocks = use_blocks(C, s, inner)
     for r in range(w.shape[0]):
         W += w[r]
+    # Group sizes stay literals in each loop: a size chosen at run time cost the fused call 2%.
+    if blocks and not want_grad:
+        for b in prange((rows + wide - 1) // wide, nogil=True, schedule="static",
+                        num_threads=n_threads):
+            _index_group(x, t, wp, W, eps, gscale, loss, grad, want_grad, b * wide, wide, blocks)
+        return
     for b in prange((rows + lanes - 1) // lanes, nogil=True, schedule="static",
                     num_threads=n_threads):
         _index_group(x, t, wp, W, eps, gscale, loss, grad, want_grad, b * lanes, lanes, blocks)
@@ -103,7 +112,10 @@ cdef inline void _index_group(const floating[:, :, :] x, const int64_t[:, ::1] t
     if want_grad:
         g = &grad[0, 0, 0]
         gconsecutive = _grad_rows(grad, gscale, r0, nrows, goff, scale)
-    if blocks:
+    if blocks and not want_grad:
+        block_index_loss(&x[0, 0, 0], off, nrows, consecutive, x.shape[1], sc, &t[0, 0] + r0,
+                         wp, W, eps, &loss[0, 0] + r0)
+    elif blocks:
         block_index(&x[0, 0, 0], off, nrows, consecutive, x.shape[1], sc, &t[0, 0] + r0, wp,
                     W, eps, &loss[0, 0] + r0, g, goff, gconsecutive, gsc, scale)
     else:

@@ -494,12 +494,15 @@ __attribute__((always_inline)) static inline double fx_vsum8(fx_d8 v) {
     return FX_TREE8(l, 0);
 }
 
+/* The most lanes fx_index_finish takes at once. */
+#define FX_FINISH_LANES 16
+
 /* The per-row scalars of cross entropy with class-index targets for `lanes` rows (a multiple of
- * FX_ND), in native double vectors (a scalar log, exp or division per row would cost as much as
- * a 10-class row): m the row's maximum, sum = sum_c exp(x_c - m), ws = sum_c w_c (m - x_c)
- * (label smoothing only) and xy the target's logit, saved before an in-place gradient overwrote
- * it; lanes nrows to lanes - 1 hold placeholders (m = ws = xy = 0, sum = 1). Writes, for every
- * lane: loss; with scale non-NULL (the gradient's per-row scales) the gradient's scale A and
+ * FX_ND, at most FX_FINISH_LANES), in native double vectors (a scalar log, exp or division per
+ * row would cost as much as a 10-class row): m the row's maximum, sum = sum_c exp(x_c - m),
+ * ws = sum_c w_c (m - x_c) (label smoothing only) and xy the target's logit, saved before an
+ * in-place gradient overwrote it; lanes nrows to lanes - 1 hold placeholders (m = ws = xy = 0,
+ * sum = 1). Writes, for every lane: loss; with scale non-NULL (the gradient's per-row scales) the gradient's scale A and
  * shift B (g_c = A e_c - B w_c, e_c = exp(x_c - m)) and the target's entry gy, at full
  * precision from xy. An ignored row (t < 0) gets loss 0, B = 0 and A = 0, or NaN where its sum
  * is NaN: PyTorch's backward zeroes an ignored row as g - p * sum(g), NaN wherever p is (a NaN
@@ -515,7 +518,7 @@ fx_index_finish(int lanes, int nrows, const int64_t* t, const double* w, double 
      * scale with masked loads, which stall for hundreds of cycles when the masked-off
      * addresses are unmapped -- scale is NULL for a loss without gradient (float64 C = 10
      * loss 0.8 -> 2.0 ms). */
-    double wyk[16] = {0}, sk[16] = {0};
+    double wyk[FX_FINISH_LANES] = {0}, sk[FX_FINISH_LANES] = {0};
     for (int k = 0; k < nrows; ++k) wyk[k] = t[k] >= 0 ? (w ? w[t[k]] : 1.0) : 0.0;
     if (scale) memcpy(sk, scale, nrows * sizeof *sk);
     for (int h = 0; h < lanes; h += FX_ND) {
@@ -630,6 +633,8 @@ static inline int fx_isa_level(void) {
 #define fx_rows_prob_f64 FX_PICK(fx_rows_prob_f64)
 #define fx_block_index_f32 FX_PICK(fx_block_index_f32)
 #define fx_block_index_f64 FX_PICK(fx_block_index_f64)
+#define fx_block_index_loss_f32 FX_PICK(fx_block_index_loss_f32)
+#define fx_block_index_loss_f64 FX_PICK(fx_block_index_loss_f64)
 #define fx_block_transform_f32 FX_PICK(fx_block_transform_f32)
 #define fx_block_transform_f64 FX_PICK(fx_block_transform_f64)
 #define fx_block_prob_f32 FX_PICK(fx_block_prob_f32)
