@@ -65,44 +65,77 @@ def index_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) logits
     cdef Py_ssize_t lanes = ROW_GROUP if floating is float else ROW_GROUP // 2
     cdef Py_ssize_t wide = BLOCK_ROWS if floating is float else BLOCK_ROWS // 2
     cdef bint blocks = use_blocks(C, s, inner)
+    cdef double shared[BLOCK_ROWS]
+    cdef const double* sp = _shared_scale(gscale, want_grad and rows > 0, shared)
+    cdef bint same_rows = grad.strides[0] == x.strides[0] and grad.strides[2] == x.strides[2]
     for r in range(w.shape[0]):
         W += w[r]
     # Group sizes stay literals in each loop: a size chosen at run time cost the fused call 2%.
     if blocks and not want_grad:
         for b in prange((rows + wide - 1) // wide, nogil=True, schedule="static",
                         num_threads=n_threads):
-            _index_group(x, t, wp, W, eps, gscale, loss, grad, want_grad, b * wide, wide, blocks)
+            _index_group(x, t, wp, W, eps, gscale, sp, loss, grad, same_rows, want_grad,
+                         b * wide, wide, blocks)
         return
     for b in prange((rows + lanes - 1) // lanes, nogil=True, schedule="static",
                     num_threads=n_threads):
-        _index_group(x, t, wp, W, eps, gscale, loss, grad, want_grad, b * lanes, lanes, blocks)
+        _index_group(x, t, wp, W, eps, gscale, sp, loss, grad, same_rows, want_grad, b * lanes,
+                     lanes, blocks)
 
 
-cdef inline bint _grad_rows(floating[:, :, :] grad, const double[:, :] gscale, Py_ssize_t r0,
-                           int nrows, Py_ssize_t* goff, double* scale) noexcept nogil:
+cdef inline const double* _shared_scale(const double[:, :] gscale, bint used,
+                                        double* shared) noexcept nogil:
+    # `shared` filled with the scale of every row when gscale is one value broadcast ("mean",
+    # "sum": zero strides), else NULL. With it, and gradient rows laid out as x's, a group
+    # needs no gradient offsets or scale gathers of its own: at C = 10 those were a tenth of
+    # the fused call.
+    cdef int k
+    if not used or gscale.strides[0] != 0 or gscale.strides[1] != 0:
+        return NULL
+    for k in range(BLOCK_ROWS):
+        shared[k] = gscale[0, 0]
+    return shared
+
+
+cdef inline bint _grad_rows(floating[:, :, :] grad, const double[:, :] gscale,
+                           const double* shared, bint same_rows, bint consecutive, Py_ssize_t r0,
+                           int nrows, Py_ssize_t* goff, double* scale,
+                           const Py_ssize_t** goff_p, const double** scale_p) noexcept nogil:
     # The gradient side of a group: each row's element offset in grad and its scale from
-    # gscale (broadcast or not); returns whether the gradient rows are consecutive elements.
+    # gscale (broadcast or not), into goff and scale, pointed to by *goff_p and *scale_p;
+    # returns whether the gradient rows are consecutive elements. With a shared scale and
+    # grad's rows laid out as x's (same_rows), *goff_p keeps x's offsets (its caller's
+    # default, as are `consecutive` and shared) and nothing is computed.
     cdef Py_ssize_t inner = grad.shape[2], fs = sizeof(floating), ds = sizeof(double)
     cdef Py_ssize_t soff[BLOCK_ROWS]
     cdef int k
+    if same_rows and shared != NULL:
+        scale_p[0] = shared
+        return consecutive
     block_offsets(r0, nrows, inner, gscale.strides[0] // ds, gscale.strides[1] // ds, soff)
     for k in range(nrows):
         scale[k] = (&gscale[0, 0])[soff[k]]
+    goff_p[0] = goff
+    scale_p[0] = scale
     return block_offsets(r0, nrows, inner, grad.strides[0] // fs, grad.strides[2] // fs, goff)
 
 
 cdef inline void _index_group(const floating[:, :, :] x, const int64_t[:, ::1] t,
                               const double* wp, double W, double eps,
-                              const double[:, :] gscale, double[:, ::1] loss,
-                              floating[:, :, :] grad, bint want_grad, Py_ssize_t r0,
-                              Py_ssize_t lanes, bint blocks) noexcept nogil:
+                              const double[:, :] gscale, const double* shared,
+                              double[:, ::1] loss, floating[:, :, :] grad, bint same_rows,
+                              bint want_grad, Py_ssize_t r0, Py_ssize_t lanes,
+                              bint blocks) noexcept nogil:
     # Rows r0 .. r0 + lanes - 1 (fewer at the end) through fx_block_index (a lane per row) or
     # fx_rows_index (a row at a time): element offsets of each row in x and grad, and their
-    # scales; targets and loss slots are contiguous in r.
+    # scales (_shared_scale's, when grad's rows lie as x's: same_rows); targets and loss
+    # slots are contiguous in r.
     cdef Py_ssize_t inner = x.shape[2], rows = x.shape[0] * inner
     cdef Py_ssize_t off[BLOCK_ROWS]
-    cdef Py_ssize_t goff[BLOCK_ROWS]
-    cdef double scale[BLOCK_ROWS]
+    cdef Py_ssize_t goff_own[BLOCK_ROWS]
+    cdef double scale_own[BLOCK_ROWS]
+    cdef const Py_ssize_t* goff = off
+    cdef const double* scale = NULL
     cdef int nrows = <int>(rows - r0 if rows - r0 < lanes else lanes)
     cdef bint consecutive, gconsecutive = 0
     cdef floating* g = NULL
@@ -111,7 +144,8 @@ cdef inline void _index_group(const floating[:, :, :] x, const int64_t[:, ::1] t
     consecutive = block_offsets(r0, nrows, inner, x.strides[0] // fs, x.strides[2] // fs, off)
     if want_grad:
         g = &grad[0, 0, 0]
-        gconsecutive = _grad_rows(grad, gscale, r0, nrows, goff, scale)
+        gconsecutive = _grad_rows(grad, gscale, shared, same_rows, consecutive, r0, nrows,
+                                  goff_own, scale_own, &goff, &scale)
     if blocks and not want_grad:
         block_index_loss(&x[0, 0, 0], off, nrows, consecutive, x.shape[1], sc, &t[0, 0] + r0,
                          wp, W, eps, &loss[0, 0] + r0)
@@ -136,22 +170,29 @@ def prob_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) logits
     cdef const double* wp = &w[0] if w.shape[0] > 0 else NULL
     cdef bint blocks = use_blocks(x.shape[1], x.strides[1] // <Py_ssize_t>sizeof(floating),
                                   x.shape[2])
+    cdef double shared[BLOCK_ROWS]
+    cdef const double* sp = _shared_scale(gscale, want_grad and rows > 0, shared)
+    cdef bint same_rows = grad.strides[0] == x.strides[0] and grad.strides[2] == x.strides[2]
     for b in prange((rows + lanes - 1) // lanes, nogil=True, schedule="static",
                     num_threads=n_threads):
-        _prob_group(x, q, wp, eps, gscale, loss, grad, want_grad, b * lanes, lanes, blocks)
+        _prob_group(x, q, wp, eps, gscale, sp, loss, grad, same_rows, want_grad, b * lanes,
+                    lanes, blocks)
 
 
 cdef inline void _prob_group(const floating[:, :, :] x, const floating[:, :, :] q,
                              const double* wp, double eps, const double[:, :] gscale,
-                             double[:, ::1] loss, floating[:, :, :] grad, bint want_grad,
+                             const double* shared, double[:, ::1] loss,
+                             floating[:, :, :] grad, bint same_rows, bint want_grad,
                              Py_ssize_t r0, Py_ssize_t lanes, bint blocks) noexcept nogil:
     # Rows r0 .. r0 + lanes - 1 (fewer at the end) through fx_block_prob or fx_rows_prob, as
     # _index_group.
     cdef Py_ssize_t inner = x.shape[2], rows = x.shape[0] * inner
     cdef Py_ssize_t off[BLOCK_ROWS]
     cdef Py_ssize_t qoff[BLOCK_ROWS]
-    cdef Py_ssize_t goff[BLOCK_ROWS]
-    cdef double scale[BLOCK_ROWS]
+    cdef Py_ssize_t goff_own[BLOCK_ROWS]
+    cdef double scale_own[BLOCK_ROWS]
+    cdef const Py_ssize_t* goff = off
+    cdef const double* scale = NULL
     cdef int nrows = <int>(rows - r0 if rows - r0 < lanes else lanes)
     cdef floating* g = NULL
     cdef Py_ssize_t fs = sizeof(floating)
@@ -161,7 +202,8 @@ cdef inline void _prob_group(const floating[:, :, :] x, const floating[:, :, :] 
                                  qoff)
     if want_grad:
         g = &grad[0, 0, 0]
-        gconsecutive = _grad_rows(grad, gscale, r0, nrows, goff, scale)
+        gconsecutive = _grad_rows(grad, gscale, shared, same_rows, consecutive, r0, nrows,
+                                  goff_own, scale_own, &goff, &scale)
     if blocks:
         block_prob(&x[0, 0, 0], off, nrows, consecutive, x.shape[1], x.strides[1] // fs,
                    &q[0, 0, 0], qoff, qconsecutive, q.strides[1] // fs, wp, eps,
