@@ -22,21 +22,26 @@ from ._common cimport (floating, block_transform, rows_transform, block_offsets,
 
 
 cdef inline void _group(int mode, const floating[:, :, :] x, double* lse, floating* out,
-                        const Py_ssize_t* os, Py_ssize_t r0, Py_ssize_t lanes,
+                        const Py_ssize_t* os, bint same_rows, Py_ssize_t r0, Py_ssize_t lanes,
                         bint blocks) noexcept nogil:
     # Rows r0 .. r0 + lanes - 1 (fewer at the end) through fx_block_transform (a lane per
     # row) or fx_rows_transform (a row at a time): lse (one per row, in order) for FX_LSE,
-    # else out with element strides os[0..2].
+    # else out with element strides os[0..2]; same_rows: out's rows lie as x's, so x's row
+    # offsets serve both.
     cdef Py_ssize_t inner = x.shape[2], rows = x.shape[0] * inner
     cdef Py_ssize_t off[BLOCK_ROWS]
-    cdef Py_ssize_t ooff[BLOCK_ROWS]
+    cdef Py_ssize_t ooff_own[BLOCK_ROWS]
+    cdef const Py_ssize_t* ooff = off
     cdef int nrows = <int>(rows - r0 if rows - r0 < lanes else lanes)
     cdef bint consecutive, oconsecutive = 0
     cdef Py_ssize_t osc = 0
     consecutive = block_offsets(r0, nrows, inner, x.strides[0] // <Py_ssize_t>sizeof(floating),
                                 x.strides[2] // <Py_ssize_t>sizeof(floating), off)
     if out != NULL:
-        oconsecutive = block_offsets(r0, nrows, inner, os[0], os[2], ooff)
+        oconsecutive = consecutive
+        if not same_rows:
+            oconsecutive = block_offsets(r0, nrows, inner, os[0], os[2], ooff_own)
+            ooff = ooff_own
         osc = os[1]
     if blocks:
         block_transform(mode, &x[0, 0, 0], off, nrows, consecutive, x.shape[1],
@@ -54,8 +59,10 @@ cdef void _groups(int mode, const floating[:, :, :] x, double* lse, floating* ou
     cdef Py_ssize_t lanes = 16 if floating is float else 8
     cdef bint blocks = use_blocks(x.shape[1], x.strides[1] // <Py_ssize_t>sizeof(floating),
                                   x.shape[2])
+    cdef bint same_rows = (out != NULL and os[0] == x.strides[0] // <Py_ssize_t>sizeof(floating)
+                           and os[2] == x.strides[2] // <Py_ssize_t>sizeof(floating))
     for b in prange((rows + lanes - 1) // lanes, schedule="static", num_threads=n_threads):
-        _group(mode, x, lse, out, os, b * lanes, lanes, blocks)
+        _group(mode, x, lse, out, os, same_rows, b * lanes, lanes, blocks)
 
 
 cdef inline void _element_strides(floating[:, :, :] out, Py_ssize_t* os) noexcept nogil:
