@@ -62,21 +62,15 @@ def index_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) logits
     cdef const double* wp = &w[0] if w.shape[0] > 0 else NULL
     cdef double W = <double>C if wp == NULL else 0.0
     cdef Py_ssize_t rows = x.shape[0] * inner, b
-    cdef Py_ssize_t lanes = ROW_GROUP if floating is float else ROW_GROUP // 2
-    cdef Py_ssize_t wide = BLOCK_ROWS if floating is float else BLOCK_ROWS // 2
     cdef bint blocks = use_blocks(C, s, inner)
+    # fx_block_index_loss takes BLOCK_ROWS rows per call, every other kernel ROW_GROUP
+    cdef Py_ssize_t lanes = ((BLOCK_ROWS if blocks and not want_grad else ROW_GROUP)
+                             // (1 if floating is float else 2))
     cdef double shared[BLOCK_ROWS]
     cdef const double* sp = _shared_scale(gscale, want_grad and rows > 0, shared)
     cdef bint same_rows = grad.strides[0] == x.strides[0] and grad.strides[2] == x.strides[2]
     for r in range(w.shape[0]):
         W += w[r]
-    # Group sizes stay literals in each loop: a size chosen at run time cost the fused call 2%.
-    if blocks and not want_grad:
-        for b in prange((rows + wide - 1) // wide, nogil=True, schedule="static",
-                        num_threads=n_threads):
-            _index_group(x, t, wp, W, eps, gscale, sp, loss, grad, same_rows, want_grad,
-                         b * wide, wide, blocks)
-        return
     for b in prange((rows + lanes - 1) // lanes, nogil=True, schedule="static",
                     num_threads=n_threads):
         _index_group(x, t, wp, W, eps, gscale, sp, loss, grad, same_rows, want_grad, b * lanes,
@@ -86,7 +80,7 @@ def index_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) logits
 cdef inline const double* _shared_scale(const double[:, :] gscale, bint used,
                                         double* shared) noexcept nogil:
     # `shared` filled with the scale of every row when gscale is one value broadcast ("mean",
-    # "sum": zero strides), else NULL. With it, and gradient rows laid out as x's, a group
+    # "sum", a scalar grad_output: zero strides), else NULL. With it, and gradient rows laid out as x's, a group
     # needs no gradient offsets or scale gathers of its own: at C = 10 those were a tenth of
     # the fused call.
     cdef int k

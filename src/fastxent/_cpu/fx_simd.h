@@ -426,8 +426,10 @@ __attribute__((always_inline)) static inline fx_nf fx_njoin(fx_nd lo, fx_nd hi) 
 #define fx_nmaxf(a, b) ((fx_nf)_mm256_max_ps((__m256)(a), (__m256)(b)))
 #define fx_nmaxd(a, b) ((fx_nd)_mm256_max_pd((__m256d)(a), (__m256d)(b)))
 /* The 128-bit halves' maximum first */
-#define FX_H128F(v) _mm_max_ps(_mm256_castps256_ps128((__m256)(v)), _mm256_extractf128_ps((__m256)(v), 1))
-#define FX_H128D(v) _mm_max_pd(_mm256_castpd256_pd128((__m256d)(v)), _mm256_extractf128_pd((__m256d)(v), 1))
+#define FX_H128F(v)                                                                             \
+    _mm_max_ps(_mm256_castps256_ps128((__m256)(v)), _mm256_extractf128_ps((__m256)(v), 1))
+#define FX_H128D(v)                                                                             \
+    _mm_max_pd(_mm256_castpd256_pd128((__m256d)(v)), _mm256_extractf128_pd((__m256d)(v), 1))
 #else
 #define fx_nmaxf(a, b) ((fx_nf)_mm_max_ps((__m128)(a), (__m128)(b)))
 #define fx_nmaxd(a, b) ((fx_nd)_mm_max_pd((__m128d)(a), (__m128d)(b)))
@@ -502,13 +504,13 @@ __attribute__((always_inline)) static inline double fx_vsum8(fx_d8 v) {
  * row would cost as much as a 10-class row): m the row's maximum, sum = sum_c exp(x_c - m),
  * ws = sum_c w_c (m - x_c) (label smoothing only) and xy the target's logit, saved before an
  * in-place gradient overwrote it; lanes nrows to lanes - 1 hold placeholders (m = ws = xy = 0,
- * sum = 1). Writes, for every lane: loss; with scale non-NULL (the gradient's per-row scales) the gradient's scale A and
- * shift B (g_c = A e_c - B w_c, e_c = exp(x_c - m)) and the target's entry gy, at full
- * precision from xy. An ignored row (t < 0) gets loss 0, B = 0 and A = 0, or NaN where its sum
- * is NaN: PyTorch's backward zeroes an ignored row as g - p * sum(g), NaN wherever p is (a NaN
- * or +inf logit, or a row of -inf). The maths is _xent.pyx's (design note e). The sum of a row
- * with a finite maximum is at least 1, where fx_vlog_pos holds; the others are NaN rows, or all
- * -inf ones whose m - xy is NaN. */
+ * sum = 1). Writes, for every lane: loss; with scale non-NULL (the gradient's per-row scales)
+ * the gradient's scale A and shift B (g_c = A e_c - B w_c, e_c = exp(x_c - m)) and the
+ * target's entry gy, at full precision from xy. An ignored row (t < 0) gets loss 0, B = 0 and
+ * A = 0, or NaN where its sum is NaN: PyTorch's backward zeroes an ignored row as
+ * g - p * sum(g), NaN wherever p is (a NaN or +inf logit, or a row of -inf). The maths is
+ * _xent.pyx's (design note e). The sum of a row with a finite maximum is at least 1, where
+ * fx_vlog_pos holds; the others are NaN rows, or all -inf ones whose m - xy is NaN. */
 __attribute__((always_inline)) static inline void
 fx_index_finish(int lanes, int nrows, const int64_t* t, const double* w, double W, double eps,
                 double spread, const double* m, const double* sum, const double* ws,
