@@ -262,25 +262,64 @@ typedef float fx_nhf __attribute__((vector_size(FX_NB / 2)));   /* FX_ND floats 
 #define FX_IOTA ((fx_ni){0, 1})
 #endif
 
+/* The build's max, a > b ? a : b per lane (an unordered compare gives b, so fx_nmaxf(v, acc)
+ * skips a NaN in v and fx_nmaxf(lo, d) keeps one in d): x86's max instruction, a select
+ * elsewhere. FX_HAVE_NMAX marks the instruction, and with it the largest lane of a NaN-free
+ * vector (fx_nhmaxf, fx_nhmaxd). */
+#if FX_NB == 64
+#define FX_HAVE_NMAX 1
+#define fx_nmaxf(a, b) ((fx_nf)_mm512_max_ps((__m512)(a), (__m512)(b)))
+#define fx_nmaxd(a, b) ((fx_nd)_mm512_max_pd((__m512d)(a), (__m512d)(b)))
+#define fx_nhmaxf(v) _mm512_reduce_max_ps((__m512)(v))
+#define fx_nhmaxd(v) _mm512_reduce_max_pd((__m512d)(v))
+#elif FX_NB == 32 || defined(__SSE2__)
+#define FX_HAVE_NMAX 1
+#if FX_NB == 32
+#define fx_nmaxf(a, b) ((fx_nf)_mm256_max_ps((__m256)(a), (__m256)(b)))
+#define fx_nmaxd(a, b) ((fx_nd)_mm256_max_pd((__m256d)(a), (__m256d)(b)))
+/* The 128-bit halves' maximum first */
+#define FX_H128F(v)                                                                             \
+    _mm_max_ps(_mm256_castps256_ps128((__m256)(v)), _mm256_extractf128_ps((__m256)(v), 1))
+#define FX_H128D(v)                                                                             \
+    _mm_max_pd(_mm256_castpd256_pd128((__m256d)(v)), _mm256_extractf128_pd((__m256d)(v), 1))
+#else
+#define fx_nmaxf(a, b) ((fx_nf)_mm_max_ps((__m128)(a), (__m128)(b)))
+#define fx_nmaxd(a, b) ((fx_nd)_mm_max_pd((__m128d)(a), (__m128d)(b)))
+#define FX_H128F(v) ((__m128)(v))
+#define FX_H128D(v) ((__m128d)(v))
+#endif
+__attribute__((always_inline)) static inline float fx_nhmaxf(fx_nf v) {
+    __m128 h = FX_H128F(v);
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_max_ss(h, _mm_shuffle_ps(h, h, 1)));
+}
+__attribute__((always_inline)) static inline double fx_nhmaxd(fx_nd v) {
+    const __m128d h = FX_H128D(v);
+    return _mm_cvtsd_f64(_mm_max_sd(h, _mm_unpackhi_pd(h, h)));
+}
+#undef FX_H128F
+#undef FX_H128D
+#else
+__attribute__((always_inline)) static inline fx_nf fx_nmaxf(fx_nf a, fx_nf b) {
+    const fx_nfi gt = a > b;
+    return (fx_nf)(((fx_nfi)a & gt) | ((fx_nfi)b & ~gt));
+}
+__attribute__((always_inline)) static inline fx_nd fx_nmaxd(fx_nd a, fx_nd b) {
+    const fx_ni gt = a > b;
+    return (fx_nd)(((fx_ni)a & gt) | ((fx_ni)b & ~gt));
+}
+#endif
+
 /* exp(d) for d <= 0 or NaN (FX_EXP_BODY's steps) on the build's own vector. The clamp is
- * the build's max instruction (an unordered compare returns the second operand, so a NaN d
- * stays NaN), a select where there is none; AVX-512 also scales by vscalefpd. Here and
- * below, always_inline: vectors wider than 16 bytes are passed only within one build. */
+ * fx_nmaxd (a NaN d stays NaN); AVX-512 also scales by vscalefpd. Here and below,
+ * always_inline: vectors wider than 16 bytes are passed only within one build. */
 __attribute__((always_inline)) static inline fx_nd fx_vexp_nonpos_to(fx_nd d, int precision) {
 #define FX_EXP_T fx_nd
 #if FX_NB == 64
-    FX_EXP_BODY((fx_nd)_mm512_max_pd(_mm512_set1_pd(-746.0), (__m512d)d), 0x1p100, precision)
+    FX_EXP_BODY(fx_nmaxd((fx_nd){0} - 746.0, d), 0x1p100, precision)
     return (fx_nd)_mm512_scalef_pd((__m512d)p, (__m512d)k);
 #else
-#if FX_NB == 32
-    FX_EXP_BODY((fx_nd)_mm256_max_pd(_mm256_set1_pd(-746.0), (__m256d)d), 1.0, precision)
-#elif defined(__SSE2__)
-    FX_EXP_BODY((fx_nd)_mm_max_pd(_mm_set1_pd(-746.0), (__m128d)d), 1.0, precision)
-#else
-    const fx_ni low = d < -746.0;
-    const fx_nd lowest = (fx_nd){0} - 746.0;
-    FX_EXP_BODY((fx_nd)(((fx_ni)lowest & low) | ((fx_ni)d & ~low)), 1.0, precision)
-#endif
+    FX_EXP_BODY(fx_nmaxd((fx_nd){0} - 746.0, d), 1.0, precision)
     return p * (fx_nd)FX_EXP_SCALE_BITS((fx_nu)t);
 #endif
 #undef FX_EXP_T
@@ -294,18 +333,10 @@ __attribute__((always_inline)) static inline fx_nd fx_vexp_nonpos(fx_nd d) {
 __attribute__((always_inline)) static inline fx_nf fx_vexpf_nonpos(fx_nf d) {
 #define FX_EXP_T fx_nf
 #if FX_NB == 64
-    FX_EXPF_BODY((fx_nf)_mm512_max_ps(_mm512_set1_ps(-105.0f), (__m512)d), 0x1p30f)
+    FX_EXPF_BODY(fx_nmaxf((fx_nf){0} - 105.0f, d), 0x1p30f)
     return (fx_nf)_mm512_scalef_ps((__m512)p, (__m512)k);
 #else
-#if FX_NB == 32
-    FX_EXPF_BODY((fx_nf)_mm256_max_ps(_mm256_set1_ps(-105.0f), (__m256)d), 1.0f)
-#elif defined(__SSE2__)
-    FX_EXPF_BODY((fx_nf)_mm_max_ps(_mm_set1_ps(-105.0f), (__m128)d), 1.0f)
-#else
-    const fx_nfi low = d < -105.0f;
-    const fx_nf lowest = (fx_nf){0} - 105.0f;
-    FX_EXPF_BODY((fx_nf)(((fx_nfi)lowest & low) | ((fx_nfi)d & ~low)), 1.0f)
-#endif
+    FX_EXPF_BODY(fx_nmaxf((fx_nf){0} - 105.0f, d), 1.0f)
     return p * (fx_nf)FX_EXPF_SCALE_BITS((fx_nfu)t);
 #endif
 #undef FX_EXP_T
@@ -410,43 +441,6 @@ __attribute__((always_inline)) static inline fx_nf fx_njoin(fx_nd lo, fx_nd hi) 
     const fx_nhf lf = __builtin_convertvector(lo, fx_nhf), hf = __builtin_convertvector(hi, fx_nhf);
     return __builtin_shufflevector(lf, hf, 0, 1, 2, 3);
 }
-#endif
-
-/* x86's max as (a > b ? a : b) per lane, so fx_nmaxf(v, acc) skips a NaN in v (FX_HAVE_NMAX;
- * the row maximum's loop), and the largest lane of a NaN-free vector (fx_nhmaxf, fx_nhmaxd). */
-#if FX_NB == 64
-#define FX_HAVE_NMAX 1
-#define fx_nmaxf(a, b) ((fx_nf)_mm512_max_ps((__m512)(a), (__m512)(b)))
-#define fx_nmaxd(a, b) ((fx_nd)_mm512_max_pd((__m512d)(a), (__m512d)(b)))
-#define fx_nhmaxf(v) _mm512_reduce_max_ps((__m512)(v))
-#define fx_nhmaxd(v) _mm512_reduce_max_pd((__m512d)(v))
-#elif FX_NB == 32 || defined(__SSE2__)
-#define FX_HAVE_NMAX 1
-#if FX_NB == 32
-#define fx_nmaxf(a, b) ((fx_nf)_mm256_max_ps((__m256)(a), (__m256)(b)))
-#define fx_nmaxd(a, b) ((fx_nd)_mm256_max_pd((__m256d)(a), (__m256d)(b)))
-/* The 128-bit halves' maximum first */
-#define FX_H128F(v)                                                                             \
-    _mm_max_ps(_mm256_castps256_ps128((__m256)(v)), _mm256_extractf128_ps((__m256)(v), 1))
-#define FX_H128D(v)                                                                             \
-    _mm_max_pd(_mm256_castpd256_pd128((__m256d)(v)), _mm256_extractf128_pd((__m256d)(v), 1))
-#else
-#define fx_nmaxf(a, b) ((fx_nf)_mm_max_ps((__m128)(a), (__m128)(b)))
-#define fx_nmaxd(a, b) ((fx_nd)_mm_max_pd((__m128d)(a), (__m128d)(b)))
-#define FX_H128F(v) ((__m128)(v))
-#define FX_H128D(v) ((__m128d)(v))
-#endif
-__attribute__((always_inline)) static inline float fx_nhmaxf(fx_nf v) {
-    __m128 h = FX_H128F(v);
-    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-    return _mm_cvtss_f32(_mm_max_ss(h, _mm_shuffle_ps(h, h, 1)));
-}
-__attribute__((always_inline)) static inline double fx_nhmaxd(fx_nd v) {
-    const __m128d h = FX_H128D(v);
-    return _mm_cvtsd_f64(_mm_max_sd(h, _mm_unpackhi_pd(h, h)));
-}
-#undef FX_H128F
-#undef FX_H128D
 #endif
 
 /* log(v) clamped at -100 as PyTorch does, for v in [0, 1]. fx_vlog_pos reads 0 and the
