@@ -87,10 +87,11 @@ def test_concurrent_python_threads_match_serial_calls():
 @pytest.mark.parametrize("kw", ["plain", "label_smoothing", "tiny_weight"])
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_a_row_does_not_depend_on_its_neighbours(C, dtype, kw, order):
-    """Kernels take rows in groups (and short float rows in pairs): each row's loss and
-    gradient are bit for bit those of the row alone, whatever rows share its group -- a NaN
-    row, or a row whose gradient scale is too small for the float lanes' split (a class
-    weight of 1e-35; the block kernels multiply that row in double and the others not)."""
+    """Kernels take rows in groups (and short float rows four or two at a time): each row's
+    loss and gradient are bit for bit those of the row alone, whatever rows share its group --
+    a NaN row, ignored rows that break a group of four, or a row whose gradient scale is too
+    small for the float lanes' split (a class weight of 1e-35; the block kernels multiply that
+    row in double and the others not)."""
     rng = np.random.default_rng(5)
     x = (rng.standard_normal((37, C)) * 4).astype(dtype, order=order)
     t = rng.integers(0, C, 37)
