@@ -154,6 +154,11 @@ def class_view(a: np.ndarray, ax: int) -> np.ndarray:
     return _aligned(a.reshape(outer, a.shape[ax], inner))
 
 
+def _c_ordered(a: np.ndarray) -> bool:
+    """Whether `a` is C-contiguous or one value broadcast (all strides 0)."""
+    return a.flags.c_contiguous or not any(a.strides)
+
+
 def elementwise_views(x: np.ndarray, *others: np.ndarray):
     """Permute every operand into `x`'s memory order and merge dimensions jointly.
 
@@ -161,6 +166,11 @@ def elementwise_views(x: np.ndarray, *others: np.ndarray):
     ``(perm, permuted_shape, views)`` with (d0, d1, d2) views; an operand is copied only when
     more than three dimensions remain after merging or its strides are not whole elements.
     """
+    if all(_c_ordered(a) for a in (x, *others)):
+        # The common case in a quarter of the time (a (16, 10) loss's budget is 15 us): the
+        # loop below would merge every dimension into one.
+        shape3 = (1, 1, x.size)
+        return tuple(range(x.ndim)), x.shape, [_aligned(a.reshape(shape3)) for a in (x, *others)]
     perm = tuple(sorted(range(x.ndim), key=lambda d: -abs(x.strides[d])))
     arrays = [a.transpose(perm) for a in (x, *others)]
     pshape = arrays[0].shape
@@ -307,17 +317,43 @@ def class_problem(input, target, *, weight, ignore_index, reduction_value,
 # --- element-wise problems (binary losses, kl_div) -------------------------------------
 
 def _broadcastable(name: str, a: np.ndarray, shape) -> None:
-    try:
-        ok = np.broadcast_shapes(a.shape, shape) == tuple(shape)
-    except ValueError:
-        ok = False
-    if not ok:
+    # NumPy's rule for np.broadcast_to(a, shape), checked here in a fifth of
+    # np.broadcast_shapes' time (a (16, 10) loss's budget is 15 us)
+    if a.shape == shape or a.ndim == 0:
+        return
+    lead = len(shape) - a.ndim
+    if lead < 0 or any(n != 1 and n != m for n, m in zip(a.shape, shape[lead:])):
         raise ValueError(f"{name} must broadcast to the input's shape {shape}; got shape "
                          f"{a.shape}")
 
 
+def broadcast(a: np.ndarray, shape) -> np.ndarray:
+    """np.broadcast_to(a, shape) for reading only: `a` itself when it has the shape, else a
+    read-only view, built directly on a C-contiguous `a`.
+
+    np.broadcast_to costs about 1.8 us a call, a quarter of a (16, 10) loss; the view built
+    here 0.7 us. `a` must broadcast to `shape` (checked by the caller).
+    """
+    if a.shape == shape:
+        return a
+    if not a.flags.c_contiguous:
+        return np.broadcast_to(a, shape)
+    lead = len(shape) - a.ndim
+    strides = (0,) * lead
+    if a.ndim:
+        strides += tuple(0 if n == 1 else st for n, st in zip(a.shape, a.strides))
+    out = np.ndarray(shape, a.dtype, buffer=a, strides=strides)
+    out.flags.writeable = False
+    return out
+
+
 def _broadcast(a: np.ndarray, shape, dtype) -> np.ndarray:
-    return np.broadcast_to(a.astype(dtype, copy=False), shape)
+    return broadcast(a.astype(dtype, copy=False), shape)
+
+
+def splat(value, shape) -> np.ndarray:
+    """A read-only float64 array of `shape` holding `value` everywhere, with zero strides."""
+    return broadcast(np.array(value, np.float64), shape)
 
 
 def _in_unit_interval(name: str, a: np.ndarray) -> None:
@@ -353,7 +389,8 @@ def elementwise_problem(input, target, *, weight=None, pos_weight=None, reductio
         _in_unit_interval("input", x)
         _in_unit_interval("target", t)
     cdt = compute_dtype(x.dtype, t.dtype)
-    operands = [_broadcast(t, x.shape, cdt), _broadcast(w, x.shape, np.float64)]
+    operands = [_broadcast(t, x.shape, cdt),
+                splat(1.0, x.shape) if weight is None else _broadcast(w, x.shape, np.float64)]
     if pw is not None:
         operands.append(_broadcast(pw, x.shape, np.float64))
     perm, pshape, views = elementwise_views(x.astype(cdt, copy=False), *operands)

@@ -30,17 +30,6 @@ def _unused(dtype) -> np.ndarray:
     return _UNUSED[dtype]
 
 
-def _splat(value, shape) -> np.ndarray:
-    """A read-only float64 array of `shape` holding `value` everywhere, with zero strides.
-
-    (np.broadcast_to does the same at several times the cost, which matters for small calls.)
-    """
-    out = np.ndarray(shape, np.float64, buffer=np.array([value], np.float64),
-                     strides=(0,) * len(shape))
-    out.flags.writeable = False
-    return out
-
-
 def _writes_through(view: np.ndarray, base: np.ndarray) -> bool:
     """True when `view` is a kernel-usable view of `base` (writes land in `base`)."""
     return base.size == 0 or (np.may_share_memory(view, base)
@@ -82,7 +71,7 @@ def _run_class(p, kernel, want_grad, grad_output, grad_out, partial=False):
         go = V.grad_output(grad_output, p.reduction, p.loss_shape)
         scale = _reduce.grad_scale(go, p.reduction, p.denominator)
         gscale = (np.reshape(scale, (outer, inner)) if p.reduction == "none"
-                  else _splat(scale, (outer, inner)))
+                  else V.splat(scale, (outer, inner)))
         g3, finish = _grad_buffer(grad_out, p.x.dtype, p.x.shape,
                                   lambda a: a.reshape(p.x.shape),
                                   lambda a: a.reshape(p.shape), p.grad_dtype)
@@ -285,7 +274,7 @@ def _run_elementwise(p, kernel, want_grad, grad_output, grad_out, partial=False)
     if want_grad:
         go = V.grad_output(grad_output, p.reduction, p.shape)
         scale = _reduce.grad_scale(go, p.reduction, p.denominator)
-        gscale = p.view3(scale) if per_element else _splat(scale, shape3)
+        gscale = p.view3(scale) if per_element else V.splat(scale, shape3)
         g3, finish = _grad_buffer(grad_out, cdt, shape3, p.view3, p.full, p.grad_dtype)
     total = kernel(gscale, loss3, g3, per_element, want_grad, threads_for(p.x.size))
     if per_element:
