@@ -352,7 +352,8 @@ def _broadcast(a: np.ndarray, shape, dtype) -> np.ndarray:
 
 
 def splat(value, shape) -> np.ndarray:
-    """A read-only float64 array of `shape` holding `value` everywhere, with zero strides."""
+    """A float64 array of `shape` holding `value` everywhere, for reading only (zero strides,
+    read-only unless `shape` is ())."""
     return broadcast(np.array(value, np.float64), shape)
 
 
