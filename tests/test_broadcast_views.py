@@ -83,3 +83,13 @@ def test_other_layouts_take_the_general_path():
     assert perm == (1, 0) and pshape == (4, 3)
     assert views[0].shape == (1, 4, 3)
     np.testing.assert_array_equal(views[0].reshape(4, 3).T, x)
+
+
+def test_a_broadcast_row_keeps_a_c_ordered_input_in_its_order():
+    x = np.arange(12, dtype=np.float64).reshape(3, 4)
+    row = V.broadcast(np.arange(4.0), (3, 4))
+    perm, pshape, views = V.elementwise_views(x, row)
+    assert perm == (0, 1) and pshape == (3, 4)
+    assert views[0].shape == views[1].shape == (1, 3, 4)
+    np.testing.assert_array_equal(views[1][0], np.broadcast_to(np.arange(4.0), (3, 4)))
+    assert np.shares_memory(views[0], x)

@@ -171,8 +171,11 @@ def elementwise_views(x: np.ndarray, *others: np.ndarray):
         # loop below would merge every dimension into one.
         shape3 = (1, 1, x.size)
         return tuple(range(x.ndim)), x.shape, [_aligned(a.reshape(shape3)) for a in (x, *others)]
-    perm = tuple(sorted(range(x.ndim), key=lambda d: -abs(x.strides[d])))
-    arrays = [a.transpose(perm) for a in (x, *others)]
+    if x.flags.c_contiguous:    # already in memory order (a broadcast operand stops the above)
+        perm, arrays = tuple(range(x.ndim)), [x, *others]
+    else:
+        perm = tuple(sorted(range(x.ndim), key=lambda d: -abs(x.strides[d])))
+        arrays = [a.transpose(perm) for a in (x, *others)]
     pshape = arrays[0].shape
     sizes, last = [], None
     for d, n in enumerate(pshape):
