@@ -18,7 +18,7 @@ d) Preconditions (checked in _validate.py): C >= 1, outputs allocated by the cal
 from cython.parallel cimport prange
 
 from ._common cimport (floating, block_transform, rows_transform, block_offsets, use_blocks,
-                       BLOCK_ROWS, FX_LSE, FX_SOFTMAX, FX_LOG_SOFTMAX)
+                       BLOCK_ROWS, ROW_GROUP, FX_LSE, FX_SOFTMAX, FX_LOG_SOFTMAX)
 
 
 cdef inline void _group(int mode, const floating[:, :, :] x, double* lse, floating* out,
@@ -54,9 +54,9 @@ cdef inline void _group(int mode, const floating[:, :, :] x, double* lse, floati
 
 cdef void _groups(int mode, const floating[:, :, :] x, double* lse, floating* out,
                   const Py_ssize_t* os, int n_threads) noexcept nogil:
-    # Every row of x, a group of 16 (float) or 8 (double) rows per step.
+    # Every row of x, a group of ROW_GROUP float (or half as many double) rows per step.
     cdef Py_ssize_t rows = x.shape[0] * x.shape[2], b
-    cdef Py_ssize_t lanes = 16 if floating is float else 8
+    cdef Py_ssize_t lanes = ROW_GROUP // (1 if floating is float else 2)
     cdef bint blocks = use_blocks(x.shape[1], x.strides[1] // <Py_ssize_t>sizeof(floating),
                                   x.shape[2])
     cdef bint same_rows = (out != NULL and os[0] == x.strides[0] // <Py_ssize_t>sizeof(floating)

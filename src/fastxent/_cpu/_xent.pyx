@@ -80,9 +80,9 @@ def index_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) logits
 cdef inline const double* _shared_scale(const double[:, :] gscale, bint used,
                                         double* shared) noexcept nogil:
     # `shared` filled with the scale of every row when gscale is one value broadcast ("mean",
-    # "sum", a scalar grad_output: zero strides), else NULL. With it, and gradient rows laid out as x's, a group
-    # needs no gradient offsets or scale gathers of its own: at C = 10 those were a tenth of
-    # the fused call.
+    # "sum", a scalar grad_output: zero strides), else NULL. With it, and gradient rows laid
+    # out as x's, a group needs no gradient offsets or scale gathers of its own: at C = 10
+    # those were a tenth of the fused call.
     cdef int k
     if not used or gscale.strides[0] != 0 or gscale.strides[1] != 0:
         return NULL
@@ -160,7 +160,8 @@ def prob_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) logits
               floating[:, :, :] grad,          # OUT (outer, C, inner), may alias x
               bint want_grad, int n_threads):
     """Cross entropy with probability targets: one loss per row (+ gradient rows)."""
-    cdef Py_ssize_t rows = x.shape[0] * x.shape[2], lanes = 16 if floating is float else 8, b
+    cdef Py_ssize_t rows = x.shape[0] * x.shape[2], b
+    cdef Py_ssize_t lanes = ROW_GROUP // (1 if floating is float else 2)
     cdef const double* wp = &w[0] if w.shape[0] > 0 else NULL
     cdef bint blocks = use_blocks(x.shape[1], x.strides[1] // <Py_ssize_t>sizeof(floating),
                                   x.shape[2])
