@@ -15,7 +15,7 @@
  *   4. It prints a hash of the vector results of 1 and 2, of the short double exponential
  *      (FX_FOR_FLOAT) on the same arguments and of the logarithms: tests/test_exp_lanes.py
  *      requires the AVX2 and AVX-512 builds to agree, though only the AVX-512 one scales by
- *      vscalefps and clamps by vmaxps (the baseline has no FMA and rounds differently).
+ *      vscalefps and zeroes by its mask (the baseline has no FMA and rounds differently).
  *
  * Built by tests/test_exp_lanes.py for one instruction set at a time (-march=...). Prints ok
  * on stdout and the hash on stderr, exits 0; or prints the first failure and exits 1. */
