@@ -120,10 +120,10 @@ enum { FX_FOR_FLOAT = 0, FX_FULL = 1 };
  *      0; NaN stays NaN.
  *   The AVX-512 build runs the polynomial unscaled (u = 2^100 cancels the offset) and scales
  *   by vscalefpd, which multiplies by 2^k rounding once, subnormal results included; in place
- *   of the clamp, the scaling's zero mask gives 0 below -746, off the dependency chain of
- *   each exponential: the same result bit for bit, four instructions fewer per vector
- *   (tests/cpu_host/fx_exp_check.c; the calls 5-16% faster, and the mask 3-4% more,
- *   docs/performance.md).
+ *   of the clamp, a compare beside each exponential's dependency chain masks the scaling to
+ *   0 below -746: the same result bit for bit, three instructions fewer per vector
+ *   (tests/cpu_host/fx_exp_check.c; the calls 5-16% faster, and the mask off the chain 3-4%
+ *   more, docs/performance.md).
  * Precondition: d <= 0 or NaN (every caller passes x - max). */
 #define FX_EXP_BODY(clamp, u, precision)                                                \
     const double shifter = 0x1.8p52;                                                    \
