@@ -382,7 +382,7 @@ def elementwise_problem(input, target, *, weight=None, pos_weight=None, reductio
         raise TypeError(f"target must be an array of real numbers; got dtype {t.dtype}")
     if same_shape and t.shape != x.shape:
         raise ValueError(f"target must have the input's shape {x.shape}; got {t.shape}")
-    w = np.float64(1.0) if weight is None else real_array("weight", weight)
+    w = None if weight is None else real_array("weight", weight)
     pw = None if pos_weight is None else real_array("pos_weight", pos_weight)
     for name, a in (("target", t), ("weight", w), ("pos_weight", pw)):
         if a is not None:
@@ -394,7 +394,7 @@ def elementwise_problem(input, target, *, weight=None, pos_weight=None, reductio
         _in_unit_interval("target", t)
     cdt = compute_dtype(x.dtype, t.dtype)
     operands = [_broadcast(t, x.shape, cdt),
-                splat(1.0, x.shape) if weight is None else _broadcast(w, x.shape, np.float64)]
+                splat(1.0, x.shape) if w is None else _broadcast(w, x.shape, np.float64)]
     if pw is not None:
         operands.append(_broadcast(pw, x.shape, np.float64))
     perm, pshape, views = elementwise_views(x.astype(cdt, copy=False), *operands)
