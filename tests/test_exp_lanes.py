@@ -2,7 +2,7 @@
 is built for (aarch64 through qemu where it is installed): the vector lanes bit for bit
 against the scalar form (which the row kernels' short tails use), the float one within an ulp
 of exp, the logarithm within 2 ulp of libm's, and the AVX2 and AVX-512 builds bit for bit
-against each other, though the AVX-512 one clamps by vmaxps and scales by vscalefps
+against each other, though the AVX-512 one masks by a compare and scales by vscalefps
 (tests/cpu_host/fx_exp_check.c has the arguments).
 """
 import re

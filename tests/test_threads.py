@@ -39,6 +39,8 @@ CALLS = {
                                                     return_grad=True),
     "cross_entropy_small_c": lambda: fx.cross_entropy(BIG[:, :10], LABELS % 10,
                                                       label_smoothing=0.2, return_grad=True),
+    "cross_entropy_packed": lambda: fx.cross_entropy(np.ascontiguousarray(BIG[:, :10]),
+                                                     LABELS % 10, return_grad=True),
     "cross_entropy_fortran": lambda: fx.cross_entropy(np.asfortranarray(BIG), LABELS,
                                                       return_grad=True),
     "cross_entropy_nd": lambda: fx.cross_entropy(BIG.reshape(4099, 37, 1).repeat(3, 2),

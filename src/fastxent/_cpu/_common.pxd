@@ -28,6 +28,12 @@ cdef extern from "fx_simd.h" nogil:
     void fx_block_index_loss_f64(const double* x, const Py_ssize_t* off, int nrows,
                                  int consecutive, Py_ssize_t C, Py_ssize_t sc, const int64_t* t,
                                  const double* w, double W, double eps, double* loss)
+    void fx_packed_index_f32(const float* x, Py_ssize_t nrows, Py_ssize_t C, const int64_t* t,
+                             const double* w, double W, double eps, double* loss, float* g,
+                             const double* scale, Py_ssize_t sstep)
+    void fx_packed_index_f64(const double* x, Py_ssize_t nrows, Py_ssize_t C,
+                             const int64_t* t, const double* w, double W, double eps,
+                             double* loss, double* g, const double* scale, Py_ssize_t sstep)
     void fx_rows_index_f32(const float* x, const Py_ssize_t* off, int nrows, Py_ssize_t C,
                            Py_ssize_t sc, const int64_t* t, const double* w, double W,
                            double eps, double* loss, float* g, const Py_ssize_t* goff,
@@ -129,6 +135,16 @@ cdef inline void block_index_loss(const floating* x, const Py_ssize_t* off, int 
         fx_block_index_loss_f64(x, off, nrows, consecutive, C, sc, t, w, W, eps, loss)
 
 
+cdef inline void packed_index(const floating* x, Py_ssize_t nrows, Py_ssize_t C,
+                              const int64_t* t, const double* w, double W, double eps,
+                              double* loss, floating* g, const double* scale,
+                              Py_ssize_t sstep) noexcept nogil:
+    if floating is float:
+        fx_packed_index_f32(x, nrows, C, t, w, W, eps, loss, g, scale, sstep)
+    else:
+        fx_packed_index_f64(x, nrows, C, t, w, W, eps, loss, g, scale, sstep)
+
+
 cdef inline void rows_index(const floating* x, const Py_ssize_t* off, int nrows, Py_ssize_t C,
                             Py_ssize_t sc, const int64_t* t, const double* w, double W,
                             double eps, double* loss, floating* g, const Py_ssize_t* goff,
@@ -189,7 +205,9 @@ cdef inline void rows_transform(int mode, const floating* x, const Py_ssize_t* o
 # and their classes are adjacent when the class stride is 1. A kernel call takes ROW_GROUP
 # float rows (double: half as many); fx_block_index (a row in each lane) takes BLOCK_ROWS for
 # the loss alone, whose per-row logs it then takes for two registers' rows at once
-# (fx_block.inc). The block kernels run a group a register's lanes at a time.
+# (fx_block.inc). The block kernels run a group a register's lanes at a time. Class-index
+# rows that lie back to back (C order, C <= BLOCK_MAX_C) skip the groups: fx_packed_index
+# takes each thread's run of rows in one call (fx_packed.inc).
 
 cdef enum:
     BLOCK_ROWS = 32         # float rows per fx_block_index call for the loss alone (double: half)

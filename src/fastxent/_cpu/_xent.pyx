@@ -25,9 +25,9 @@ e) Maths (docs/numerics.md): with m = max, s = sum exp(x - m), lse = m + log s, 
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 
-from ._common cimport (floating, row_fill, block_index, block_index_loss, rows_index,
-                       block_prob, rows_prob, block_offsets, use_blocks, BLOCK_ROWS, ROW_GROUP,
-                       fx_index_range)
+from ._common cimport (floating, row_fill, block_index, block_index_loss, packed_index,
+                       rows_index, block_prob, rows_prob, block_offsets, use_blocks, BLOCK_ROWS,
+                       ROW_GROUP, fx_index_range)
 
 
 cdef inline double _nll_row(const floating* x, Py_ssize_t C, Py_ssize_t s, int64_t y,
@@ -69,12 +69,41 @@ def index_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) logits
     cdef double shared[BLOCK_ROWS]
     cdef const double* sp = _shared_scale(gscale, want_grad and rows > 0, shared)
     cdef bint same_rows = grad.strides[0] == x.strides[0] and grad.strides[2] == x.strides[2]
+    cdef Py_ssize_t fs = sizeof(floating), per
     for r in range(w.shape[0]):
         W += w[r]
+    if (rows > 0 and blocks and inner == 1 and s == 1 and x.strides[0] == C * fs
+            and (not want_grad or (grad.strides[0] == x.strides[0] and grad.strides[1] == fs))):
+        # Rows back to back (C order), the gradient's too: one fx_packed_index call per
+        # thread, its rows a multiple of two float blocks.
+        per = ((rows + n_threads - 1) // n_threads + 31) // 32 * 32
+        for b in prange((rows + per - 1) // per, nogil=True, schedule="static",
+                        num_threads=n_threads):
+            _index_packed(x, t, wp, W, eps, gscale, loss, grad, want_grad, b * per,
+                          rows - b * per if rows - b * per < per else per)
+        return
     for b in prange((rows + lanes - 1) // lanes, nogil=True, schedule="static",
                     num_threads=n_threads):
         _index_group(x, t, wp, W, eps, gscale, sp, loss, grad, same_rows, want_grad, b * lanes,
                      lanes, blocks)
+
+
+cdef inline void _index_packed(const floating[:, :, :] x, const int64_t[:, ::1] t,
+                               const double* wp, double W, double eps,
+                               const double[:, :] gscale, double[:, ::1] loss,
+                               floating[:, :, :] grad, bint want_grad, Py_ssize_t r0,
+                               Py_ssize_t nrows) noexcept nogil:
+    # Rows r0 .. r0 + nrows - 1 of an (N, C, 1) view whose rows lie back to back.
+    cdef Py_ssize_t C = x.shape[1]
+    cdef floating* g = NULL
+    cdef const double* scale = NULL
+    cdef Py_ssize_t sstep = 0
+    if want_grad:
+        g = &grad[0, 0, 0] + r0 * C
+        sstep = gscale.strides[0] // <Py_ssize_t>sizeof(double)
+        scale = &gscale[0, 0] + r0 * sstep
+    packed_index(&x[0, 0, 0] + r0 * C, nrows, C, &t[0, 0] + r0, wp, W, eps, &loss[0, 0] + r0,
+                 g, scale, sstep)
 
 
 cdef inline const double* _shared_scale(const double[:, :] gscale, bint used,

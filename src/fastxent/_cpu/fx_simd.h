@@ -5,7 +5,8 @@
  * a) A "row" is the C logits of one sample: a base pointer, a length n and an element stride
  *    s (1 for class-contiguous rows). fx_row.inc walks one row at a time in vector blocks,
  *    a group of rows per call; fx_block.inc puts a row in each lane (short rows, Fortran
- *    order, the (N, C, d) layout); fx_binary.inc runs the binary losses and kl_div over
+ *    order, the (N, C, d) layout), and fx_packed.inc runs its blocks over a whole run of
+ *    short C-ordered rows per call; fx_binary.inc runs the binary losses and kl_div over
  *    contiguous element runs.
  * b) Storage is float or double (T). float rows use 16-lane float exponentials, double rows
  *    8-lane double ones; every sum is double, so float32 rows of 128k classes keep ~1e-7
@@ -636,6 +637,8 @@ static inline int fx_isa_level(void) {
 #define fx_block_index_f64 FX_PICK(fx_block_index_f64)
 #define fx_block_index_loss_f32 FX_PICK(fx_block_index_loss_f32)
 #define fx_block_index_loss_f64 FX_PICK(fx_block_index_loss_f64)
+#define fx_packed_index_f32 FX_PICK(fx_packed_index_f32)
+#define fx_packed_index_f64 FX_PICK(fx_packed_index_f64)
 #define fx_block_transform_f32 FX_PICK(fx_block_transform_f32)
 #define fx_block_transform_f64 FX_PICK(fx_block_transform_f64)
 #define fx_block_prob_f32 FX_PICK(fx_block_prob_f32)
