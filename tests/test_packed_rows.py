@@ -1,12 +1,14 @@
-"""Rows that lie back to back (a C-ordered (N, C) array, class-index targets, C <= 64) run
-through fx_packed_index, one call per thread; the same rows as a view whose rows do not lie
-back to back run through fx_block_index's groups. Both must give every row the same loss and
-gradient, bit for bit, whatever the row count (blocks of 16 and pairs of them, with tails),
-the options, the gradient's scale per row, or a gradient written over the logits."""
+"""Rows that lie back to back (a C-ordered (N, C) array, C <= 64) run through fx_packed_index
+(class-index targets) and fx_packed_transform (logsumexp, softmax, log_softmax), one call per
+thread; the same rows as a view whose rows do not lie back to back run through the block
+kernels' groups. Both must give every row the same results, bit for bit, whatever the row count
+(blocks of 16 and pairs of them, with tails), the options, the gradient's scale per row, or an
+output written over the logits."""
 import numpy as np
 import pytest
 
 import fastxent as fx
+from fastxent._cpu import _softmax
 
 OPTIONS = {
     "plain": {},
@@ -93,3 +95,46 @@ def test_packed_rows_split_across_threads_as_one():
             fx.set_num_threads(None)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+TRANSFORMS = ("logsumexp", "softmax", "log_softmax")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C", [1, 2, 7, 10, 16, 17, 64])
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 32, 33, 70])
+@pytest.mark.parametrize("name", TRANSFORMS)
+def test_packed_transform_matches_the_group_route(n, C, dtype, name):
+    _, x, _ = _problem(n, C, dtype, seed=n * 100 + C)
+    if n > 6:
+        x[6] = -np.inf
+        x[6, 0] = np.nan    # a row of -inf holding a NaN: logsumexp settles it to NaN
+    f = getattr(fx, name)
+    np.testing.assert_array_equal(f(x, axis=1), f(_strided(x), axis=1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C", [3, 10, 16, 40])
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_packed_transform_written_over_its_input(C, dtype, name):
+    # The kernel's contract allows the output to be the input's buffer (the Python layer
+    # allocates a fresh one); every block is read whole before it is written.
+    _, x, _ = _problem(53, C, dtype, seed=C)
+    expected = getattr(fx, name)(x, axis=1)
+    y = x.copy()
+    y3 = y.reshape(53, C, 1)
+    getattr(_softmax, name)(y3, y3, 2)
+    np.testing.assert_array_equal(y, expected)
+
+
+@pytest.mark.parametrize("name", TRANSFORMS)
+def test_packed_transform_split_across_threads_as_one(name):
+    _, x, _ = _problem(1001, 10, np.float32, seed=4)
+    results = []
+    for threads in (1, 2):
+        fx.set_num_threads(threads)
+        try:
+            results.append(getattr(fx, name)(x, axis=1))
+        finally:
+            fx.set_num_threads(None)
+    np.testing.assert_array_equal(*results)

@@ -34,6 +34,10 @@ cdef extern from "fx_simd.h" nogil:
     void fx_packed_index_f64(const double* x, Py_ssize_t nrows, Py_ssize_t C,
                              const int64_t* t, const double* w, double W, double eps,
                              double* loss, double* g, const double* scale, Py_ssize_t sstep)
+    void fx_packed_transform_f32(int mode, const float* x, Py_ssize_t nrows, Py_ssize_t C,
+                                 double* lse, float* out)
+    void fx_packed_transform_f64(int mode, const double* x, Py_ssize_t nrows, Py_ssize_t C,
+                                 double* lse, double* out)
     void fx_rows_index_f32(const float* x, const Py_ssize_t* off, int nrows, Py_ssize_t C,
                            Py_ssize_t sc, const int64_t* t, const double* w, double W,
                            double eps, double* loss, float* g, const Py_ssize_t* goff,
@@ -145,6 +149,14 @@ cdef inline void packed_index(const floating* x, Py_ssize_t nrows, Py_ssize_t C,
         fx_packed_index_f64(x, nrows, C, t, w, W, eps, loss, g, scale, sstep)
 
 
+cdef inline void packed_transform(int mode, const floating* x, Py_ssize_t nrows, Py_ssize_t C,
+                                  double* lse, floating* out) noexcept nogil:
+    if floating is float:
+        fx_packed_transform_f32(mode, x, nrows, C, lse, out)
+    else:
+        fx_packed_transform_f64(mode, x, nrows, C, lse, out)
+
+
 cdef inline void rows_index(const floating* x, const Py_ssize_t* off, int nrows, Py_ssize_t C,
                             Py_ssize_t sc, const int64_t* t, const double* w, double W,
                             double eps, double* loss, floating* g, const Py_ssize_t* goff,
@@ -206,8 +218,9 @@ cdef inline void rows_transform(int mode, const floating* x, const Py_ssize_t* o
 # float rows (double: half as many); fx_block_index (a row in each lane) takes BLOCK_ROWS for
 # the loss alone, whose per-row logs it then takes for two registers' rows at once
 # (fx_block.inc). The block kernels run a group a register's lanes at a time. Class-index
-# rows that lie back to back (C order, C <= BLOCK_MAX_C) skip the groups: fx_packed_index
-# takes each thread's run of rows in one call (fx_packed.inc).
+# rows that lie back to back (C order, C <= BLOCK_MAX_C) skip the groups, and so do the
+# transforms' rows with an output laid out alike: fx_packed_index and fx_packed_transform take
+# each thread's run of rows in one call (fx_packed.inc).
 
 cdef enum:
     BLOCK_ROWS = 32         # float rows per fx_block_index call for the loss alone (double: half)

@@ -8,17 +8,19 @@ b) Passes over memory: logsumexp reads each row twice (max, then sum of exponent
    softmax writes exp(x - max) into the output on the second pass and scales it on a third,
    so each logit gets exactly one exponential; log_softmax reads the row once more to write.
    Short rows, rows whose classes are not adjacent and the (N, C, d) layout run the same
-   passes a lane per row, 16 rows at a time (fx_block_transform; _common.use_blocks); longer
-   class-adjacent rows a row at a time, a group of 16 (8 for double) per call
-   (fx_rows_transform), whose logs run as one vector.
+   passes a lane per row, 16 rows at a time (fx_block_transform; _common.use_blocks), or, for
+   rows that lie back to back (C order) with an output laid out alike, a thread's whole run of
+   rows per call (fx_packed_transform); longer class-adjacent rows a row at a time, a group of
+   16 (8 for double) per call (fx_rows_transform), whose logs run as one vector.
 c) Precision: double accumulators for float and double storage (see fx_simd.h).
 d) Preconditions (checked in _validate.py): C >= 1, outputs allocated by the caller with the
    input's (outer, C, inner) shape, every stride a multiple of the item size.
 """
 from cython.parallel cimport prange
 
-from ._common cimport (floating, block_transform, rows_transform, block_offsets, use_blocks,
-                       BLOCK_ROWS, ROW_GROUP, FX_LSE, FX_SOFTMAX, FX_LOG_SOFTMAX)
+from ._common cimport (floating, block_transform, packed_transform, rows_transform,
+                       block_offsets, use_blocks, BLOCK_ROWS, ROW_GROUP, FX_LSE, FX_SOFTMAX,
+                       FX_LOG_SOFTMAX)
 
 
 cdef inline void _group(int mode, const floating[:, :, :] x, double* lse, floating* out,
@@ -61,6 +63,19 @@ cdef void _groups(int mode, const floating[:, :, :] x, double* lse, floating* ou
                                   x.shape[2])
     cdef bint same_rows = (out != NULL and os[0] == x.strides[0] // <Py_ssize_t>sizeof(floating)
                            and os[2] == x.strides[2] // <Py_ssize_t>sizeof(floating))
+    cdef Py_ssize_t C = x.shape[1], per
+    if (rows > 0 and blocks and x.shape[2] == 1 and x.strides[1] == sizeof(floating)
+            and x.strides[0] == C * <Py_ssize_t>sizeof(floating)
+            and (out == NULL or (os[0] == C and os[1] == 1))):
+        # Rows back to back (C order), the output's too: one fx_packed_transform call per
+        # thread.
+        per = ((rows + n_threads - 1) // n_threads + 31) // 32 * 32
+        for b in prange((rows + per - 1) // per, schedule="static", num_threads=n_threads):
+            packed_transform(mode, &x[0, 0, 0] + b * per * C,
+                             rows - b * per if rows - b * per < per else per, C,
+                             lse + b * per if lse != NULL else NULL,
+                             out + b * per * C if out != NULL else NULL)
+        return
     for b in prange((rows + lanes - 1) // lanes, schedule="static", num_threads=n_threads):
         _group(mode, x, lse, out, os, same_rows, b * lanes, lanes, blocks)
 
