@@ -241,6 +241,19 @@ cdef inline bint use_blocks(Py_ssize_t C, Py_ssize_t s, Py_ssize_t inner) noexce
     return inner > 1 or s != 1 or C <= BLOCK_MAX_C
 
 
+cdef inline bint packed_rows(Py_ssize_t C, Py_ssize_t inner, Py_ssize_t so,
+                             Py_ssize_t sc) noexcept nogil:
+    # Whether the rows of an (outer, C, inner) view (element strides so, sc along outer and C)
+    # lie back to back, short enough for fx_packed.inc: a C-ordered (N, C) array.
+    return inner == 1 and sc == 1 and so == C and C <= BLOCK_MAX_C
+
+
+cdef inline Py_ssize_t packed_share(Py_ssize_t rows, int n_threads) noexcept nogil:
+    # Each thread's run of rows through fx_packed.inc: an equal share, rounded up to a
+    # multiple of two float blocks.
+    return ((rows + n_threads - 1) // n_threads + 31) // 32 * 32
+
+
 cdef inline bint block_offsets(Py_ssize_t r0, int nrows, Py_ssize_t inner, Py_ssize_t so,
                                Py_ssize_t si, Py_ssize_t* off) noexcept nogil:
     # off[k]: the element offset of row r0 + k (k < nrows) in a view whose outer and inner

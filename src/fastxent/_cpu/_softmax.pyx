@@ -18,9 +18,9 @@ d) Preconditions (checked in _validate.py): C >= 1, outputs allocated by the cal
 """
 from cython.parallel cimport prange
 
-from ._common cimport (floating, block_transform, packed_transform, rows_transform,
-                       block_offsets, use_blocks, BLOCK_ROWS, ROW_GROUP, FX_LSE, FX_SOFTMAX,
-                       FX_LOG_SOFTMAX)
+from ._common cimport (floating, block_transform, packed_transform, packed_rows,
+                       packed_share, rows_transform, block_offsets, use_blocks, BLOCK_ROWS,
+                       ROW_GROUP, FX_LSE, FX_SOFTMAX, FX_LOG_SOFTMAX)
 
 
 cdef inline void _group(int mode, const floating[:, :, :] x, double* lse, floating* out,
@@ -63,13 +63,12 @@ cdef void _groups(int mode, const floating[:, :, :] x, double* lse, floating* ou
                                   x.shape[2])
     cdef bint same_rows = (out != NULL and os[0] == x.strides[0] // <Py_ssize_t>sizeof(floating)
                            and os[2] == x.strides[2] // <Py_ssize_t>sizeof(floating))
-    cdef Py_ssize_t C = x.shape[1], per
-    if (rows > 0 and blocks and x.shape[2] == 1 and x.strides[1] == sizeof(floating)
-            and x.strides[0] == C * <Py_ssize_t>sizeof(floating)
-            and (out == NULL or (os[0] == C and os[1] == 1))):
+    cdef Py_ssize_t C = x.shape[1], per, fs = sizeof(floating)
+    if (rows > 0 and packed_rows(C, x.shape[2], x.strides[0] // fs, x.strides[1] // fs)
+            and (out == NULL or packed_rows(C, x.shape[2], os[0], os[1]))):
         # Rows back to back (C order), the output's too: one fx_packed_transform call per
         # thread.
-        per = ((rows + n_threads - 1) // n_threads + 31) // 32 * 32
+        per = packed_share(rows, n_threads)
         for b in prange((rows + per - 1) // per, schedule="static", num_threads=n_threads):
             packed_transform(mode, &x[0, 0, 0] + b * per * C,
                              rows - b * per if rows - b * per < per else per, C,

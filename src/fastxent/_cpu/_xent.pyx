@@ -26,8 +26,8 @@ from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 
 from ._common cimport (floating, row_fill, block_index, block_index_loss, packed_index,
-                       rows_index, block_prob, rows_prob, block_offsets, use_blocks, BLOCK_ROWS,
-                       ROW_GROUP, fx_index_range)
+                       packed_rows, packed_share, rows_index, block_prob, rows_prob,
+                       block_offsets, use_blocks, BLOCK_ROWS, ROW_GROUP, fx_index_range)
 
 
 cdef inline double _nll_row(const floating* x, Py_ssize_t C, Py_ssize_t s, int64_t y,
@@ -72,11 +72,12 @@ def index_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) logits
     cdef Py_ssize_t fs = sizeof(floating), per
     for r in range(w.shape[0]):
         W += w[r]
-    if (rows > 0 and blocks and inner == 1 and s == 1 and x.strides[0] == C * fs
-            and (not want_grad or (grad.strides[0] == x.strides[0] and grad.strides[1] == fs))):
+    if (rows > 0 and packed_rows(C, inner, x.strides[0] // fs, s)
+            and (not want_grad or packed_rows(C, inner, grad.strides[0] // fs,
+                                              grad.strides[1] // fs))):
         # Rows back to back (C order), the gradient's too: one fx_packed_index call per
-        # thread, its rows a multiple of two float blocks.
-        per = ((rows + n_threads - 1) // n_threads + 31) // 32 * 32
+        # thread.
+        per = packed_share(rows, n_threads)
         for b in prange((rows + per - 1) // per, nogil=True, schedule="static",
                         num_threads=n_threads):
             _index_packed(x, t, wp, W, eps, gscale, loss, grad, want_grad, b * per,
