@@ -100,6 +100,25 @@ def test_packed_rows_split_across_threads_as_one():
 TRANSFORMS = ("logsumexp", "softmax", "log_softmax")
 
 
+@pytest.mark.parametrize("C", range(1, 17))
+def test_every_class_count_up_to_16_matches_the_group_route(C):
+    # The AVX-512 float build compiles the packed cross entropy and logsumexp apart for each
+    # class count up to 16; each of those functions against the group route, with a pair of
+    # blocks and a tail.
+    rng, x, t = _problem(35, C, np.float32, seed=1000 + C)
+    for option in ("plain", "smoothing_weight"):
+        kw = _kwargs(option, C, t, rng)
+        loss, grad = fx.cross_entropy(x, t, reduction="none", return_grad=True, **kw)
+        sloss, sgrad = fx.cross_entropy(_strided(x), t, reduction="none", return_grad=True,
+                                        **kw)
+        np.testing.assert_array_equal(loss, sloss)
+        np.testing.assert_array_equal(grad, sgrad)
+        np.testing.assert_array_equal(fx.cross_entropy(x, t, reduction="none", **kw), sloss)
+    for name in TRANSFORMS:
+        f = getattr(fx, name)
+        np.testing.assert_array_equal(f(x, axis=1), f(_strided(x), axis=1))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("C", [1, 2, 7, 10, 16, 17, 64])
 @pytest.mark.parametrize("n", [1, 15, 16, 17, 32, 33, 70])
