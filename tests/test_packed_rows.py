@@ -1,6 +1,6 @@
 """Rows that lie back to back (a C-ordered (N, C) array, C <= 64) run through fx_packed_index
-(class-index targets) and fx_packed_transform (logsumexp, softmax, log_softmax), one call per
-thread; the same rows as a view whose rows do not lie back to back run through the block
+(class-index targets), fx_packed_prob (probability targets laid out alike) and
+fx_packed_transform (logsumexp, softmax, log_softmax), one call per thread; the same rows as a view whose rows do not lie back to back run through the block
 kernels' groups. Both must give every row the same results, bit for bit, whatever the row count
 (blocks of 16 and pairs of them, with tails), the options, the gradient's scale per row, or an
 output written over the logits."""
@@ -97,14 +97,76 @@ def test_packed_rows_split_across_threads_as_one():
         np.testing.assert_array_equal(a, b)
 
 
+def _targets(rng, n, C, dtype):
+    # Probability targets, one row of zeros (a row that adds nothing).
+    q = rng.random((n, C)).astype(dtype)
+    q /= q.sum(axis=1, keepdims=True)
+    if n > 7:
+        q[7] = 0
+    return q
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C", [1, 2, 7, 10, 16, 17, 64])
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 33, 70])
+@pytest.mark.parametrize("option", ["plain", "smoothing_weight"])
+def test_packed_probability_rows_match_the_group_route(n, C, dtype, option):
+    rng, x, t = _problem(n, C, dtype, seed=n * 100 + C + 7)
+    q = _targets(rng, n, C, dtype)
+    kw = _kwargs(option, C, t, rng)
+    for reduction in ("mean", "none"):
+        loss, grad = fx.cross_entropy(x, q, reduction=reduction, return_grad=True, **kw)
+        # the logits with gaps between rows, then the targets: either sends the rows through
+        # the groups
+        for sx, sq in ((_strided(x), q), (x, _strided(q))):
+            sloss, sgrad = fx.cross_entropy(sx, sq, reduction=reduction, return_grad=True,
+                                            **kw)
+            np.testing.assert_array_equal(loss, sloss)
+            np.testing.assert_array_equal(grad, sgrad)
+        np.testing.assert_array_equal(fx.cross_entropy(x, q, reduction=reduction, **kw), sloss)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C", [3, 10, 16, 40])
+def test_packed_probability_rows_with_a_scale_per_row_and_in_place(C, dtype):
+    rng, x, _ = _problem(53, C, dtype, seed=C + 1)
+    q = _targets(rng, 53, C, dtype)
+    go = rng.standard_normal(53)
+    loss, grad = fx.cross_entropy(x, q, reduction="none", grad_output=go, return_grad=True)
+    sloss, sgrad = fx.cross_entropy(_strided(x), q, reduction="none", grad_output=go,
+                                    return_grad=True)
+    np.testing.assert_array_equal(loss, sloss)
+    np.testing.assert_array_equal(grad, sgrad)
+    mean_loss, mean_grad = fx.cross_entropy(x, q, return_grad=True)
+    y = x.copy()
+    in_loss, in_grad = fx.cross_entropy(y, q, return_grad=True, grad_out=y)
+    assert in_grad is y
+    np.testing.assert_array_equal(in_loss, mean_loss)
+    np.testing.assert_array_equal(y, mean_grad)
+
+
+def test_packed_probability_rows_split_across_threads_as_one():
+    rng, x, _ = _problem(1001, 10, np.float32, seed=5)
+    q = _targets(rng, 1001, 10, np.float32)
+    results = []
+    for threads in (1, 2):
+        fx.set_num_threads(threads)
+        try:
+            results.append(fx.cross_entropy(x, q, reduction="none", return_grad=True))
+        finally:
+            fx.set_num_threads(None)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
 TRANSFORMS = ("logsumexp", "softmax", "log_softmax")
 
 
 @pytest.mark.parametrize("C", range(1, 17))
 def test_every_class_count_up_to_16_matches_the_group_route(C):
     # The AVX-512 float build compiles the packed cross entropy and logsumexp apart for each
-    # class count up to 16; each of those functions against the group route, with a pair of
-    # blocks and a tail.
+    # class count up to 16; each of those functions (and the probability targets' packed
+    # rows) against the group route, with a pair of blocks and a tail.
     rng, x, t = _problem(35, C, np.float32, seed=1000 + C)
     for option in ("plain", "smoothing_weight"):
         kw = _kwargs(option, C, t, rng)
@@ -114,6 +176,12 @@ def test_every_class_count_up_to_16_matches_the_group_route(C):
         np.testing.assert_array_equal(loss, sloss)
         np.testing.assert_array_equal(grad, sgrad)
         np.testing.assert_array_equal(fx.cross_entropy(x, t, reduction="none", **kw), sloss)
+        q = _targets(rng, 35, C, np.float32)
+        loss, grad = fx.cross_entropy(x, q, reduction="none", return_grad=True, **kw)
+        sloss, sgrad = fx.cross_entropy(_strided(x), q, reduction="none", return_grad=True,
+                                        **kw)
+        np.testing.assert_array_equal(loss, sloss)
+        np.testing.assert_array_equal(grad, sgrad)
     for name in TRANSFORMS:
         f = getattr(fx, name)
         np.testing.assert_array_equal(f(x, axis=1), f(_strided(x), axis=1))

@@ -38,6 +38,12 @@ cdef extern from "fx_simd.h" nogil:
                                  double* lse, float* out)
     void fx_packed_transform_f64(int mode, const double* x, Py_ssize_t nrows, Py_ssize_t C,
                                  double* lse, double* out)
+    void fx_packed_prob_f32(const float* x, Py_ssize_t nrows, Py_ssize_t C, const float* q,
+                            const double* w, double eps, double* loss, float* g,
+                            const double* scale, Py_ssize_t sstep)
+    void fx_packed_prob_f64(const double* x, Py_ssize_t nrows, Py_ssize_t C, const double* q,
+                            const double* w, double eps, double* loss, double* g,
+                            const double* scale, Py_ssize_t sstep)
     void fx_rows_index_f32(const float* x, const Py_ssize_t* off, int nrows, Py_ssize_t C,
                            Py_ssize_t sc, const int64_t* t, const double* w, double W,
                            double eps, double* loss, float* g, const Py_ssize_t* goff,
@@ -155,6 +161,15 @@ cdef inline void packed_transform(int mode, const floating* x, Py_ssize_t nrows,
         fx_packed_transform_f32(mode, x, nrows, C, lse, out)
     else:
         fx_packed_transform_f64(mode, x, nrows, C, lse, out)
+
+
+cdef inline void packed_prob(const floating* x, Py_ssize_t nrows, Py_ssize_t C,
+                             const floating* q, const double* w, double eps, double* loss,
+                             floating* g, const double* scale, Py_ssize_t sstep) noexcept nogil:
+    if floating is float:
+        fx_packed_prob_f32(x, nrows, C, q, w, eps, loss, g, scale, sstep)
+    else:
+        fx_packed_prob_f64(x, nrows, C, q, w, eps, loss, g, scale, sstep)
 
 
 cdef inline void rows_index(const floating* x, const Py_ssize_t* off, int nrows, Py_ssize_t C,

@@ -26,7 +26,7 @@ from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 
 from ._common cimport (floating, row_fill, block_index, block_index_loss, packed_index,
-                       packed_rows, packed_share, rows_index, block_prob, rows_prob,
+                       packed_prob, packed_rows, packed_share, rows_index, block_prob, rows_prob,
                        block_offsets, use_blocks, BLOCK_ROWS, ROW_GROUP, fx_index_range)
 
 
@@ -198,10 +198,40 @@ def prob_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) logits
     cdef double shared[BLOCK_ROWS]
     cdef const double* sp = _shared_scale(gscale, want_grad and rows > 0, shared)
     cdef bint same_rows = grad.strides[0] == x.strides[0] and grad.strides[2] == x.strides[2]
+    cdef Py_ssize_t fs = sizeof(floating), per, C = x.shape[1], inner = x.shape[2]
+    if (rows > 0 and packed_rows(C, inner, x.strides[0] // fs, x.strides[1] // fs)
+            and packed_rows(C, inner, q.strides[0] // fs, q.strides[1] // fs)
+            and (not want_grad or packed_rows(C, inner, grad.strides[0] // fs,
+                                              grad.strides[1] // fs))):
+        # Logits, targets and gradient rows back to back (C order): one fx_packed_prob call
+        # per thread, as index_rows.
+        per = packed_share(rows, n_threads)
+        for b in prange((rows + per - 1) // per, nogil=True, schedule="static",
+                        num_threads=n_threads):
+            _prob_packed(x, q, wp, eps, gscale, loss, grad, want_grad, b * per,
+                         rows - b * per if rows - b * per < per else per)
+        return
     for b in prange((rows + lanes - 1) // lanes, nogil=True, schedule="static",
                     num_threads=n_threads):
         _prob_group(x, q, wp, eps, gscale, sp, loss, grad, same_rows, want_grad, b * lanes,
                     lanes, blocks)
+
+
+cdef inline void _prob_packed(const floating[:, :, :] x, const floating[:, :, :] q,
+                              const double* wp, double eps, const double[:, :] gscale,
+                              double[:, ::1] loss, floating[:, :, :] grad, bint want_grad,
+                              Py_ssize_t r0, Py_ssize_t nrows) noexcept nogil:
+    # Rows r0 .. r0 + nrows - 1 of (N, C, 1) views whose rows lie back to back.
+    cdef Py_ssize_t C = x.shape[1]
+    cdef floating* g = NULL
+    cdef const double* scale = NULL
+    cdef Py_ssize_t sstep = 0
+    if want_grad:
+        g = &grad[0, 0, 0] + r0 * C
+        sstep = gscale.strides[0] // <Py_ssize_t>sizeof(double)
+        scale = &gscale[0, 0] + r0 * sstep
+    packed_prob(&x[0, 0, 0] + r0 * C, nrows, C, &q[0, 0, 0] + r0 * C, wp, eps,
+                &loss[0, 0] + r0, g, scale, sstep)
 
 
 cdef inline void _prob_group(const floating[:, :, :] x, const floating[:, :, :] q,

@@ -647,6 +647,8 @@ static inline int fx_isa_level(void) {
 #define fx_packed_index_f64 FX_PICK(fx_packed_index_f64)
 #define fx_packed_transform_f32 FX_PICK(fx_packed_transform_f32)
 #define fx_packed_transform_f64 FX_PICK(fx_packed_transform_f64)
+#define fx_packed_prob_f32 FX_PICK(fx_packed_prob_f32)
+#define fx_packed_prob_f64 FX_PICK(fx_packed_prob_f64)
 #define fx_block_transform_f32 FX_PICK(fx_block_transform_f32)
 #define fx_block_transform_f64 FX_PICK(fx_block_transform_f64)
 #define fx_block_prob_f32 FX_PICK(fx_block_prob_f32)
