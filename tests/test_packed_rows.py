@@ -65,10 +65,26 @@ def test_packed_rows_match_the_group_route(n, C, dtype, option):
         np.testing.assert_array_equal(fx.cross_entropy(x, t, reduction=reduction, **kw), sloss)
 
 
+def _targets(rng, n, C, dtype):
+    # Probability targets, one row of zeros (a row that adds nothing).
+    q = rng.random((n, C)).astype(dtype)
+    q /= q.sum(axis=1, keepdims=True)
+    if n > 7:
+        q[7] = 0
+    return q
+
+
+def _either_targets(kind, n, C, dtype, seed):
+    # Logits with class indices (fx_packed_index) or probability targets (fx_packed_prob).
+    rng, x, t = _problem(n, C, dtype, seed)
+    return rng, x, (t if kind == "index" else _targets(rng, n, C, dtype))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("C", [3, 10, 16, 40])
-def test_packed_rows_with_a_gradient_scale_per_row_and_in_place(C, dtype):
-    rng, x, t = _problem(53, C, dtype, seed=C)
+@pytest.mark.parametrize("kind", ["index", "probability"])
+def test_packed_rows_with_a_gradient_scale_per_row_and_in_place(kind, C, dtype):
+    rng, x, t = _either_targets(kind, 53, C, dtype, seed=C)
     go = rng.standard_normal(53)
     loss, grad = fx.cross_entropy(x, t, reduction="none", grad_output=go, return_grad=True)
     sloss, sgrad = fx.cross_entropy(_strided(x), t, reduction="none", grad_output=go,
@@ -84,8 +100,9 @@ def test_packed_rows_with_a_gradient_scale_per_row_and_in_place(C, dtype):
     np.testing.assert_array_equal(y, mean_grad)
 
 
-def test_packed_rows_split_across_threads_as_one():
-    rng, x, t = _problem(1001, 10, np.float32, seed=3)
+@pytest.mark.parametrize("kind", ["index", "probability"])
+def test_packed_rows_split_across_threads_as_one(kind):
+    _, x, t = _either_targets(kind, 1001, 10, np.float32, seed=3)
     results = []
     for threads in (1, 2):
         fx.set_num_threads(threads)
@@ -95,15 +112,6 @@ def test_packed_rows_split_across_threads_as_one():
             fx.set_num_threads(None)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
-
-
-def _targets(rng, n, C, dtype):
-    # Probability targets, one row of zeros (a row that adds nothing).
-    q = rng.random((n, C)).astype(dtype)
-    q /= q.sum(axis=1, keepdims=True)
-    if n > 7:
-        q[7] = 0
-    return q
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -124,39 +132,6 @@ def test_packed_probability_rows_match_the_group_route(n, C, dtype, option):
             np.testing.assert_array_equal(loss, sloss)
             np.testing.assert_array_equal(grad, sgrad)
         np.testing.assert_array_equal(fx.cross_entropy(x, q, reduction=reduction, **kw), sloss)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("C", [3, 10, 16, 40])
-def test_packed_probability_rows_with_a_scale_per_row_and_in_place(C, dtype):
-    rng, x, _ = _problem(53, C, dtype, seed=C + 1)
-    q = _targets(rng, 53, C, dtype)
-    go = rng.standard_normal(53)
-    loss, grad = fx.cross_entropy(x, q, reduction="none", grad_output=go, return_grad=True)
-    sloss, sgrad = fx.cross_entropy(_strided(x), q, reduction="none", grad_output=go,
-                                    return_grad=True)
-    np.testing.assert_array_equal(loss, sloss)
-    np.testing.assert_array_equal(grad, sgrad)
-    mean_loss, mean_grad = fx.cross_entropy(x, q, return_grad=True)
-    y = x.copy()
-    in_loss, in_grad = fx.cross_entropy(y, q, return_grad=True, grad_out=y)
-    assert in_grad is y
-    np.testing.assert_array_equal(in_loss, mean_loss)
-    np.testing.assert_array_equal(y, mean_grad)
-
-
-def test_packed_probability_rows_split_across_threads_as_one():
-    rng, x, _ = _problem(1001, 10, np.float32, seed=5)
-    q = _targets(rng, 1001, 10, np.float32)
-    results = []
-    for threads in (1, 2):
-        fx.set_num_threads(threads)
-        try:
-            results.append(fx.cross_entropy(x, q, reduction="none", return_grad=True))
-        finally:
-            fx.set_num_threads(None)
-    for a, b in zip(*results):
-        np.testing.assert_array_equal(a, b)
 
 
 TRANSFORMS = ("logsumexp", "softmax", "log_softmax")

@@ -95,16 +95,26 @@ cdef inline void _index_packed(const floating[:, :, :] x, const int64_t[:, ::1] 
                                floating[:, :, :] grad, bint want_grad, Py_ssize_t r0,
                                Py_ssize_t nrows) noexcept nogil:
     # Rows r0 .. r0 + nrows - 1 of an (N, C, 1) view whose rows lie back to back.
-    cdef Py_ssize_t C = x.shape[1]
-    cdef floating* g = NULL
-    cdef const double* scale = NULL
-    cdef Py_ssize_t sstep = 0
-    if want_grad:
-        g = &grad[0, 0, 0] + r0 * C
-        sstep = gscale.strides[0] // <Py_ssize_t>sizeof(double)
-        scale = &gscale[0, 0] + r0 * sstep
+    cdef Py_ssize_t C = x.shape[1], sstep
+    cdef const double* scale
+    cdef floating* g = _packed_grad(grad, gscale, want_grad, r0, &scale, &sstep)
     packed_index(&x[0, 0, 0] + r0 * C, nrows, C, &t[0, 0] + r0, wp, W, eps, &loss[0, 0] + r0,
                  g, scale, sstep)
+
+
+cdef inline floating* _packed_grad(floating[:, :, :] grad, const double[:, :] gscale,
+                                  bint want_grad, Py_ssize_t r0, const double** scale,
+                                  Py_ssize_t* sstep) noexcept nogil:
+    # Gradient row r0 of an (N, C, 1) view whose rows lie back to back, and its scales: the
+    # scale of row r0 and their step (0: one scale broadcast to every row). NULL (and no
+    # scales) without a gradient.
+    scale[0] = NULL
+    sstep[0] = 0
+    if not want_grad:
+        return NULL
+    sstep[0] = gscale.strides[0] // <Py_ssize_t>sizeof(double)
+    scale[0] = &gscale[0, 0] + r0 * sstep[0]
+    return &grad[0, 0, 0] + r0 * grad.shape[1]
 
 
 cdef inline const double* _shared_scale(const double[:, :] gscale, bint used,
@@ -222,14 +232,9 @@ cdef inline void _prob_packed(const floating[:, :, :] x, const floating[:, :, :]
                               double[:, ::1] loss, floating[:, :, :] grad, bint want_grad,
                               Py_ssize_t r0, Py_ssize_t nrows) noexcept nogil:
     # Rows r0 .. r0 + nrows - 1 of (N, C, 1) views whose rows lie back to back.
-    cdef Py_ssize_t C = x.shape[1]
-    cdef floating* g = NULL
-    cdef const double* scale = NULL
-    cdef Py_ssize_t sstep = 0
-    if want_grad:
-        g = &grad[0, 0, 0] + r0 * C
-        sstep = gscale.strides[0] // <Py_ssize_t>sizeof(double)
-        scale = &gscale[0, 0] + r0 * sstep
+    cdef Py_ssize_t C = x.shape[1], sstep
+    cdef const double* scale
+    cdef floating* g = _packed_grad(grad, gscale, want_grad, r0, &scale, &sstep)
     packed_prob(&x[0, 0, 0] + r0 * C, nrows, C, &q[0, 0, 0] + r0 * C, wp, eps,
                 &loss[0, 0] + r0, g, scale, sstep)
 
