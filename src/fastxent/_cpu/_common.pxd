@@ -232,10 +232,11 @@ cdef inline void rows_transform(int mode, const floating* x, const Py_ssize_t* o
 # and their classes are adjacent when the class stride is 1. A kernel call takes ROW_GROUP
 # float rows (double: half as many); fx_block_index (a row in each lane) takes BLOCK_ROWS for
 # the loss alone, whose per-row logs it then takes for two registers' rows at once
-# (fx_block.inc). The block kernels run a group a register's lanes at a time. Class-index
-# rows that lie back to back (C order, C <= BLOCK_MAX_C) skip the groups, and so do the
-# transforms' rows with an output laid out alike: fx_packed_index and fx_packed_transform take
-# each thread's run of rows in one call (fx_packed.inc).
+# (fx_block.inc). The block kernels run a group a register's lanes at a time. Rows that lie
+# back to back (C order, C <= BLOCK_MAX_C), with class-index targets, with probability targets
+# laid out alike, or through a transform with an output laid out alike, skip the groups:
+# fx_packed_index, fx_packed_prob and fx_packed_transform take each thread's run of rows in
+# one call (fx_packed.inc).
 
 cdef enum:
     BLOCK_ROWS = 32         # float rows per fx_block_index call for the loss alone (double: half)
