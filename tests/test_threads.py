@@ -32,6 +32,8 @@ def test_threadpoolctl_limits_apply():
 rng = np.random.default_rng(0)
 BIG = rng.standard_normal((4099, 37)).astype(np.float32)       # above the serial threshold
 LABELS = rng.integers(0, 37, 4099)
+# rows enough that the target range and the sum of the row losses run on the threads too
+MANY_ROWS = rng.standard_normal((40_000, 3)).astype(np.float32) * 10
 CALLS = {
     "cross_entropy": lambda: fx.cross_entropy(BIG, LABELS, weight=np.linspace(0.5, 2, 37),
                                               label_smoothing=0.1, return_grad=True),
@@ -46,6 +48,8 @@ CALLS = {
     "cross_entropy_nd": lambda: fx.cross_entropy(BIG.reshape(4099, 37, 1).repeat(3, 2),
                                                  np.ones((4099, 3), np.int64),
                                                  return_grad=True),
+    "cross_entropy_many_rows": lambda: fx.cross_entropy(MANY_ROWS, np.arange(40_000) % 3,
+                                                        return_grad=True),
     "nll_loss": lambda: fx.nll_loss(BIG, np.arange(4099) % 37, return_grad=True),
     "bce_logits": lambda: fx.binary_cross_entropy_with_logits(
         BIG, (BIG > 0).astype(np.float32), pos_weight=np.full(37, 2.0), return_grad=True),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._cpu._xent import row_total
+from ._threads import threads_for
 
 # np.errstate costs about a microsecond on entry and exit, so the casts below enter it only
 # when a cast can overflow.
@@ -56,7 +57,7 @@ def reduce_rows(rows, reduction: str, denominator: float, loss_shape, dtype):
     """Reduce per-row float64 losses of shape (outer, inner)."""
     if reduction == "none":
         return narrow(rows.reshape(loss_shape), dtype)
-    return reduce_total(row_total(rows), reduction, denominator, dtype)
+    return reduce_total(row_total(rows, threads_for(rows.size)), reduction, denominator, dtype)
 
 
 def reduce_total(total, reduction: str, denominator: float, dtype):

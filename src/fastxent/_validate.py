@@ -15,6 +15,7 @@ import numpy as np
 
 from ._cpu._xent import target_range
 from ._problem import ClassProblem, ElementwiseProblem
+from ._threads import threads_for
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -235,7 +236,7 @@ def _index_target(t: np.ndarray, C: int, ignore: int, outer: int, inner: int):
     # uint64 may not fit int64: it takes the general path, which compares exactly.
     if t.size and (t.dtype.kind == "i" or t.itemsize < 8):
         t64 = np.ascontiguousarray(t.reshape(outer, inner), dtype=np.int64)
-        lo, hi = target_range(t64.reshape(-1))
+        lo, hi = target_range(t64.reshape(-1), threads_for(t64.size))
         if 0 <= lo and hi < C and not lo <= ignore <= hi:     # the common case: all valid
             return t64, False
     ignored = t == ignore

@@ -77,7 +77,7 @@ def _run_class(p, kernel, want_grad, grad_output, grad_out, partial=False):
                                   lambda a: a.reshape(p.shape), p.grad_dtype)
     kernel(gscale, rows, g3, want_grad, threads_for(p.x.size))
     if partial and p.reduction != "none":
-        loss = np.float64(_reduce.row_total(rows))
+        loss = np.float64(_reduce.row_total(rows, threads_for(rows.size)))
     else:
         loss = _reduce.reduce_rows(rows, p.reduction, p.denominator, p.loss_shape,
                                    p.loss_dtype)

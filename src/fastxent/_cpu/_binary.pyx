@@ -13,7 +13,7 @@ b) One pass: each element is read once and its loss (reduction="none") or the un
    chunks copied to and from the stack, so one implementation computes every element (a
    strided element loop with libm's log1p and exp took 23x as long).
 c) Threading and determinism: fixed units of work (_common.pxd), partial sums added in unit
-   order after the parallel loop.
+   order after the parallel loop (a plain loop for one thread: _threads.py).
 d) Formulas are PyTorch's, evaluated in double:
      BCE:             l = w [(y - 1) max(log1p(-p), -100) - y max(log p, -100)]
                       g = w (p - y) / max(p (1 - p), 1e-12 as a float)
@@ -145,9 +145,15 @@ def bce(const floating[:, :, :] p,        # IN  probabilities in [0, 1] (checked
     if partial == NULL:
         raise MemoryError()
     try:
-        for u in prange(nu, nogil=True, schedule="static", num_threads=n_threads):
-            partial[u] = _bce_unit(u, rows, p, y, w, gscale, loss, grad, want_loss,
-                                   want_grad, vector)
+        if n_threads == 1:
+            with nogil:
+                for u in range(nu):
+                    partial[u] = _bce_unit(u, rows, p, y, w, gscale, loss, grad, want_loss,
+                                           want_grad, vector)
+        else:
+            for u in prange(nu, nogil=True, schedule="static", num_threads=n_threads):
+                partial[u] = _bce_unit(u, rows, p, y, w, gscale, loss, grad, want_loss,
+                                       want_grad, vector)
         for u in range(nu):
             total = total + partial[u]
     finally:
@@ -173,9 +179,15 @@ def bce_logits(const floating[:, :, :] x,       # IN  logits
     if partial == NULL:
         raise MemoryError()
     try:
-        for u in prange(nu, nogil=True, schedule="static", num_threads=n_threads):
-            partial[u] = _bce_logits_unit(u, rows, x, y, w, pw, gscale, loss, grad, has_pw,
-                                          want_loss, want_grad, vector)
+        if n_threads == 1:
+            with nogil:
+                for u in range(nu):
+                    partial[u] = _bce_logits_unit(u, rows, x, y, w, pw, gscale, loss, grad,
+                                                  has_pw, want_loss, want_grad, vector)
+        else:
+            for u in prange(nu, nogil=True, schedule="static", num_threads=n_threads):
+                partial[u] = _bce_logits_unit(u, rows, x, y, w, pw, gscale, loss, grad,
+                                              has_pw, want_loss, want_grad, vector)
         for u in range(nu):
             total = total + partial[u]
     finally:

@@ -70,9 +70,15 @@ def kl_div(const floating[:, :, :] x,       # IN  log-probabilities
     if partial == NULL:
         raise MemoryError()
     try:
-        for u in prange(nu, nogil=True, schedule="static", num_threads=n_threads):
-            partial[u] = _kl_unit(u, rows, x, t, gscale, loss, grad, log_target, want_loss,
-                                  want_grad, vector)
+        if n_threads == 1:
+            with nogil:
+                for u in range(nu):
+                    partial[u] = _kl_unit(u, rows, x, t, gscale, loss, grad, log_target,
+                                          want_loss, want_grad, vector)
+        else:
+            for u in prange(nu, nogil=True, schedule="static", num_threads=n_threads):
+                partial[u] = _kl_unit(u, rows, x, t, gscale, loss, grad, log_target,
+                                      want_loss, want_grad, vector)
         for u in range(nu):
             total = total + partial[u]
     finally:

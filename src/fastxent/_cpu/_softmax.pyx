@@ -3,7 +3,8 @@
 Design
 a) Layout: every input is a 3-D view (outer, C, inner) with arbitrary strides; a "row" is
    x[i, :, j]. Rows are independent, so the loop runs over the outer * inner rows with a static
-   schedule (consecutive rows share cache lines when inner > 1).
+   schedule (consecutive rows share cache lines when inner > 1), or as a plain loop for one
+   thread (no parallel region: _threads.py).
 b) Passes over memory: logsumexp reads each row twice (max, then sum of exponentials);
    softmax writes exp(x - max) into the output on the second pass and scales it on a third,
    so each logit gets exactly one exponential; log_softmax reads the row once more to write.
@@ -68,12 +69,19 @@ cdef void _groups(int mode, const floating[:, :, :] x, double* lse, floating* ou
             and (out == NULL or packed_rows(C, x.shape[2], os[0], os[1]))):
         # Rows back to back (C order), the output's too: one fx_packed_transform call per
         # thread.
+        if n_threads == 1:
+            packed_transform(mode, &x[0, 0, 0], rows, C, lse, out)
+            return
         per = packed_share(rows, n_threads)
         for b in prange((rows + per - 1) // per, schedule="static", num_threads=n_threads):
             packed_transform(mode, &x[0, 0, 0] + b * per * C,
                              rows - b * per if rows - b * per < per else per, C,
                              lse + b * per if lse != NULL else NULL,
                              out + b * per * C if out != NULL else NULL)
+        return
+    if n_threads == 1:
+        for b in range((rows + lanes - 1) // lanes):
+            _group(mode, x, lse, out, os, same_rows, b * lanes, lanes, blocks)
         return
     for b in prange((rows + lanes - 1) // lanes, schedule="static", num_threads=n_threads):
         _group(mode, x, lse, out, os, same_rows, b * lanes, lanes, blocks)
@@ -88,7 +96,8 @@ cdef inline void _element_strides(floating[:, :, :] out, Py_ssize_t* os) noexcep
 def logsumexp(const floating[:, :, :] x,   # IN  (outer, C, inner)
               double[:, ::1] out,          # OUT (outer, inner)
               int n_threads):
-    _groups(FX_LSE, x, &out[0, 0], <floating*>NULL, NULL, n_threads)
+    with nogil:
+        _groups(FX_LSE, x, &out[0, 0], <floating*>NULL, NULL, n_threads)
 
 
 def softmax(const floating[:, :, :] x,   # IN  (outer, C, inner)
@@ -96,7 +105,8 @@ def softmax(const floating[:, :, :] x,   # IN  (outer, C, inner)
             int n_threads):
     cdef Py_ssize_t ostrides[3]
     _element_strides(out, ostrides)
-    _groups(FX_SOFTMAX, x, NULL, &out[0, 0, 0], ostrides, n_threads)
+    with nogil:
+        _groups(FX_SOFTMAX, x, NULL, &out[0, 0, 0], ostrides, n_threads)
 
 
 def log_softmax(const floating[:, :, :] x,   # IN  (outer, C, inner)
@@ -104,4 +114,5 @@ def log_softmax(const floating[:, :, :] x,   # IN  (outer, C, inner)
                 int n_threads):
     cdef Py_ssize_t ostrides[3]
     _element_strides(out, ostrides)
-    _groups(FX_LOG_SOFTMAX, x, NULL, &out[0, 0, 0], ostrides, n_threads)
+    with nogil:
+        _groups(FX_LOG_SOFTMAX, x, NULL, &out[0, 0, 0], ostrides, n_threads)
