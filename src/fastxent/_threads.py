@@ -6,7 +6,7 @@ then ``fx.set_num_threads(n)``, then ``omp_get_max_threads()``, which already ho
 ``OMP_NUM_THREADS`` and threadpoolctl's ``threadpool_limits(user_api="openmp")``. Calls
 smaller than ``SERIAL_THRESHOLD`` elements run on one thread, because starting the team
 costs more than the work. A kernel given one thread runs its loop outside any OpenMP parallel
-region: entering even a one-thread region costs about half a microsecond, five times the
+region: entering even a one-thread region costs about half a microsecond, seven times the
 kernel of a (16, 10) loss. Results never depend on the count: kernels write per-row values or
 fixed blocks (see ``_reduce.py``).
 """
