@@ -36,26 +36,27 @@ def _writes_through(view: np.ndarray, base: np.ndarray) -> bool:
                                and not any(s % view.itemsize for s in view.strides))
 
 
-def _grad_buffer(grad_out, cdt, shape3, as_view3, as_full, grad_dtype):
+def _grad_buffer(grad_out, cdt, new3, as_view3, as_full, grad_dtype):
     """The kernel's gradient buffer and a function returning the caller's gradient.
 
     With `grad_out`, the kernel writes straight into it when its dtype is the compute dtype
-    and its layout reshapes to the kernel's view; otherwise into a temporary copied over
-    afterwards (float16 inputs, layouts that cannot merge).
+    `cdt` and its layout reshapes to the kernel's view; otherwise into a temporary copied
+    over afterwards (float16 inputs, layouts that cannot merge). `new3()` makes a fresh
+    buffer, the kernel's view of an array laid out in memory as the input is.
     """
     if grad_out is not None:
         if grad_out.dtype == cdt:
             g3 = as_view3(grad_out)
             if _writes_through(g3, grad_out):
                 return g3, lambda: grad_out
-        g3 = np.empty(shape3, cdt)
+        g3 = new3()
 
         def copy_back():
             with np.errstate(over="ignore"):
                 np.copyto(grad_out, as_full(g3), casting="unsafe")
             return grad_out
         return g3, copy_back
-    g3 = np.empty(shape3, cdt)
+    g3 = new3()
     return g3, lambda: _reduce.narrow(as_full(g3), grad_dtype)
 
 
@@ -72,7 +73,10 @@ def _run_class(p, kernel, want_grad, grad_output, grad_out, partial=False):
         scale = _reduce.grad_scale(go, p.reduction, p.denominator)
         gscale = (np.reshape(scale, (outer, inner)) if p.reduction == "none"
                   else V.splat(scale, (outer, inner)))
-        g3, finish = _grad_buffer(grad_out, p.x.dtype, p.x.shape,
+        # A fresh gradient in the input's layout, as NumPy's element-wise operations keep
+        # it: a C-ordered gradient of Fortran-ordered logits would be written a class
+        # stride away from where each logit is read.
+        g3, finish = _grad_buffer(grad_out, p.x.dtype, lambda: np.empty_like(p.x),
                                   lambda a: a.reshape(p.x.shape),
                                   lambda a: a.reshape(p.shape), p.grad_dtype)
     kernel(gscale, rows, g3, want_grad, threads_for(p.x.size))
@@ -275,7 +279,8 @@ def _run_elementwise(p, kernel, want_grad, grad_output, grad_out, partial=False)
         go = V.grad_output(grad_output, p.reduction, p.shape)
         scale = _reduce.grad_scale(go, p.reduction, p.denominator)
         gscale = p.view3(scale) if per_element else V.splat(scale, shape3)
-        g3, finish = _grad_buffer(grad_out, cdt, shape3, p.view3, p.full, p.grad_dtype)
+        g3, finish = _grad_buffer(grad_out, cdt, lambda: np.empty(shape3, cdt), p.view3, p.full,
+                                  p.grad_dtype)
     total = kernel(gscale, loss3, g3, per_element, want_grad, threads_for(p.x.size))
     if per_element:
         loss = _reduce.narrow(p.full(loss3), p.loss_dtype)

@@ -252,16 +252,17 @@ cdef enum:
 
 
 cdef inline bint use_blocks(Py_ssize_t C, Py_ssize_t s, Py_ssize_t inner) noexcept nogil:
-    # Short rows, rows whose classes are not adjacent (Fortran order, strided views) and the
-    # (N, C, d1...dK) layout, whose rows are adjacent along inner, run a lane per row.
-    return inner > 1 or s != 1 or C <= BLOCK_MAX_C
+    # Short rows, and rows whose classes are not adjacent (Fortran order, strided views, the
+    # (N, C, d1...dK) layout, whose rows are adjacent along inner), run a lane per row.
+    return s != 1 or C <= BLOCK_MAX_C
 
 
-cdef inline bint packed_rows(Py_ssize_t C, Py_ssize_t inner, Py_ssize_t so,
-                             Py_ssize_t sc) noexcept nogil:
-    # Whether the rows of an (outer, C, inner) view (element strides so, sc along outer and C)
-    # lie back to back, short enough for fx_packed.inc: a C-ordered (N, C) array.
-    return inner == 1 and sc == 1 and so == C and C <= BLOCK_MAX_C
+cdef inline bint packed_rows(Py_ssize_t C, Py_ssize_t inner, Py_ssize_t so, Py_ssize_t sc,
+                             Py_ssize_t si) noexcept nogil:
+    # Whether the rows of an (outer, C, inner) view (element strides so, sc, si) lie back to
+    # back, row r = i * inner + j at r * C, short enough for fx_packed.inc: a C-ordered
+    # (N, C) array, or the (N, C, d) view of C-ordered class-last (N, d, C) logits.
+    return sc == 1 and C <= BLOCK_MAX_C and (inner == 1 or si == C) and so == inner * C
 
 
 cdef inline Py_ssize_t packed_share(Py_ssize_t rows, int n_threads) noexcept nogil:

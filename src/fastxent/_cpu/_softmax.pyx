@@ -65,8 +65,9 @@ cdef void _groups(int mode, const floating[:, :, :] x, double* lse, floating* ou
     cdef bint same_rows = (out != NULL and os[0] == x.strides[0] // <Py_ssize_t>sizeof(floating)
                            and os[2] == x.strides[2] // <Py_ssize_t>sizeof(floating))
     cdef Py_ssize_t C = x.shape[1], per, fs = sizeof(floating)
-    if (rows > 0 and packed_rows(C, x.shape[2], x.strides[0] // fs, x.strides[1] // fs)
-            and (out == NULL or packed_rows(C, x.shape[2], os[0], os[1]))):
+    if (rows > 0 and packed_rows(C, x.shape[2], x.strides[0] // fs, x.strides[1] // fs,
+                                 x.strides[2] // fs)
+            and (out == NULL or packed_rows(C, x.shape[2], os[0], os[1], os[2]))):
         # Rows back to back (C order), the output's too: one fx_packed_transform call per
         # thread.
         if n_threads == 1:

@@ -73,9 +73,7 @@ def index_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) logits
     cdef Py_ssize_t fs = sizeof(floating), per
     for r in range(w.shape[0]):
         W += w[r]
-    if (rows > 0 and packed_rows(C, inner, x.strides[0] // fs, s)
-            and (not want_grad or packed_rows(C, inner, grad.strides[0] // fs,
-                                              grad.strides[1] // fs))):
+    if rows > 0 and _packed(x) and (not want_grad or _packed_grad_rows(grad, gscale)):
         # Rows back to back (C order), the gradient's too: one fx_packed_index call per
         # thread.
         if n_threads == 1:
@@ -105,7 +103,7 @@ cdef inline void _index_packed(const floating[:, :, :] x, const int64_t[:, ::1] 
                                const double[:, :] gscale, double[:, ::1] loss,
                                floating[:, :, :] grad, bint want_grad, Py_ssize_t r0,
                                Py_ssize_t nrows) noexcept nogil:
-    # Rows r0 .. r0 + nrows - 1 of an (N, C, 1) view whose rows lie back to back.
+    # Rows r0 .. r0 + nrows - 1 of an (outer, C, inner) view whose rows lie back to back.
     cdef Py_ssize_t C = x.shape[1], sstep
     cdef const double* scale
     cdef floating* g = _packed_grad(grad, gscale, want_grad, r0, &scale, &sstep)
@@ -113,17 +111,32 @@ cdef inline void _index_packed(const floating[:, :, :] x, const int64_t[:, ::1] 
                  g, scale, sstep)
 
 
+cdef inline bint _packed(const floating[:, :, :] a) noexcept nogil:
+    # Whether the rows of an (outer, C, inner) view lie back to back (_common.packed_rows).
+    cdef Py_ssize_t fs = sizeof(floating)
+    return packed_rows(a.shape[1], a.shape[2], a.strides[0] // fs, a.strides[1] // fs,
+                       a.strides[2] // fs)
+
+
+cdef inline bint _packed_grad_rows(floating[:, :, :] grad,
+                                   const double[:, :] gscale) noexcept nogil:
+    # Whether gradient rows lie back to back and their scales one step apart in row order,
+    # as _packed_grad hands them to the packed kernels.
+    return _packed(grad) and (grad.shape[2] == 1
+                              or gscale.strides[0] == grad.shape[2] * gscale.strides[1])
+
+
 cdef inline floating* _packed_grad(floating[:, :, :] grad, const double[:, :] gscale,
                                   bint want_grad, Py_ssize_t r0, const double** scale,
                                   Py_ssize_t* sstep) noexcept nogil:
-    # Gradient row r0 of an (N, C, 1) view whose rows lie back to back, and its scales: the
-    # scale of row r0 and their step (0: one scale broadcast to every row). NULL (and no
-    # scales) without a gradient.
+    # Gradient row r0 of an (outer, C, inner) view whose rows lie back to back, and its
+    # scales: the scale of row r0 and their step (0: one scale broadcast to every row;
+    # _packed_grad_rows). NULL (and no scales) without a gradient.
     scale[0] = NULL
     sstep[0] = 0
     if not want_grad:
         return NULL
-    sstep[0] = gscale.strides[0] // <Py_ssize_t>sizeof(double)
+    sstep[0] = gscale.strides[0 if grad.shape[2] == 1 else 1] // <Py_ssize_t>sizeof(double)
     scale[0] = &gscale[0, 0] + r0 * sstep[0]
     return &grad[0, 0, 0] + r0 * grad.shape[1]
 
@@ -220,10 +233,8 @@ def prob_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) logits
     cdef const double* sp = _shared_scale(gscale, want_grad and rows > 0, shared)
     cdef bint same_rows = grad.strides[0] == x.strides[0] and grad.strides[2] == x.strides[2]
     cdef Py_ssize_t fs = sizeof(floating), per, C = x.shape[1], inner = x.shape[2]
-    if (rows > 0 and packed_rows(C, inner, x.strides[0] // fs, x.strides[1] // fs)
-            and packed_rows(C, inner, q.strides[0] // fs, q.strides[1] // fs)
-            and (not want_grad or packed_rows(C, inner, grad.strides[0] // fs,
-                                              grad.strides[1] // fs))):
+    if (rows > 0 and _packed(x) and _packed(q)
+            and (not want_grad or _packed_grad_rows(grad, gscale))):
         # Logits, targets and gradient rows back to back (C order): one fx_packed_prob call
         # per thread, as index_rows.
         if n_threads == 1:
@@ -252,7 +263,7 @@ cdef inline void _prob_packed(const floating[:, :, :] x, const floating[:, :, :]
                               const double* wp, double eps, const double[:, :] gscale,
                               double[:, ::1] loss, floating[:, :, :] grad, bint want_grad,
                               Py_ssize_t r0, Py_ssize_t nrows) noexcept nogil:
-    # Rows r0 .. r0 + nrows - 1 of (N, C, 1) views whose rows lie back to back.
+    # Rows r0 .. r0 + nrows - 1 of (outer, C, inner) views whose rows lie back to back.
     cdef Py_ssize_t C = x.shape[1], sstep
     cdef const double* scale
     cdef floating* g = _packed_grad(grad, gscale, want_grad, r0, &scale, &sstep)
