@@ -20,8 +20,8 @@ d) Preconditions (checked in _validate.py): C >= 1, outputs allocated by the cal
 from cython.parallel cimport prange
 
 from ._common cimport (floating, block_transform, packed_transform, packed_rows,
-                       packed_share, rows_transform, block_offsets, use_blocks, BLOCK_ROWS,
-                       ROW_GROUP, FX_LSE, FX_SOFTMAX, FX_LOG_SOFTMAX)
+                       packed_share, rows_transform, block_offsets, use_blocks, use_strips,
+                       ROW_GROUP, STRIP_ROWS, FX_LSE, FX_SOFTMAX, FX_LOG_SOFTMAX)
 
 
 cdef inline void _group(int mode, const floating[:, :, :] x, double* lse, floating* out,
@@ -32,8 +32,8 @@ cdef inline void _group(int mode, const floating[:, :, :] x, double* lse, floati
     # else out with element strides os[0..2]; same_rows: out's rows lie as x's, so x's row
     # offsets serve both.
     cdef Py_ssize_t inner = x.shape[2], rows = x.shape[0] * inner
-    cdef Py_ssize_t off[BLOCK_ROWS]
-    cdef Py_ssize_t ooff_own[BLOCK_ROWS]
+    cdef Py_ssize_t off[STRIP_ROWS]
+    cdef Py_ssize_t ooff_own[STRIP_ROWS]
     cdef const Py_ssize_t* ooff = off
     cdef int nrows = <int>(rows - r0 if rows - r0 < lanes else lanes)
     cdef bint consecutive, oconsecutive = 0
@@ -57,11 +57,16 @@ cdef inline void _group(int mode, const floating[:, :, :] x, double* lse, floati
 
 cdef void _groups(int mode, const floating[:, :, :] x, double* lse, floating* out,
                   const Py_ssize_t* os, int n_threads) noexcept nogil:
-    # Every row of x, a group of ROW_GROUP float (or half as many double) rows per step.
+    # Every row of x, a group of ROW_GROUP float (or half as many double) rows per step;
+    # STRIP_ROWS for long consecutive rows.
     cdef Py_ssize_t rows = x.shape[0] * x.shape[2], b
-    cdef Py_ssize_t lanes = ROW_GROUP // (1 if floating is float else 2)
     cdef bint blocks = use_blocks(x.shape[1], x.strides[1] // <Py_ssize_t>sizeof(floating),
                                   x.shape[2])
+    cdef Py_ssize_t lanes = ((STRIP_ROWS if blocks and use_strips(
+                                  x.shape[1], x.shape[2],
+                                  x.strides[0] // <Py_ssize_t>sizeof(floating),
+                                  x.strides[2] // <Py_ssize_t>sizeof(floating))
+                              else ROW_GROUP) // (1 if floating is float else 2))
     cdef bint same_rows = (out != NULL and os[0] == x.strides[0] // <Py_ssize_t>sizeof(floating)
                            and os[2] == x.strides[2] // <Py_ssize_t>sizeof(floating))
     cdef Py_ssize_t C = x.shape[1], per, fs = sizeof(floating)

@@ -28,7 +28,8 @@ from libc.stdint cimport int64_t
 
 from ._common cimport (floating, row_fill, block_index, block_index_loss, packed_index,
                        packed_prob, packed_rows, packed_share, rows_index, block_prob, rows_prob,
-                       block_offsets, use_blocks, BLOCK_ROWS, ROW_GROUP, fx_index_range)
+                       block_offsets, use_blocks, use_strips, BLOCK_ROWS, ROW_GROUP, STRIP_ROWS,
+                       fx_index_range)
 
 
 cdef inline double _nll_row(const floating* x, Py_ssize_t C, Py_ssize_t s, int64_t y,
@@ -64,10 +65,14 @@ def index_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) logits
     cdef double W = <double>C if wp == NULL else 0.0
     cdef Py_ssize_t rows = x.shape[0] * inner, b
     cdef bint blocks = use_blocks(C, s, inner)
-    # fx_block_index_loss takes BLOCK_ROWS rows per call, every other kernel ROW_GROUP
-    cdef Py_ssize_t lanes = ((BLOCK_ROWS if blocks and not want_grad else ROW_GROUP)
+    # fx_block_index_loss takes BLOCK_ROWS rows per call, every other kernel ROW_GROUP; long
+    # consecutive rows go STRIP_ROWS at a time
+    cdef Py_ssize_t lanes = ((STRIP_ROWS if blocks and use_strips(
+                                  C, inner, x.strides[0] // <Py_ssize_t>sizeof(floating),
+                                  x.strides[2] // <Py_ssize_t>sizeof(floating))
+                              else BLOCK_ROWS if blocks and not want_grad else ROW_GROUP)
                              // (1 if floating is float else 2))
-    cdef double shared[BLOCK_ROWS]
+    cdef double shared[STRIP_ROWS]
     cdef const double* sp = _shared_scale(gscale, want_grad and rows > 0, shared)
     cdef bint same_rows = grad.strides[0] == x.strides[0] and grad.strides[2] == x.strides[2]
     cdef Py_ssize_t fs = sizeof(floating), per
@@ -150,7 +155,7 @@ cdef inline const double* _shared_scale(const double[:, :] gscale, bint used,
     cdef int k
     if not used or gscale.strides[0] != 0 or gscale.strides[1] != 0:
         return NULL
-    for k in range(BLOCK_ROWS):
+    for k in range(STRIP_ROWS):
         shared[k] = gscale[0, 0]
     return shared
 
@@ -165,7 +170,7 @@ cdef inline bint _grad_rows(floating[:, :, :] grad, const double[:, :] gscale,
     # grad's rows laid out as x's (same_rows), *goff_p keeps x's offsets (its caller's
     # default, as are `consecutive` and shared) and nothing is computed.
     cdef Py_ssize_t inner = grad.shape[2], fs = sizeof(floating), ds = sizeof(double)
-    cdef Py_ssize_t soff[BLOCK_ROWS]
+    cdef Py_ssize_t soff[STRIP_ROWS]
     cdef int k
     if same_rows and shared != NULL:
         scale_p[0] = shared
@@ -189,9 +194,9 @@ cdef inline void _index_group(const floating[:, :, :] x, const int64_t[:, ::1] t
     # scales (_shared_scale's, when grad's rows lie as x's: same_rows); targets and loss
     # slots are contiguous in r.
     cdef Py_ssize_t inner = x.shape[2], rows = x.shape[0] * inner
-    cdef Py_ssize_t off[BLOCK_ROWS]
-    cdef Py_ssize_t goff_own[BLOCK_ROWS]
-    cdef double scale_own[BLOCK_ROWS]
+    cdef Py_ssize_t off[STRIP_ROWS]
+    cdef Py_ssize_t goff_own[STRIP_ROWS]
+    cdef double scale_own[STRIP_ROWS]
     cdef const Py_ssize_t* goff = off
     cdef const double* scale = NULL
     cdef int nrows = <int>(rows - r0 if rows - r0 < lanes else lanes)
@@ -225,11 +230,15 @@ def prob_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) logits
               bint want_grad, int n_threads):
     """Cross entropy with probability targets: one loss per row (+ gradient rows)."""
     cdef Py_ssize_t rows = x.shape[0] * x.shape[2], b
-    cdef Py_ssize_t lanes = ROW_GROUP // (1 if floating is float else 2)
     cdef const double* wp = &w[0] if w.shape[0] > 0 else NULL
     cdef bint blocks = use_blocks(x.shape[1], x.strides[1] // <Py_ssize_t>sizeof(floating),
                                   x.shape[2])
-    cdef double shared[BLOCK_ROWS]
+    cdef Py_ssize_t lanes = ((STRIP_ROWS if blocks and use_strips(
+                                  x.shape[1], x.shape[2],
+                                  x.strides[0] // <Py_ssize_t>sizeof(floating),
+                                  x.strides[2] // <Py_ssize_t>sizeof(floating))
+                              else ROW_GROUP) // (1 if floating is float else 2))
+    cdef double shared[STRIP_ROWS]
     cdef const double* sp = _shared_scale(gscale, want_grad and rows > 0, shared)
     cdef bint same_rows = grad.strides[0] == x.strides[0] and grad.strides[2] == x.strides[2]
     cdef Py_ssize_t fs = sizeof(floating), per, C = x.shape[1], inner = x.shape[2]
@@ -279,10 +288,10 @@ cdef inline void _prob_group(const floating[:, :, :] x, const floating[:, :, :] 
     # Rows r0 .. r0 + lanes - 1 (fewer at the end) through fx_block_prob or fx_rows_prob, as
     # _index_group.
     cdef Py_ssize_t inner = x.shape[2], rows = x.shape[0] * inner
-    cdef Py_ssize_t off[BLOCK_ROWS]
-    cdef Py_ssize_t qoff[BLOCK_ROWS]
-    cdef Py_ssize_t goff_own[BLOCK_ROWS]
-    cdef double scale_own[BLOCK_ROWS]
+    cdef Py_ssize_t off[STRIP_ROWS]
+    cdef Py_ssize_t qoff[STRIP_ROWS]
+    cdef Py_ssize_t goff_own[STRIP_ROWS]
+    cdef double scale_own[STRIP_ROWS]
     cdef const Py_ssize_t* goff = off
     cdef const double* scale = NULL
     cdef int nrows = <int>(rows - r0 if rows - r0 < lanes else lanes)

@@ -26,6 +26,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>   /* malloc (fx_block.inc's strips), getenv */
 #include <string.h>
 #include <Python.h>   /* Py_ssize_t */
 
@@ -601,7 +602,6 @@ FX_KERNEL void FX_KNAME(fx_index_range)(const int64_t* t, Py_ssize_t n, int64_t*
 }
 
 #if defined(FX_MULTI_ISA) && !defined(FX_ISA)
-#include <stdlib.h>   /* getenv */
 
 /* The widest build FX_PICK may take, 2 (AVX-512), 1 (AVX2) or 0 (baseline): the environment
  * variable FASTXENT_CPU_KERNELS=avx2 or baseline lowers it (to run, test or time those builds
