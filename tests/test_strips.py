@@ -1,10 +1,11 @@
-"""Rows of more than 256 classes that are consecutive elements (Fortran order, the
-(N, C, d1...dK) layout) run 64 float (32 double) rows at a time through a heap copy, a
-strip (fx_block.inc: fx_strip_in). A lane's result depends on its row alone, so a strip
-must give, bit for bit, what the same rows give when they are not consecutive: here views
-whose rows lie two elements apart, which the block kernels gather lane by lane. Batches
-cover whole strips, a strip and a remainder, fewer rows than a strip, groups that cross
-from one outer index to the next, and power-of-two class strides."""
+"""Rows that are consecutive elements (Fortran order, the (N, C, d1...dK) layout) with more
+than 256 classes, or a class stride that crowds the cache sets, run 64 float (32 double)
+rows at a time through a copy, a strip (fx_block.inc: fx_strip_in; on the stack up to 64
+float classes, else on the heap). A lane's result depends on its row alone, so a strip must
+give, bit for bit, what the same rows give when they are not consecutive: here views whose
+rows lie two elements apart, which the block kernels gather lane by lane. Batches cover
+whole strips, a strip and a remainder, fewer rows than a strip, groups that cross from one
+outer index to the next, and power-of-two class strides."""
 import numpy as np
 import pytest
 
@@ -12,8 +13,8 @@ import fastxent as fx
 import oracle
 
 DTYPES = [np.float32, np.float64]
-# (N, C) in Fortran order
-FORTRAN = [(128, 257), (200, 300), (40, 1000), (1024, 300)]
+# (N, C) in Fortran order; the first two crowded (4 KiB and 8 KiB float class strides)
+FORTRAN = [(1024, 40), (2048, 100), (128, 257), (200, 300), (40, 1000), (1024, 300)]
 # (N, C, d): groups of rows cross from one n to the next when d is not a multiple of 64
 SPATIAL = [(2, 300, 64), (3, 260, 80)]
 

@@ -263,7 +263,7 @@ cdef inline bint use_strips(Py_ssize_t C, Py_ssize_t inner, Py_ssize_t so,
     # Whether the rows of an (outer, C, inner) view (element strides so and si) are
     # consecutive elements (Fortran order, the (N, C, d) layout) and longer than the block
     # kernels' stack tiles: fx_block.inc runs such rows STRIP_ROWS at a time (fx_strip_in).
-    return C > 256 and (si == 1 if inner > 1 else so == 1)
+    return si == 1 if inner > 1 else so == 1
 
 
 cdef inline bint packed_rows(Py_ssize_t C, Py_ssize_t inner, Py_ssize_t so, Py_ssize_t sc,
