@@ -241,7 +241,7 @@ cdef inline void rows_transform(int mode, const floating* x, const Py_ssize_t* o
 cdef enum:
     BLOCK_ROWS = 32         # float rows per fx_block_index call for the loss alone (double: half)
     ROW_GROUP = 16          # float rows per call of every other kernel (double: half)
-    STRIP_ROWS = 64         # float rows per call for long consecutive rows (double: half)
+    STRIP_ROWS = 64         # float rows per call for consecutive rows (double: half)
 
 
 # Rows of at most BLOCK_MAX_C classes go to the block kernels even when their classes are
@@ -258,11 +258,11 @@ cdef inline bint use_blocks(Py_ssize_t C, Py_ssize_t s, Py_ssize_t inner) noexce
     return s != 1 or C <= BLOCK_MAX_C
 
 
-cdef inline bint use_strips(Py_ssize_t C, Py_ssize_t inner, Py_ssize_t so,
-                            Py_ssize_t si) noexcept nogil:
+cdef inline bint use_strips(Py_ssize_t inner, Py_ssize_t so, Py_ssize_t si) noexcept nogil:
     # Whether the rows of an (outer, C, inner) view (element strides so and si) are
-    # consecutive elements (Fortran order, the (N, C, d) layout) and longer than the block
-    # kernels' stack tiles: fx_block.inc runs such rows STRIP_ROWS at a time (fx_strip_in).
+    # consecutive elements (Fortran order, the (N, C, d) layout): their groups take STRIP_ROWS
+    # rows, which fx_block.inc copies into a strip when the classes are many or their stride
+    # crowds the cache sets (fx_strip).
     return si == 1 if inner > 1 else so == 1
 
 

@@ -58,12 +58,12 @@ cdef inline void _group(int mode, const floating[:, :, :] x, double* lse, floati
 cdef void _groups(int mode, const floating[:, :, :] x, double* lse, floating* out,
                   const Py_ssize_t* os, int n_threads) noexcept nogil:
     # Every row of x, a group of ROW_GROUP float (or half as many double) rows per step;
-    # STRIP_ROWS for long consecutive rows.
+    # STRIP_ROWS for consecutive rows.
     cdef Py_ssize_t rows = x.shape[0] * x.shape[2], b
     cdef bint blocks = use_blocks(x.shape[1], x.strides[1] // <Py_ssize_t>sizeof(floating),
                                   x.shape[2])
     cdef Py_ssize_t lanes = ((STRIP_ROWS if blocks and use_strips(
-                                  x.shape[1], x.shape[2],
+                                  x.shape[2],
                                   x.strides[0] // <Py_ssize_t>sizeof(floating),
                                   x.strides[2] // <Py_ssize_t>sizeof(floating))
                               else ROW_GROUP) // (1 if floating is float else 2))

@@ -65,10 +65,10 @@ def index_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) logits
     cdef double W = <double>C if wp == NULL else 0.0
     cdef Py_ssize_t rows = x.shape[0] * inner, b
     cdef bint blocks = use_blocks(C, s, inner)
-    # fx_block_index_loss takes BLOCK_ROWS rows per call, every other kernel ROW_GROUP; long
+    # fx_block_index_loss takes BLOCK_ROWS rows per call, every other kernel ROW_GROUP;
     # consecutive rows go STRIP_ROWS at a time
     cdef Py_ssize_t lanes = ((STRIP_ROWS if blocks and use_strips(
-                                  C, inner, x.strides[0] // <Py_ssize_t>sizeof(floating),
+                                  inner, x.strides[0] // <Py_ssize_t>sizeof(floating),
                                   x.strides[2] // <Py_ssize_t>sizeof(floating))
                               else BLOCK_ROWS if blocks and not want_grad else ROW_GROUP)
                              // (1 if floating is float else 2))
@@ -234,7 +234,7 @@ def prob_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) logits
     cdef bint blocks = use_blocks(x.shape[1], x.strides[1] // <Py_ssize_t>sizeof(floating),
                                   x.shape[2])
     cdef Py_ssize_t lanes = ((STRIP_ROWS if blocks and use_strips(
-                                  x.shape[1], x.shape[2],
+                                  x.shape[2],
                                   x.strides[0] // <Py_ssize_t>sizeof(floating),
                                   x.strides[2] // <Py_ssize_t>sizeof(floating))
                               else ROW_GROUP) // (1 if floating is float else 2))
