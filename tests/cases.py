@@ -22,6 +22,11 @@ def assert_close(actual, expected, dtype, *, scale=None):
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol * max(scale, 1.0))
 
 
+def assert_same(actual, expected):
+    """Bit for bit: the same values, NaNs where NaNs are, shape and dtype."""
+    np.testing.assert_array_equal(np.asarray(actual), np.asarray(expected), strict=True)
+
+
 def class_target(rng, shape, axis, *, probs=False, ignore_index=None, ignore_frac=0.3):
     """Class-index targets (some set to ignore_index) or normalised probabilities."""
     ax = axis % len(shape)

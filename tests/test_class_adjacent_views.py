@@ -8,6 +8,7 @@ import pytest
 
 import fastxent as fx
 import oracle
+from cases import assert_same
 
 # (N, L, C): packed rows (C <= 64), C just past the packed rows' 64 classes, past the
 # grouped rows' 256, and long rows
@@ -27,10 +28,6 @@ def _problem(shape, dtype, seed=0):
     t = rng.integers(0, C, (n, length))
     t[0, 2] = -100
     return rng, rows, rows.transpose(0, 2, 1), t
-
-
-def _same(a, b):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b), strict=True)
 
 
 def _grad_layouts(view):
@@ -57,20 +54,20 @@ def test_class_index_view_matches_rows(shape, dtype, option):
                 grad_output=np.reshape(g_o, -1) if red == "none" else g_o, **kw)
             loss, grad = fx.cross_entropy(view, t, reduction=red, return_grad=True,
                                           grad_output=g_o, **kw)
-            _same(loss, want_loss.reshape(t.shape) if red == "none" else want_loss)
-            _same(grad.transpose(0, 2, 1).reshape(flat.shape), want_grad)
-            _same(fx.cross_entropy(view, t, reduction=red, **kw), loss)
+            assert_same(loss, want_loss.reshape(t.shape) if red == "none" else want_loss)
+            assert_same(grad.transpose(0, 2, 1).reshape(flat.shape), want_grad)
+            assert_same(fx.cross_entropy(view, t, reduction=red, **kw), loss)
             for name, out in _grad_layouts(view).items():
                 got = fx.cross_entropy(view, t, reduction=red, return_grad=True, grad_out=out,
                                        grad_output=g_o, **kw)
                 assert got[1] is out, name
-                _same(out, grad)
+                assert_same(out, grad)
     # The gradient written over the logits, read before anything is written.
     over = rows.copy().transpose(0, 2, 1)
     loss, grad = fx.cross_entropy(view, t, return_grad=True, **kw)
     got = fx.cross_entropy(over, t, return_grad=True, grad_out=over, **kw)
-    _same(got[0], loss)
-    _same(over, grad)
+    assert_same(got[0], loss)
+    assert_same(over, grad)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -87,8 +84,8 @@ def test_probability_view_matches_rows(shape, dtype):
         for name, out in _grad_layouts(view).items():
             loss, grad = fx.cross_entropy(view, qv, reduction="none", return_grad=True,
                                           label_smoothing=0.1, grad_out=out)
-            _same(loss, want_loss.reshape(shape[:2]))
-            _same(grad.transpose(0, 2, 1).reshape(flat.shape), want_grad)
+            assert_same(loss, want_loss.reshape(shape[:2]))
+            assert_same(grad.transpose(0, 2, 1).reshape(flat.shape), want_grad)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -99,9 +96,9 @@ def test_transforms_of_view_match_rows(shape, dtype):
     for fn in (fx.softmax, fx.log_softmax):
         want = fn(flat, axis=1).reshape(shape).transpose(0, 2, 1)
         got = fn(view, axis=1)
-        _same(got, want)
+        assert_same(got, want)
         assert got.strides == np.empty_like(view).strides
-    _same(fx.logsumexp(view, axis=1), fx.logsumexp(flat, axis=1).reshape(shape[:2]))
+    assert_same(fx.logsumexp(view, axis=1), fx.logsumexp(flat, axis=1).reshape(shape[:2]))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

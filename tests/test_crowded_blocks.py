@@ -9,6 +9,7 @@ import pytest
 
 import fastxent as fx
 import oracle
+from cases import assert_same
 
 # (outer, C, inner) with a class stride of 2 KiB or 4 KiB in the dtype's elements; C up to
 # and past the tile's 256 classes (257 stays on the direct path, crowded or not)
@@ -42,10 +43,6 @@ def _problem(shape, dtype, seed=0):
     return rng, x, t
 
 
-def _same(a, b):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b), strict=True)
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("option", ["plain", "smoothing_weight"])
@@ -58,18 +55,18 @@ def test_class_index_crowded_matches_direct(shape, dtype, option):
     for red in ("none", "mean"):
         loss, grad = fx.cross_entropy(x, t, reduction=red, return_grad=True, **kw)
         ploss, pgrad = fx.cross_entropy(xp, t, reduction=red, return_grad=True, **kw)
-        _same(loss, ploss)
-        _same(grad, pgrad)
+        assert_same(loss, ploss)
+        assert_same(grad, pgrad)
     # the gradient into a crowded grad_out, and over the logits themselves
     out, pout = np.empty_like(x), _padded(np.zeros_like(x))
     fx.cross_entropy(x, t, return_grad=True, grad_out=out, **kw)
     fx.cross_entropy(xp, t, return_grad=True, grad_out=pout, **kw)
-    _same(out, pout)
+    assert_same(out, pout)
     own, pown = x.copy(), _padded(x)
     fx.cross_entropy(own, t, return_grad=True, grad_out=own, **kw)
     fx.cross_entropy(pown, t, return_grad=True, grad_out=pown, **kw)
-    _same(own, pown)
-    _same(own, out)
+    assert_same(own, pown)
+    assert_same(own, out)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -83,8 +80,8 @@ def test_probability_targets_crowded_matches_direct(shape, dtype):
                                   return_grad=True)
     ploss, pgrad = fx.cross_entropy(_padded(x), _padded(q), weight=w, label_smoothing=0.1,
                                     reduction="none", return_grad=True)
-    _same(loss, ploss)
-    _same(grad, pgrad)
+    assert_same(loss, ploss)
+    assert_same(grad, pgrad)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -93,7 +90,7 @@ def test_probability_targets_crowded_matches_direct(shape, dtype):
 def test_transforms_crowded_match_direct(shape, dtype, name):
     _, x, _ = _problem(shape, dtype)
     fn = getattr(fx, name)
-    _same(fn(x, axis=1), fn(_padded(x), axis=1))
+    assert_same(fn(x, axis=1), fn(_padded(x), axis=1))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -108,9 +105,9 @@ def test_fortran_order_power_of_two_batch_matches_direct(dtype):
     loss, grad = fx.cross_entropy(x, t, return_grad=True, grad_out=np.empty_like(x))
     ploss, pgrad = fx.cross_entropy(padded, t, return_grad=True,
                                     grad_out=np.asfortranarray(np.zeros((n + 16, 40), dtype))[:n])
-    _same(loss, ploss)
-    _same(grad, pgrad)
-    _same(fx.softmax(x, axis=1), fx.softmax(padded, axis=1))
+    assert_same(loss, ploss)
+    assert_same(grad, pgrad)
+    assert_same(fx.softmax(x, axis=1), fx.softmax(padded, axis=1))
 
 
 def test_crowded_segmentation_layout_matches_pytorch():

@@ -11,6 +11,7 @@ import pytest
 
 import fastxent as fx
 import oracle
+from cases import assert_same
 
 DTYPES = [np.float32, np.float64]
 # (N, C) in Fortran order; the first two crowded (4 KiB and 8 KiB float class strides)
@@ -40,10 +41,6 @@ def _gathered(a):
     return big[..., ::2]
 
 
-def _same(a, b):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b), strict=True)
-
-
 def _cases(dtype):
     rng = np.random.default_rng(0)
     for shape in FORTRAN:
@@ -70,16 +67,16 @@ def test_class_index_strips_match_gathered_rows(dtype, option):
         for red in ("none", "mean"):
             loss, grad = fx.cross_entropy(x, t, reduction=red, return_grad=True, **kw)
             gloss, ggrad = fx.cross_entropy(xg, t, reduction=red, return_grad=True, **kw)
-            _same(loss, gloss)
-            _same(grad, ggrad)
-            _same(fx.cross_entropy(x, t, reduction=red, **kw), loss)
+            assert_same(loss, gloss)
+            assert_same(grad, ggrad)
+            assert_same(fx.cross_entropy(x, t, reduction=red, **kw), loss)
             out = np.zeros_like(x)
             fx.cross_entropy(x, t, reduction=red, return_grad=True, grad_out=out, **kw)
-            _same(out, grad)
+            assert_same(out, grad)
         # the gradient over the logits themselves
         over = x.copy(order="K")
         fx.cross_entropy(over, t, return_grad=True, grad_out=over, **kw)
-        _same(over, fx.cross_entropy(x, t, return_grad=True, **kw)[1])
+        assert_same(over, fx.cross_entropy(x, t, return_grad=True, **kw)[1])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -95,12 +92,12 @@ def test_probability_strips_match_gathered_rows(dtype):
         for qv in (q.copy(order="K"), np.ascontiguousarray(q)):
             loss, grad = fx.cross_entropy(x, qv, reduction="none", return_grad=True,
                                           label_smoothing=0.1)
-            _same(loss, want[0])
-            _same(grad, want[1])
+            assert_same(loss, want[0])
+            assert_same(grad, want[1])
         over = x.copy(order="K")
         fx.cross_entropy(over, q, reduction="none", return_grad=True, label_smoothing=0.1,
                          grad_out=over)
-        _same(over, want[1])
+        assert_same(over, want[1])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -108,7 +105,7 @@ def test_transform_strips_match_gathered_rows(dtype):
     for x, _ in _cases(dtype):
         xg = _gathered(x)
         for fn in (fx.softmax, fx.log_softmax, fx.logsumexp):
-            _same(fn(x, axis=1), fn(xg, axis=1))
+            assert_same(fn(x, axis=1), fn(xg, axis=1))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
