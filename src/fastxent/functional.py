@@ -181,6 +181,11 @@ def cross_entropy(input, target, *, weight=None, ignore_index=-100, reduction="m
                                   reduction=reduction, label_smoothing=label_smoothing,
                                   axis=axis, return_grad=return_grad,
                                   grad_output=grad_output, grad_out=grad_out)
+    if weight is None and axis is None and grad_output is None:
+        done = _xent.common_index(input, target, ignore_index, reduction, label_smoothing,
+                                  return_grad, grad_out, threads_for)
+        if done is not None:
+            return done
     want = V.gradient_options(return_grad, grad_output, grad_out)
     p, kernel = _cross_entropy_problem(input, target, weight, ignore_index, reduction,
                                        label_smoothing, axis)
