@@ -256,6 +256,11 @@ def nll_loss(input, target, *, weight=None, ignore_index=-100, reduction="mean",
         return _gpu.nll_loss(input, target, weight=weight, ignore_index=ignore_index,
                              reduction=reduction, axis=axis, return_grad=return_grad,
                              grad_output=grad_output, grad_out=grad_out)
+    if weight is None and axis is None and grad_output is None:
+        done = _xent.common_index(input, target, ignore_index, reduction, 0.0, return_grad,
+                                  grad_out, threads_for, True)
+        if done is not None:
+            return done
     want = V.gradient_options(return_grad, grad_output, grad_out)
     p, kernel = _nll_problem(input, target, weight, ignore_index, reduction, axis)
     grad_out = V.grad_out(grad_out, input, {"target": target, "weight": weight})
@@ -439,6 +444,11 @@ def binary_cross_entropy_with_logits(input, target, *, weight=None, pos_weight=N
         return _gpu.binary_cross_entropy_with_logits(
             input, target, weight=weight, pos_weight=pos_weight, reduction=reduction,
             return_grad=return_grad, grad_output=grad_output, grad_out=grad_out)
+    if weight is None and pos_weight is None and grad_output is None:
+        done = _binary.common_logits(input, target, reduction, return_grad, grad_out,
+                                     threads_for)
+        if done is not None:
+            return done
     want = V.gradient_options(return_grad, grad_output, grad_out)
     p, kernel = _bce_logits_problem(input, target, weight, pos_weight, reduction)
     grad_out = V.grad_out(grad_out, input, {"target": target, "weight": weight,

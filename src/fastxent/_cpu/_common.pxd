@@ -1,6 +1,7 @@
 # Shared declarations for every CPU kernel module: the fused storage type and the row loops
 # of fx_simd.h. Indices and sizes are Py_ssize_t (64-bit), never int.
 
+from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from libc.stdint cimport int64_t
 
 ctypedef fused floating:
@@ -423,3 +424,78 @@ cdef inline bint unit_runs(const floating[:, :, :] x, const floating[:, :, :] y,
     return (x.strides[2] == fs and y.strides[2] == fs
             and (not want_grad or (gscale.strides[2] in (0, 8) and grad.strides[2] == fs))
             and (not want_loss or loss.strides[2] == fs))
+
+
+# Checks shared by the shortcuts that take the most common calls past the Python layer
+# (_xent.common_index, _binary.common_logits). Each tells whether an argument is one the
+# shortcut can take at a glance; none raises for a bad one (the general way does).
+
+cdef inline int common_reduction(object reduction) noexcept:
+    # 0 "none", 1 "mean", 2 "sum"; -1 for anything else (not a str, or another str)
+    if type(reduction) is not str:
+        return -1
+    if reduction == "none":
+        return 0
+    if reduction == "mean":
+        return 1
+    if reduction == "sum":
+        return 2
+    return -1
+
+
+cdef inline int common_gradient(object return_grad, object grad_out,
+                                object input) except -2:
+    # 1 for return_grad True, 0 for False; -1 (decline) for a return_grad that is not a
+    # bool, or a grad_out other than None or, with return_grad, an array of the same type as
+    # `input` (the caller's checked np.ndarray), its dtype object and shape, C-ordered and
+    # writeable
+    if return_grad is not True and return_grad is not False:
+        return -1
+    if grad_out is None:
+        return 1 if return_grad else 0
+    if (return_grad and type(grad_out) is type(input) and grad_out.dtype is input.dtype
+            and grad_out.shape == input.shape and grad_out.flags.c_contiguous
+            and grad_out.flags.writeable):
+        return 1
+    return -1
+
+
+cdef inline bint common_grad_memory(const void* g, const void* x, Py_ssize_t nbytes,
+                                    const void* t, Py_ssize_t tbytes) noexcept nogil:
+    # Whether a gradient of nbytes at g is the input at x itself or shares no byte with it
+    # or with the target's tbytes at t (grad_out's aliasing rule, _validate.grad_out)
+    cdef const char* gc = <const char*>g
+    cdef const char* xc = <const char*>x
+    cdef const char* tc = <const char*>t
+    if gc != xc and gc < xc + nbytes and xc < gc + nbytes:
+        return False
+    return not (gc < tc + tbytes and tc < gc + nbytes)
+
+
+cdef inline void* common_buffer(object a, int flags, Py_buffer* held,
+                                int* n_held) except NULL:
+    # The memory of a non-empty C-ordered array, its buffer appended to held[n_held] until
+    # common_release
+    PyObject_GetBuffer(a, &held[n_held[0]], flags)
+    n_held[0] += 1
+    return held[n_held[0] - 1].buf
+
+
+cdef inline void common_release(Py_buffer* held, int n_held) noexcept:
+    cdef int k
+    for k in range(n_held):
+        PyBuffer_Release(&held[k])
+
+
+cdef inline object common_scalar(double value, object dtype, object ndarray):
+    # The 0-d result of "mean" or "sum": a new ndarray of float32 or float64 `dtype` holding
+    # `value`, cast as NumPy casts (to +-inf past float32's range), without a warning
+    cdef Py_buffer b
+    out = ndarray((), dtype)
+    PyObject_GetBuffer(out, &b, PyBUF_WRITABLE)
+    if dtype.itemsize == 4:
+        (<float*>b.buf)[0] = <float>value
+    else:
+        (<double*>b.buf)[0] = value
+    PyBuffer_Release(&b)
+    return out

@@ -23,7 +23,7 @@ e) Maths (docs/numerics.md): with m = max, s = sum exp(x - m), lse = m + log s, 
    and with probability targets q' = (1 - eps) q + eps / C:
      loss = sum_c w_c q'_c (lse - x_c),   grad = (sum_c w_c q'_c) p - w * q'.
 """
-from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
@@ -33,7 +33,8 @@ import numpy as np
 from ._common cimport (floating, row_fill, block_index, block_index_loss, packed_index,
                        packed_prob, packed_rows, packed_share, rows_index, block_prob, rows_prob,
                        block_offsets, use_blocks, use_strips, BLOCK_MAX_C, BLOCK_ROWS, ROW_GROUP,
-                       STRIP_ROWS,
+                       STRIP_ROWS, common_reduction, common_gradient, common_grad_memory,
+                       common_buffer, common_release, common_scalar,
                        fx_index_range)
 
 
@@ -481,31 +482,27 @@ cdef object _ndarray = np.ndarray
 cdef object _F32 = np.dtype(np.float32)
 cdef object _F64 = np.dtype(np.float64)
 cdef object _I64 = np.dtype(np.int64)
-cdef dict _REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
-
-
-cdef inline bint _overlap(const char* a, Py_ssize_t na, const char* b,
-                          Py_ssize_t nb) noexcept nogil:
-    return a < b + nb and b < a + na
 
 
 def common_index(input, target, ignore_index, reduction, label_smoothing, return_grad,
-                 grad_out, threads_for):
-    """``functional.cross_entropy`` for its most common arguments, or None for any others.
+                 grad_out, threads_for, bint log_probs=False):
+    """``functional.cross_entropy`` (``nll_loss`` with `log_probs`) for its most common
+    arguments, or None for any others.
 
     At (16, 10) the Python layer's checks took 6 of a loss's 7 us. This function takes the
     call when it can tell at a glance that every argument is valid, and returns what the
-    Python layer returns for it, bit for bit: the same kernel (fx_packed_index through
-    _packed_index_run), the same sum of the row losses (_pairwise_sum) and the same casts.
-    It never raises for bad arguments: anything it does not take returns None, and the
-    caller goes the general way, which validates. It takes:
+    Python layer returns for it, bit for bit: the same kernels (fx_packed_index through
+    _packed_index_run, or _nll_row), the same sum of the row losses (_pairwise_sum) and the
+    same casts. It never raises for bad arguments: anything it does not take returns None,
+    and the caller goes the general way, which validates. It takes:
 
-    * logits: a C-ordered (N, C) ``np.ndarray`` (not a subclass) of NumPy's own float32 or
-      float64 dtype, N >= 1 and 1 <= C <= BLOCK_MAX_C (the rows fx_packed_index takes);
+    * logits (log-probabilities with `log_probs`): a C-ordered (N, C) ``np.ndarray`` (not a
+      subclass) of NumPy's own float32 or float64 dtype, N >= 1 and C >= 1; for cross
+      entropy C <= BLOCK_MAX_C as well (the rows fx_packed_index takes);
     * targets: a C-ordered (N,) int64 ``np.ndarray``, every value in [0, C) and none equal
       to `ignore_index` (a Python int);
-    * `reduction` a str, `label_smoothing` a Python float or int in [0, 1], `return_grad`
-      True or False;
+    * `reduction` a str, `label_smoothing` a Python float or int in [0, 1] (0 for
+      nll_loss), `return_grad` True or False;
     * `grad_out` None, or a C-ordered writeable ``np.ndarray`` of the logits' shape and
       dtype that is the logits themselves or shares no byte with them or the targets;
     * no class weight, class axis, or grad_output (the caller checks those are None).
@@ -517,9 +514,13 @@ def common_index(input, target, ignore_index, reduction, label_smoothing, return
     cdef double eps, scale, total
     cdef double* rows
     cdef double* own = NULL      # rows, where they are not the returned loss's memory
-    cdef Py_buffer xb, tb, gb, lb
-    cdef bint have_x = False, have_t = False, have_g = False, want, mean, f32
-    cdef int nt, red
+    cdef const void* xp
+    cdef const int64_t* tp
+    cdef void* gp = NULL
+    cdef float* lp
+    cdef Py_buffer held[4]
+    cdef int n_held = 0, nt, red, grads
+    cdef bint want, mean, f32
     cdef Py_ssize_t i
     if type(input) is not _ndarray or type(target) is not _ndarray:
         return None
@@ -530,11 +531,11 @@ def common_index(input, target, ignore_index, reduction, label_smoothing, return
     if len(shape) != 2 or len(tshape) != 1 or tshape[0] != shape[0]:
         return None
     N, C = shape
-    if N == 0 or C == 0 or C > BLOCK_MAX_C:
+    if N == 0 or C == 0 or (C > BLOCK_MAX_C and not log_probs):
         return None
-    if type(reduction) is not str or reduction not in _REDUCTIONS:
+    red = common_reduction(reduction)
+    if red < 0:
         return None
-    red = _REDUCTIONS[reduction]
     if type(ignore_index) is not int:
         return None
     if type(label_smoothing) is not float and type(label_smoothing) is not int:
@@ -542,76 +543,69 @@ def common_index(input, target, ignore_index, reduction, label_smoothing, return
     if not 0 <= label_smoothing <= 1:       # also NaN; an int compared before it converts
         return None
     eps = label_smoothing
-    if return_grad is not True and return_grad is not False:
+    grads = common_gradient(return_grad, grad_out, input)
+    if grads < 0:
         return None
-    want = return_grad
-    if grad_out is not None and (
-            not want or type(grad_out) is not _ndarray or grad_out.dtype is not dt
-            or grad_out.shape != shape or not grad_out.flags.c_contiguous
-            or not grad_out.flags.writeable):
-        return None
+    want = grads == 1
     if not input.flags.c_contiguous or not target.flags.c_contiguous:
         return None
     f32 = dt is _F32
     nbytes = N * C * (4 if f32 else 8)
     try:
-        PyObject_GetBuffer(input, &xb, PyBUF_SIMPLE)
-        have_x = True
-        PyObject_GetBuffer(target, &tb, PyBUF_SIMPLE)
-        have_t = True
-        fx_index_range(<const int64_t*>tb.buf, N, &lo, &hi)
+        xp = common_buffer(input, PyBUF_SIMPLE, held, &n_held)
+        tp = <const int64_t*>common_buffer(target, PyBUF_SIMPLE, held, &n_held)
+        fx_index_range(tp, N, &lo, &hi)
         if lo < 0 or hi >= C or (0 <= ignore_index < C and lo <= ignore_index <= hi):
             return None         # ignored or invalid targets: the general way
         if want:
             grad = np.empty(shape, dt) if grad_out is None else grad_out
-            PyObject_GetBuffer(grad, &gb, PyBUF_WRITABLE)
-            have_g = True
-            if gb.buf != xb.buf and (
-                    _overlap(<char*>gb.buf, nbytes, <char*>xb.buf, nbytes)
-                    or _overlap(<char*>gb.buf, nbytes, <char*>tb.buf, N * 8)):
+            gp = common_buffer(grad, PyBUF_WRITABLE, held, &n_held)
+            if not common_grad_memory(gp, xp, nbytes, tp, N * 8):
                 return None
         mean = red == 1
         scale = 1.0 / <double>N if mean else 1.0
         if red == 0 and not f32:
             loss = np.empty(N, np.float64)
-            PyObject_GetBuffer(loss, &lb, PyBUF_WRITABLE)
-            rows = <double*>lb.buf
-            PyBuffer_Release(&lb)       # loss keeps the memory alive
+            rows = <double*>common_buffer(loss, PyBUF_WRITABLE, held, &n_held)
         else:
             own = rows = <double*>PyMem_Malloc(N * sizeof(double))
             if rows == NULL:
                 raise MemoryError()
         nt = threads_for(N * C)
         with nogil:
-            if f32:
-                _packed_index_run(<const float*>xb.buf, N, C, <const int64_t*>tb.buf, NULL,
-                                  <double>C, eps, rows, <float*>gb.buf if want else NULL,
-                                  &scale if want else NULL, 0, nt)
+            if log_probs and f32:
+                _nll_run(<const float*>xp, N, C, tp, rows, <float*>gp, scale, nt)
+            elif log_probs:
+                _nll_run(<const double*>xp, N, C, tp, rows, <double*>gp, scale, nt)
+            elif f32:
+                _packed_index_run(<const float*>xp, N, C, tp, NULL, <double>C, eps, rows,
+                                  <float*>gp, &scale if want else NULL, 0, nt)
             else:
-                _packed_index_run(<const double*>xb.buf, N, C, <const int64_t*>tb.buf, NULL,
-                                  <double>C, eps, rows, <double*>gb.buf if want else NULL,
-                                  &scale if want else NULL, 0, nt)
+                _packed_index_run(<const double*>xp, N, C, tp, NULL, <double>C, eps, rows,
+                                  <double*>gp, &scale if want else NULL, 0, nt)
         if red != 0:
             total = _pairwise_sum(rows, N)
-            loss = np.empty((), dt)
-            PyObject_GetBuffer(loss, &lb, PyBUF_WRITABLE)
-            if f32:
-                (<float*>lb.buf)[0] = <float>(total / <double>N if mean else total)
-            else:
-                (<double*>lb.buf)[0] = total / <double>N if mean else total
-            PyBuffer_Release(&lb)
+            loss = common_scalar(total / <double>N if mean else total, dt, _ndarray)
         elif f32:
             loss = np.empty(N, np.float32)
-            PyObject_GetBuffer(loss, &lb, PyBUF_WRITABLE)
+            lp = <float*>common_buffer(loss, PyBUF_WRITABLE, held, &n_held)
             for i in range(N):
-                (<float*>lb.buf)[i] = <float>rows[i]
-            PyBuffer_Release(&lb)
+                lp[i] = <float>rows[i]
         return (loss, grad) if want else loss
     finally:
         PyMem_Free(own)
-        if have_g:
-            PyBuffer_Release(&gb)
-        if have_t:
-            PyBuffer_Release(&tb)
-        if have_x:
-            PyBuffer_Release(&xb)
+        common_release(held, n_held)
+
+
+cdef void _nll_run(const floating* x, Py_ssize_t rows, Py_ssize_t C, const int64_t* t,
+                   double* loss, floating* g, double scale, int n_threads) noexcept nogil:
+    # _nll_row over rows that lie back to back (t: no ignored row), as nll_rows runs them.
+    cdef Py_ssize_t r
+    if n_threads == 1:
+        for r in range(rows):
+            loss[r] = _nll_row(x + r * C, C, 1, t[r], NULL, g + r * C if g != NULL else NULL, 1,
+                               scale)
+        return
+    for r in prange(rows, schedule="static", num_threads=n_threads):
+        loss[r] = _nll_row(x + r * C, C, 1, t[r], NULL, g + r * C if g != NULL else NULL, 1,
+                           scale)
