@@ -4,6 +4,10 @@ A CuPy input goes to the GPU backend (``_gpu``) with the same arguments.
 
 Each function turns its arguments into a canonical problem (``_validate``), allocates the
 outputs, runs one CPU kernel (``_cpu``) and reduces (``_reduce``). No maths lives here.
+The most common calls of cross_entropy, nll_loss and binary_cross_entropy_with_logits skip
+those steps: a Cython shortcut (``_xent.common_index``, ``_binary.common_logits``) takes a
+call whose arguments are plainly valid and returns the same bits, and declines (None) any
+other, which then goes the general way.
 """
 from __future__ import annotations
 
