@@ -476,7 +476,7 @@ def row_total(const double[:, ::1] rows, int n_threads):
     return _tree_join(n, depth, part, &k)
 
 
-# --- cross_entropy's most common call, past the Python layer -----------------------------
+# --- the most common calls of cross_entropy and nll_loss, past the Python layer ----------
 
 cdef object _ndarray = np.ndarray
 cdef object _F32 = np.dtype(np.float32)
