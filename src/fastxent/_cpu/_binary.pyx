@@ -295,18 +295,22 @@ def common_logits(input, target, reduction, return_grad, grad_out, threads_for):
 cdef void _logits_units(const floating* x, const floating* y, const double* w,
                         const double* scale, floating* loss, floating* g, Py_ssize_t n,
                         Py_ssize_t nu, double* partial, int n_threads) noexcept nogil:
-    # bce_logits's units over one run of n elements (the (1, 1, n) view): unit u is
-    # elements unit_col0 .. unit_col1 - 1; w and scale one value each (step 0).
-    cdef Py_ssize_t u, k0
+    # bce_logits's units over one run of n elements (the (1, 1, n) view), their sums into
+    # partial; w and scale one value each (step 0).
+    cdef Py_ssize_t u
     if n_threads == 1:
         for u in range(nu):
-            k0 = unit_col0(u, n)
-            partial[u] = bce_logits_run(x + k0, y + k0, w, 0, NULL, 0, scale, 0,
-                                        loss + k0 if loss != NULL else NULL,
-                                        g + k0 if g != NULL else NULL, unit_col1(u, n) - k0)
+            partial[u] = _logits_unit(x, y, w, scale, loss, g, n, u)
         return
     for u in prange(nu, schedule="static", num_threads=n_threads):
-        k0 = unit_col0(u, n)
-        partial[u] = bce_logits_run(x + k0, y + k0, w, 0, NULL, 0, scale, 0,
-                                    loss + k0 if loss != NULL else NULL,
-                                    g + k0 if g != NULL else NULL, unit_col1(u, n) - k0)
+        partial[u] = _logits_unit(x, y, w, scale, loss, g, n, u)
+
+
+cdef inline double _logits_unit(const floating* x, const floating* y, const double* w,
+                                const double* scale, floating* loss, floating* g,
+                                Py_ssize_t n, Py_ssize_t u) noexcept nogil:
+    # Unit u: elements unit_col0 .. unit_col1 - 1.
+    cdef Py_ssize_t k0 = unit_col0(u, n)
+    return bce_logits_run(x + k0, y + k0, w, 0, NULL, 0, scale, 0,
+                          loss + k0 if loss != NULL else NULL, g + k0 if g != NULL else NULL,
+                          unit_col1(u, n) - k0)
