@@ -192,6 +192,9 @@ LAYOUTS = {
     "rows": dict(shape=(7, 5), axis=1),
     "long rows": dict(shape=(3, 300), axis=1),          # aligned rows: four per load
     "odd long rows": dict(shape=(3, 301), axis=1),      # rows 1 and 2 start unaligned
+    # a view one element in: its rows start off the vector boundary where the fresh
+    # gradient's rows start on it, so the output pass cannot pair their vectors
+    "offset rows": dict(shape=(3, 300), axis=1, offset=1),
     "spatial": dict(shape=(3, 4, 2, 3), axis=1),
     "class-last": dict(shape=(2, 3, 6), axis=2),
     "fortran": dict(shape=(6, 4), axis=1, order="F"),
@@ -201,6 +204,11 @@ LAYOUTS = {
 def _layout(rng, name, dtype):
     spec = LAYOUTS[name]
     x = _data(rng, spec["shape"], dtype)
+    if spec.get("offset"):
+        k = spec["offset"]
+        wide = np.empty(x.shape[:-1] + (x.shape[-1] + k,), x.dtype)
+        wide[..., k:] = x
+        x = wide[..., k:]
     if spec.get("order") == "F":
         x = np.asfortranarray(x)
     return x, spec["axis"]
@@ -421,6 +429,11 @@ def test_plans_cover_the_lane_mappings():
     assert P.row_config(32000, 1, 4) == S.BLOCK_PER_ROW_CACHED
     assert P.row_config(128256, 1, 4) == S.BLOCK_PER_ROW
     assert P.row_config(32000, 1, 8) == S.BLOCK_PER_ROW
+    # the 16-bit types cache their raw logits: twice the classes fit
+    assert P.row_config(50257, 1, 2) == S.BLOCK_PER_ROW_CACHED
+    assert P.row_config(128256, 1, 2) == S.BLOCK_PER_ROW
+    assert P.row_shared_bytes(32000, S.BLOCK_PER_ROW_CACHED, 2) == 2 * 32003
+    assert P.row_shared_bytes(32000, S.BLOCK_PER_ROW, 4) == 0
     for nrows in (1, 5, 10 ** 6, 3 * 10 ** 9):
         for cfg in S.ROW_CONFIGS:
             grid = P.row_grid(nrows, cfg, 132)

@@ -293,8 +293,9 @@ def test_import_fastxent_never_imports_cupy():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
-def test_gpu_check_script_compiles():
+@pytest.mark.parametrize("script", ["gpu_check.py", "gpu_profile.py"])
+def test_gpu_scripts_compile(script):
     import pathlib
     import py_compile
     py_compile.compile(str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks" /
-                           "gpu_check.py"), doraise=True)
+                           script), doraise=True)

@@ -53,6 +53,24 @@ def _kernel(kind: str, op: str, dtype: str, name: str):
 
 
 @functools.lru_cache(maxsize=None)
+def _one(device: int):
+    """A float64 1.0 on `device` (the current one), made once: the kernels only read it, and
+    a copy from host memory in every call would wait for the stream to drain."""
+    cp = _cp()
+    return cp.full((), 1.0, cp.float64)
+
+
+def _float64(value):
+    """`value` as a float64 device array; Python and NumPy numbers by a fill, not a copy."""
+    cp = _cp()
+    if value is None:
+        return _one(cp.cuda.Device().id)
+    if isinstance(value, (int, float, np.number)):
+        return cp.full((), value, cp.float64)
+    return cp.asarray(value, dtype=cp.float64)
+
+
+@functools.lru_cache(maxsize=None)
 def _n_sm(device: int) -> int:
     return int(_cp().cuda.Device(device).attributes["MultiProcessorCount"])
 
@@ -67,7 +85,7 @@ def _defer(flag, exc, message):
     cp = _cp()
     host = _cpx().empty_pinned((1,), np.int32)
     stream = cp.cuda.get_current_stream()
-    flag.reshape(1).astype(np.int32).get(out=host, stream=stream, blocking=False)
+    flag.reshape(1).astype(np.int32, copy=False).get(out=host, stream=stream, blocking=False)
     event = cp.cuda.Event(block=False, disable_timing=True)
     event.record(stream)
     _pending.append((event, host, exc, message))
@@ -140,7 +158,7 @@ def _scale(grad_output, red, denominator, loss_shape):
     (checked by the CPU path's validator, on a stand-in)."""
     cp = _cp()
     V.grad_output(V.stand_in(grad_output), red, loss_shape)
-    go = cp.asarray(1.0 if grad_output is None else grad_output, dtype=cp.float64)
+    go = _float64(grad_output)
     if red == "none":
         return cp.broadcast_to(go, loss_shape)
     return go if red == "sum" else _mean(go, denominator)
@@ -172,12 +190,11 @@ def _launch_rows(op, x3, *, t2=None, ignore_index=-100, q3=None, w=None, eps=0.0
     if rows.size == 0:
         return rows, err
     dtype = x3.dtype.name
-    acc = 8 if dtype == "float64" else 4
-    config = P.row_config(C, x3.strides[1] // x3.itemsize, acc)
+    config = P.row_config(C, x3.strides[1] // x3.itemsize, x3.itemsize)
     target = None if t2 is None else t2.dtype.name
     name = S.row_kernel(op, dtype, target, config)
     kernel = _kernel("rows", op, dtype, name)
-    smem = P.row_shared_bytes(C, config, acc)
+    smem = P.row_shared_bytes(C, config, x3.itemsize)
     if smem > 48 * 1024:
         kernel.max_dynamic_shared_size_bytes = smem
     grid = P.row_grid(outer * inner, config, _n_sm(cp.cuda.Device().id))
@@ -347,8 +364,7 @@ def _elementwise_call(op, input, target, *, weight=None, pos_weight=None, reduct
                                 "in [0, 1] (found on the device)")
     operands = [cp.broadcast_to(t.astype(cdt, copy=False), shape)]
     if op != "kl_div":
-        operands.append(cp.broadcast_to(_device(1.0 if weight is None else weight,
-                                                cp.float64), shape))
+        operands.append(cp.broadcast_to(_float64(weight), shape))
     if pos_weight is not None:
         operands.append(cp.broadcast_to(_device(pos_weight, cp.float64), shape))
     n = x.size

@@ -25,13 +25,13 @@ def _el(a, k: int) -> np.int64:
     return np.int64(a.strides[k] // a.itemsize)
 
 
-def row_config(C: int, class_stride: int, acc_itemsize: int):
-    """The lane mapping for rows of C classes: ``(lanes, block, cached)``."""
+def row_config(C: int, class_stride: int, itemsize: int):
+    """The lane mapping for rows of C classes of `itemsize` bytes: ``(lanes, block, cached)``."""
     if class_stride != 1 or C <= THREAD_PER_ROW_MAX_C:
         return S.THREAD_PER_ROW
     if C <= WARP_PER_ROW_MAX_C:
         return S.WARP_PER_ROW
-    if C * acc_itemsize <= CACHE_LIMIT_BYTES:
+    if row_cache_bytes(C, itemsize) <= CACHE_LIMIT_BYTES:
         return S.BLOCK_PER_ROW_CACHED
     return S.BLOCK_PER_ROW
 
@@ -45,8 +45,14 @@ def row_grid(nrows: int, config, n_sm: int) -> int:
     return int(max(1, min(needed, n_sm * (2048 // block) * 4)))
 
 
-def row_shared_bytes(C: int, config, acc_itemsize: int) -> int:
-    return C * acc_itemsize if config[2] else 0
+def row_cache_bytes(C: int, itemsize: int) -> int:
+    """The row cache: the row's elements as stored (rows.cu: cache_of), three more so that it
+    can start at the row's offset from a vector boundary (row_cache_elems)."""
+    return (C + 3) * itemsize
+
+
+def row_shared_bytes(C: int, config, itemsize: int) -> int:
+    return row_cache_bytes(C, itemsize) if config[2] else 0
 
 
 def row_args(x3, *, t2=None, ignore_index=-100, q3=None, w=None, eps=0.0, gscale2=None,

@@ -9,14 +9,16 @@
  *   NL = BLOCK        a block per row, shared-memory reductions; with CACHED the row is kept
  *                     in dynamic shared memory, so the logits are read once from HBM and the
  *                     exponential is evaluated once per logit (1 read + 1 write when fused).
- * Passes per row: with the row cached, (1) max into shared memory, (2) exp(x - max) once
- * per logit, kept, with the sums; otherwise (1) one streaming pass for the max and the sum
- * of exp(x - max) (online softmax: the sum is rescaled when the max grows), plus a pass for
- * the sums relative to the max when label smoothing or probability targets need them.
- * Then (3) the outputs. Pass 1, the one that reads the logits from HBM, loads four elements at
- * a time (16 bytes of float32) wherever a row of unit stride starts on a vector boundary
- * (vec_groups); the later passes, served by the row cache or by L2, keep one element per
- * load (vectorising them made the 512-thread kernels spill registers). Reductions run in a
+ * Passes per row: with the row cached, (1) the max, the row copied into shared memory,
+ * (2) from there exp(x - max) with the sums (kept in the cache for float32 and float64, so
+ * the exponential is evaluated once per logit; the 16-bit types cache their raw logits,
+ * half the shared memory, and evaluate it again in pass 3); otherwise (1) one streaming
+ * pass for the max and the sum of exp(x - max) (online softmax: the sum is rescaled when
+ * the max grows), plus a pass for the sums relative to the max when label smoothing or
+ * probability targets need them. Then (3) the outputs. Every pass over a row of unit stride
+ * moves four elements per access (16 bytes of float32) from its first vector boundary on
+ * (split_row), with several loads in flight per lane (visit_row, write_row): a block alone
+ * on its multiprocessor would otherwise wait on memory latency. Reductions run in a
  * fixed order (butterfly shuffles, then warp slots in index order) and every row's loss goes
  * to its own slot in `rows_out` (double), which the host sums deterministically: no float
  * atomics, and repeats are bit-identical.
@@ -65,8 +67,8 @@ struct HostLanes {
     }
 };
 
-/* Four elements of T as one vector load reads them: 16 bytes of float32, 8 of the 16-bit
- * types, 32 of float64 (two 16-byte loads). */
+/* Four elements of T as one vector access moves them: 16 bytes of float32, 8 of the 16-bit
+ * types, 32 of float64 (two 16-byte accesses). */
 template <class T> struct alignas(4 * sizeof(T) < 16 ? 4 * sizeof(T) : 16) Vec4 {
     T v[4];
 };
@@ -74,22 +76,127 @@ template <class T> struct alignas(4 * sizeof(T) < 16 ? 4 * sizeof(T) : 16) Vec4 
 template <class T> FX_HD Vec4<T> load4(const T* p) {
     Vec4<T> r;
 #if defined(__CUDA_ARCH__)
-    r = *reinterpret_cast<const Vec4<T>*>(p);          /* ld.global.v4 / v2 */
+    r = *reinterpret_cast<const Vec4<T>*>(p);          /* ld.global.v4 / v2, ld.shared.v4 */
 #else
-    /* the host test stands in for the device: a misaligned vector load would fault there */
+    /* the host test stands in for the device: a misaligned vector access would fault there */
     if (((unsigned long long)p % alignof(Vec4<T>)) != 0) __builtin_trap();
     __builtin_memcpy(&r, p, sizeof r);
 #endif
     return r;
 }
 
-/* Groups of four classes a lane reads with one load each: rows of unit stride that start on
- * a vector boundary (every row when C is a multiple of 4 and the array is aligned). Lane l
- * then owns groups l, l + NL, ... and the last C % 4 classes c = 4 * groups + l, ...;
- * otherwise classes l, l + NL, ... (vec_groups returns 0). */
-template <class T> FX_HD int vec_groups(const T* x, int n, long long s) {
-    return s == 1 && (unsigned long long)x % alignof(Vec4<T>) == 0 ? n / 4 : 0;
+template <class T> FX_HD void store4(T* p, const Vec4<T>& v) {
+#if defined(__CUDA_ARCH__)
+    *reinterpret_cast<Vec4<T>*>(p) = v;
+#else
+    if (((unsigned long long)p % alignof(Vec4<T>)) != 0) __builtin_trap();
+    __builtin_memcpy(p, &v, sizeof v);
+#endif
 }
+
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+#define FX_UNROLL _Pragma("unroll")
+#else
+#define FX_UNROLL
+#endif
+
+/* Vector loads a lane keeps in flight in a pass that reads HBM: one at a time leaves a
+ * 512-thread block, alone on its multiprocessor, waiting on memory latency. */
+enum { IN_FLIGHT = 4 };
+
+/* How a row of unit stride splits into vector accesses: classes [0, head) one at a time
+ * (up to the first vector boundary), `groups` groups of four, then the rest one at a time.
+ * Lane l owns head class l, groups l, l + NL, ... and tail classes head + 4 groups + l, ...
+ * A strided or element-misaligned row is all tail. */
+struct Split {
+    int head, groups;
+};
+
+template <class T> FX_HD Split split_row(const T* p, int n, long long s) {
+    Split r = {0, 0};
+    const unsigned long long al = alignof(Vec4<T>), mis = (unsigned long long)p % al;
+    if (s != 1 || mis % sizeof(T) != 0) return r;
+    r.head = (int)(((al - mis) % al) / sizeof(T));
+    if (r.head > n) r.head = n;
+    r.groups = (n - r.head) / 4;
+    return r;
+}
+
+/* Visit a row's classes as a lane owns them under `sp` (a split of p's own layout, or of a
+ * row p lines up with), calling f(c, v, k) for k = 4 consecutive classes c.. loaded as one
+ * vector, or k = 1; IN_FLIGHT vector loads are issued before the first is used. */
+template <class T, class Lanes, class F>
+FX_HD void visit_row(const Lanes& L, const T* p, long long s, int n, Split sp, F f) {
+    const int NL = L.lanes(), lane = L.lane();
+    for (int c = lane; c < sp.head; c += NL) f(c, p + c, 1);
+    const T* pv = p + sp.head;
+    int j = lane;
+    for (; j + (IN_FLIGHT - 1) * NL < sp.groups; j += IN_FLIGHT * NL) {
+        Vec4<T> v[IN_FLIGHT];
+        FX_UNROLL for (int u = 0; u < IN_FLIGHT; ++u) v[u] = load4(pv + 4LL * (j + u * NL));
+        FX_UNROLL for (int u = 0; u < IN_FLIGHT; ++u) f(sp.head + 4 * (j + u * NL), v[u].v, 4);
+    }
+    for (; j < sp.groups; j += NL) {
+        const Vec4<T> v = load4(pv + 4LL * j);
+        f(sp.head + 4 * j, v.v, 4);
+    }
+    for (int c = sp.head + 4 * sp.groups + lane; c < n; c += NL) {
+        const T v = p[c * s];
+        f(c, &v, 1);
+    }
+}
+
+/* Write out[c] = fn(c, src value) for a row, in g's vector split: vector stores wherever g
+ * allows them, vector loads of src where src lines up with g (same head, unit stride). */
+template <class S, class T, class Lanes, class F>
+FX_HD void write_row(const Lanes& L, const S* src, long long ss, Split ssp, T* g,
+                     long long gs, int n, F fn) {
+    const Split gsp = split_row(g, n, gs);
+    const bool vec_src = ss == 1 && ssp.head == gsp.head && ssp.groups == gsp.groups;
+    const int NL = L.lanes(), lane = L.lane();
+    for (int c = lane; c < gsp.head; c += NL) g[c] = narrow_to<T>::from(fn(c, widen(src[c * ss])));
+    T* gv = g + gsp.head;
+    int j = lane;
+    auto put = [&](int jj, const S* v) {
+        Vec4<T> o;
+        const int c = gsp.head + 4 * jj;
+        FX_UNROLL for (int e = 0; e < 4; ++e) o.v[e] = narrow_to<T>::from(fn(c + e, widen(v[e])));
+        store4(gv + 4LL * jj, o);
+    };
+    if (vec_src) {
+        const S* sv = src + gsp.head;
+        for (; j + (IN_FLIGHT - 1) * NL < gsp.groups; j += IN_FLIGHT * NL) {
+            Vec4<S> v[IN_FLIGHT];
+            FX_UNROLL for (int u = 0; u < IN_FLIGHT; ++u) v[u] = load4(sv + 4LL * (j + u * NL));
+            FX_UNROLL for (int u = 0; u < IN_FLIGHT; ++u) put(j + u * NL, v[u].v);
+        }
+        for (; j < gsp.groups; j += NL) {
+            const Vec4<S> v = load4(sv + 4LL * j);
+            put(j, v.v);
+        }
+    } else {
+        for (; j < gsp.groups; j += NL) {
+            const int c = gsp.head + 4 * j;
+            S v[4];
+            FX_UNROLL for (int e = 0; e < 4; ++e) v[e] = src[(c + e) * ss];
+            put(j, v);
+        }
+    }
+    for (int c = gsp.head + 4 * gsp.groups + lane; c < n; c += NL) {
+        g[c * gs] = narrow_to<T>::from(fn(c, widen(src[c * ss])));
+    }
+}
+
+/* The row cache's element: the exponentials themselves for float32 and float64 (evaluated
+ * once per logit), the raw logits for the 16-bit types, whose cache is then half the size
+ * (the exponential is evaluated again in the output pass, which is cheaper than a second
+ * block's worth of shared memory: three blocks of a 32000-class bf16 row fit a
+ * multiprocessor where one of float32 would). */
+template <class T> struct cache_of { typedef T type; };
+
+/* Elements of the row cache for C classes: three more, so that the cache can start at the
+ * same offset from a vector boundary as the row. */
+FX_HD long long row_cache_elems(int C) { return (long long)C + 3; }
 
 /* One logit into the streaming pass: the running max and the sum of exp(x - max), rescaled
  * when the max grows (a NaN never raises it); logsumexp also counts NaN logits. */
@@ -105,8 +212,12 @@ template <int OP, class A> FX_HD void online_add(A v, A& m, RowSums<A>& s) {
 
 template <int OP, bool CACHED, class T, class TI, class Lanes>
 FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool active,
-                    typename acc_of<T>::type* cache) {
+                    typename cache_of<T>::type* cache) {
     typedef typename acc_of<T>::type A;
+    typedef typename cache_of<T>::type K;
+    /* Whether the cache holds exp(x - max) after pass 2 (else the logits): log_softmax
+     * needs the logits, and the 16-bit caches cannot hold an exponential exactly. */
+    const bool KEEP_E = sizeof(K) == sizeof(A) && OP != LOG_SOFTMAX && OP != LSE;
     const int NL = L.lanes(), lane = L.lane(), C = a.C;
     const long long o = active ? row / a.inner : 0, i = active ? row - o * a.inner : 0;
     const T* xr = a.x + o * a.so + i * a.si;
@@ -149,6 +260,9 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
     }
 
     const T* qr = a.q + o * a.qso + i * a.qsi;
+    const Split sx = split_row(xr, n, a.sc);
+    /* the cache starts where the row's first full vector lines up with a vector boundary */
+    K* kc = cache + ((4 - sx.head) & 3);
     RowSums<A> s = {A(0), A(0), A(0)};
     A m = -inf;
     /* The op's sums relative to the row's max, once the max is known. */
@@ -166,43 +280,53 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
         if (OP == LSE && fx_isnan(v)) s.a += A(1);
     };
     if (CACHED) {
-        /* pass 1: the maximum (NaN skipped; it reaches the sum through exp) */
-        const int groups = vec_groups(xr, n, a.sc);
-        for (int j = lane; j < groups; j += NL) {
-            const Vec4<T> v = load4(xr + 4 * j);
-            const A v0 = widen(v.v[0]), v1 = widen(v.v[1]), v2 = widen(v.v[2]), v3 = widen(v.v[3]);
-            cache[4 * j] = v0;
-            cache[4 * j + 1] = v1;
-            cache[4 * j + 2] = v2;
-            cache[4 * j + 3] = v3;
-            m = fx_max(m, fx_max(fx_max(v0, v1), fx_max(v2, v3)));
-        }
-        for (int c = 4 * groups + lane; c < n; c += NL) {
-            const A v = widen(xr[c * a.sc]);
-            cache[c] = v;
-            m = fx_max(m, v);
-        }
+        /* pass 1: the maximum (NaN skipped; it reaches the sum through exp), the row copied
+         * into the cache on the way */
+        visit_row(L, xr, a.sc, n, sx, [&](int c, const T* v, int k) {
+            if (k == 4) {
+                Vec4<K> w;
+                FX_UNROLL for (int e = 0; e < 4; ++e) {
+                    const A x = A(widen(v[e]));
+                    m = fx_max(m, x);
+                    w.v[e] = v[e];
+                }
+                store4(kc + c, w);
+            } else {
+                const A x = A(widen(v[0]));
+                m = fx_max(m, x);
+                kc[c] = v[0];
+            }
+        });
         m = L.max(m);
         if (OP == LSE && m == -inf) m = A(0);   /* a row of -inf: exp(-inf) = 0, lse = -inf */
         /* pass 2, from shared memory: exp(x - m) once per logit, kept for the outputs */
-        for (int c = lane; c < n; c += NL) {
-            const A v = cache[c];
-            const A e = fx_exp(v - m);
-            s.total += e;
-            add_relative(c, v);
-            cache[c] = e;
-        }
+        visit_row(L, (const K*)kc, 1, n, sx, [&](int c, const K* v, int k) {
+            if (KEEP_E && k == 4) {
+                Vec4<K> w;
+                FX_UNROLL for (int e = 0; e < 4; ++e) {
+                    const A x = A(widen(v[e])), ex = fx_exp(x - m);
+                    s.total += ex;
+                    add_relative(c + e, x);
+                    w.v[e] = narrow_to<K>::from(ex);
+                }
+                store4(kc + c, w);
+            } else {
+                for (int e = 0; e < k; ++e) {
+                    const A x = A(widen(v[e])), ex = fx_exp(x - m);
+                    s.total += ex;
+                    add_relative(c + e, x);
+                    if (KEEP_E) kc[c + e] = narrow_to<K>::from(ex);
+                }
+            }
+        });
     } else {
         /* pass 1, streaming: the running max and sum of exp(x - max), rescaled when the max
          * grows (online softmax), so the logits are read once here. A -inf logit adds 0
          * (exp(-inf - max) for any finite max); a row without a finite or +inf max is
          * NaN below, as exp(-inf - -inf) makes it in the two-pass form. */
-        const int groups = vec_groups(xr, n, a.sc);
-        for (int j = lane; j < groups; j += NL) {
-            const Vec4<T> v = load4(xr + 4 * j);
-            for (int e = 0; e < 4; ++e) online_add<OP>(A(widen(v.v[e])), m, s);
-        }
-        for (int c = 4 * groups + lane; c < n; c += NL) online_add<OP>(A(widen(xr[c * a.sc])), m, s);
+        visit_row(L, xr, a.sc, n, sx, [&](int, const T* v, int k) {
+            for (int e = 0; e < k; ++e) online_add<OP>(A(widen(v[e])), m, s);
+        });
         const A M = L.max(m);
         if (m < M) s.total *= fx_exp(m - M);   /* this lane's sum, relative to the row's max */
         m = M;
@@ -212,7 +336,9 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
         }
         /* pass 2 (smoothing, probabilities): the sums relative to the max */
         if ((OP == CE_INDEX && eps > A(0)) || OP == CE_PROB) {
-            for (int c = lane; c < n; c += NL) add_relative(c, A(widen(xr[c * a.sc])));
+            visit_row(L, xr, a.sc, n, sx, [&](int c, const T* v, int k) {
+                for (int e = 0; e < k; ++e) add_relative(c + e, A(widen(v[e])));
+            });
         }
     }
     s.total = L.sum(s.total);
@@ -220,7 +346,13 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
     if (OP == CE_INDEX || OP == CE_PROB) s.b = L.sum(s.b);
     if (!active) return;
 
-    /* pass 3: the row's loss and its outputs */
+    /* pass 3: the row's loss and its outputs, from the cache or the logits; `e(v)` is
+     * exp(x - m) of the value read, `x(v)` the logit */
+    auto e_of = [&](A v) { return (CACHED && KEEP_E) ? v : fx_exp(v - m); };
+    auto write = [&](auto fn) {
+        if (CACHED) write_row(L, (const K*)kc, 1, sx, gr, a.gsc, n, fn);
+        else write_row(L, xr, a.sc, sx, gr, a.gsc, n, fn);
+    };
     const A W = a.has_w ? s.a : A(C);
     const A scale = (OP == CE_INDEX || OP == CE_PROB) && a.want_grad
                         ? A(a.gscale[o * a.gss_o + i * a.gss_i]) : A(0);
@@ -232,26 +364,27 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
         }
         if (a.want_grad && y < 0) {
             /* PyTorch's ignored row: zero, or NaN where the softmax is NaN */
-            const T fill = narrow_to<T>::from(invalid || fx_isnan(s.total) ? nan : A(0));
-            for (int c = lane; c < n; c += NL) gr[c * a.gsc] = fill;
+            const A fill = invalid || fx_isnan(s.total) ? nan : A(0);
+            write([&](int, A) { return fill; });
         } else if (a.want_grad) {
             const IndexGrad<A> k = index_row_grad(s, wy, W, eps, C, scale);
             const A gy = index_target_grad(k, m, s, xy, wy, eps, C, scale);
-            for (int c = lane; c < n; c += NL) {
-                const A e = CACHED ? cache[c] : fx_exp(A(widen(xr[c * a.sc])) - m);
-                const A v = c == y ? gy : k.ka * e - k.kb * (a.has_w ? A(a.w[c]) : A(1));
-                gr[c * a.gsc] = narrow_to<T>::from(v);
+            if (a.has_w || k.kb != A(0)) {
+                write([&](int c, A v) {
+                    return c == y ? gy : k.ka * e_of(v) - k.kb * (a.has_w ? A(a.w[c]) : A(1));
+                });
+            } else {
+                write([&](int c, A v) { return c == y ? gy : k.ka * e_of(v); });
             }
         }
     } else if (OP == CE_PROB) {
         if (lane == 0) a.rows_out[row] = (double)prob_row_loss(s);
         if (a.want_grad) {
             const A k = scale * s.a / s.total;
-            for (int c = lane; c < n; c += NL) {
-                const A e = CACHED ? cache[c] : fx_exp(A(widen(xr[c * a.sc])) - m);
+            write([&](int c, A v) {
                 const A wq = (a.has_w ? A(a.w[c]) : A(1)) * smoothed(A(widen(qr[c * a.qsc])), eps, C);
-                gr[c * a.gsc] = narrow_to<T>::from(k * e - scale * wq);
-            }
+                return k * e_of(v) - scale * wq;
+            });
         }
     } else if (OP == LSE) {
         if (lane == 0) {
@@ -262,16 +395,11 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
         }
     } else if (OP == SOFTMAX) {
         const A r = A(1) / s.total;
-        for (int c = lane; c < n; c += NL) {
-            const A e = CACHED ? cache[c] : fx_exp(A(widen(xr[c * a.sc])) - m);
-            gr[c * a.gsc] = narrow_to<T>::from(e * r);
-        }
+        write([&](int, A v) { return e_of(v) * r; });
     } else if (OP == LOG_SOFTMAX) {
         const A ls = fx_log(s.total);
-        for (int c = lane; c < n; c += NL) {
-            /* from the logit, not the cached exponential: (x - m) - log(sum) */
-            gr[c * a.gsc] = narrow_to<T>::from((A(widen(xr[c * a.sc])) - m) - ls);
-        }
+        /* from the logit, not an exponential: (x - m) - log(sum) */
+        write([&](int, A v) { return (v - m) - ls; });
     }
 }
 
@@ -327,7 +455,7 @@ template <int BLOCK, class A> struct LanesFor<1, BLOCK, A> { typedef HostLanes t
 template <int BLOCK, class A> struct LanesFor<32, BLOCK, A> { typedef WarpLanes<32> type; };
 
 template <int OP, class T, class TI, int NL, int BLOCK, bool CACHED>
-__global__ void __launch_bounds__(BLOCK) rows(
+__global__ void __launch_bounds__(BLOCK, 1) rows(
         const T* x, long long outer, int C, long long inner,
         long long so, long long sc, long long si,
         const TI* t, long long tso, long long tsi, long long ignore_index,
@@ -351,7 +479,8 @@ __global__ void __launch_bounds__(BLOCK) rows(
     for (long long base = (long long)blockIdx.x * rows_per_block; base < nrows;
          base += (long long)gridDim.x * rows_per_block) {
         const long long row = base + threadIdx.x / NL;
-        row_work<OP, CACHED>(lanes, a, row, row < nrows, reinterpret_cast<A*>(fx_dynamic));
+        row_work<OP, CACHED>(lanes, a, row, row < nrows,
+                             reinterpret_cast<typename cache_of<T>::type*>(fx_dynamic));
         if (CACHED) __syncthreads();        /* the next row overwrites the cache */
     }
 }
