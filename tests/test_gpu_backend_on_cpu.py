@@ -78,6 +78,7 @@ def _fake_cupy():
                                                                              subok=True)),
         ascontiguousarray=_wrap(np.ascontiguousarray), isnan=_wrap(np.isnan),
         may_share_memory=np.may_share_memory,
+        fuse=lambda fn: fn,             # the fused function's array operations, unfused
         lib=types.SimpleNamespace(stride_tricks=types.SimpleNamespace(
             as_strided=lambda a, shape, strides: np.lib.stride_tricks.as_strided(
                 a, shape, strides, subok=True))),
@@ -196,6 +197,13 @@ def test_layouts_choose_every_lane_mapping(gpu):
         assert name == S.row_kernel("ce_index", "float64", "int64", config)
         _close(got[0], want[0], "float64")
         _close(got[1], want[1], "float64")
+    # a loss alone reads the row once: it streams, unless smoothing reads the row again
+    x = rng.standard_normal((2, 5000))
+    t = rng.integers(0, 5000, 2)
+    for eps, config in [(0.0, S.BLOCK_PER_ROW), (0.1, S.BLOCK_PER_ROW_CACHED)]:
+        got = fx.cross_entropy(gpu.dev(x), gpu.dev(t), label_smoothing=eps)
+        assert gpu.kernels[-1].name == S.row_kernel("ce_index", "float64", "int64", config)
+        _close(got, fx.cross_entropy(x, t, label_smoothing=eps), "float64")
 
 
 @pytest.mark.parametrize("in_place", [False, True])

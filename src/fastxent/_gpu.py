@@ -164,11 +164,21 @@ def _scale(grad_output, red, denominator, loss_shape):
     return go if red == "sum" else _mean(go, denominator)
 
 
-def _mean(total, denominator):
-    """total / denominator, NaN for a zero denominator (PyTorch's all-ignored mean)."""
-    cp = _cp()
+def _mean_of(cp, total, denominator):
     return cp.where(denominator == 0, cp.nan, total / cp.where(denominator == 0, 1.0,
                                                                denominator))
+
+
+@functools.lru_cache(maxsize=None)
+def _fused_mean():
+    cp = _cp()
+    return cp.fuse(lambda total, denominator: _mean_of(cp, total, denominator))
+
+
+def _mean(total, denominator):
+    """total / denominator, NaN for a zero denominator (PyTorch's all-ignored mean): one
+    fused kernel, where its five array operations would each cost a launch."""
+    return _fused_mean()(total, denominator)
 
 
 def _reduce(rows, red, denominator, loss_shape, dtype):
@@ -190,7 +200,8 @@ def _launch_rows(op, x3, *, t2=None, ignore_index=-100, q3=None, w=None, eps=0.0
     if rows.size == 0:
         return rows, err
     dtype = x3.dtype.name
-    config = P.row_config(C, x3.strides[1] // x3.itemsize, x3.itemsize)
+    reread = g3 is not None or op == "ce_prob" or (op == "ce_index" and eps > 0)
+    config = P.row_config(C, x3.strides[1] // x3.itemsize, x3.itemsize, reread)
     target = None if t2 is None else t2.dtype.name
     name = S.row_kernel(op, dtype, target, config)
     kernel = _kernel("rows", op, dtype, name)

@@ -454,6 +454,8 @@ template <int NL, int BLOCK, class A> struct LanesFor { typedef BlockLanes<BLOCK
 template <int BLOCK, class A> struct LanesFor<1, BLOCK, A> { typedef HostLanes type; };
 template <int BLOCK, class A> struct LanesFor<32, BLOCK, A> { typedef WarpLanes<32> type; };
 
+/* One block per multiprocessor at least, no more: capped at 64 registers for two 512-thread
+ * blocks, the row body spills (ptxas) in most ops and dtypes. */
 template <int OP, class T, class TI, int NL, int BLOCK, bool CACHED>
 __global__ void __launch_bounds__(BLOCK, 1) rows(
         const T* x, long long outer, int C, long long inner,
