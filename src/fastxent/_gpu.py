@@ -172,7 +172,10 @@ def _mean_of(cp, total, denominator):
 @functools.lru_cache(maxsize=None)
 def _fused_mean():
     cp = _cp()
-    return cp.fuse(lambda total, denominator: _mean_of(cp, total, denominator))
+
+    def fastxent_mean(total, denominator):          # the name of the fused CUDA kernel
+        return _mean_of(cp, total, denominator)
+    return cp.fuse(fastxent_mean)
 
 
 def _mean(total, denominator):
