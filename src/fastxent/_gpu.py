@@ -203,8 +203,7 @@ def _launch_rows(op, x3, *, t2=None, ignore_index=-100, q3=None, w=None, eps=0.0
     if rows.size == 0:
         return rows, err
     dtype = x3.dtype.name
-    reread = g3 is not None or op == "ce_prob" or (op == "ce_index" and eps > 0)
-    config = P.row_config(C, x3.strides[1] // x3.itemsize, x3.itemsize, reread)
+    config = P.row_config(C, x3.strides[1] // x3.itemsize, x3.itemsize)
     target = None if t2 is None else t2.dtype.name
     name = S.row_kernel(op, dtype, target, config)
     kernel = _kernel("rows", op, dtype, name)

@@ -25,17 +25,16 @@ def _el(a, k: int) -> np.int64:
     return np.int64(a.strides[k] // a.itemsize)
 
 
-def row_config(C: int, class_stride: int, itemsize: int, reread: bool = True):
+def row_config(C: int, class_stride: int, itemsize: int):
     """The lane mapping for rows of C classes of `itemsize` bytes: ``(lanes, block, cached)``.
 
-    `reread`: whether the kernel reads the row again after its first pass (to write outputs,
-    or for the sums of label smoothing and probability targets). Only then does the row cache
-    pay; a loss alone streams the row once, and needs no shared memory."""
+    A loss alone uses the row cache too: streaming it instead was measured slower on an H100
+    (16384 x 32000 bfloat16, 1.55 ms against 1.12; float32 about equal)."""
     if class_stride != 1 or C <= THREAD_PER_ROW_MAX_C:
         return S.THREAD_PER_ROW
     if C <= WARP_PER_ROW_MAX_C:
         return S.WARP_PER_ROW
-    if reread and row_cache_bytes(C, itemsize) <= CACHE_LIMIT_BYTES:
+    if row_cache_bytes(C, itemsize) <= CACHE_LIMIT_BYTES:
         return S.BLOCK_PER_ROW_CACHED
     return S.BLOCK_PER_ROW
 
