@@ -379,7 +379,7 @@ def _elementwise_call(op, input, target, *, weight=None, pos_weight=None, reduct
     if op != "kl_div":
         operands.append(cp.broadcast_to(_float64(weight), shape))
     if pos_weight is not None:
-        operands.append(cp.broadcast_to(_device(pos_weight, cp.float64), shape))
+        operands.append(cp.broadcast_to(_float64(pos_weight), shape))
     n = x.size
     denominator = cp.float64(shape[0] if (batch_denominator and x.ndim) else
                              (1.0 if batch_denominator else n))

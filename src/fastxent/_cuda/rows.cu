@@ -7,8 +7,8 @@
  *                     where neighbouring threads read neighbouring rows) or tiny C;
  *   NL = 32           a warp per row, shuffle reductions (BLOCK / 32 rows per block);
  *   NL = BLOCK        a block per row, shared-memory reductions; with CACHED the row is kept
- *                     in dynamic shared memory, so the logits are read once from HBM and the
- *                     exponential is evaluated once per logit (1 read + 1 write when fused).
+ *                     in dynamic shared memory, so the logits are read once from HBM
+ *                     (1 read + 1 write when fused).
  * Passes per row: with the row cached, (1) the max, the row copied into shared memory,
  * (2) from there exp(x - max) with the sums (kept in the cache for float32 and float64, so
  * the exponential is evaluated once per logit; the 16-bit types cache their raw logits,
