@@ -164,17 +164,13 @@ def _scale(grad_output, red, denominator, loss_shape):
     return go if red == "sum" else _mean(go, denominator)
 
 
-def _mean_of(cp, total, denominator):
-    return cp.where(denominator == 0, cp.nan, total / cp.where(denominator == 0, 1.0,
-                                                               denominator))
-
-
 @functools.lru_cache(maxsize=None)
 def _fused_mean():
     cp = _cp()
 
     def fastxent_mean(total, denominator):          # the name of the fused CUDA kernel
-        return _mean_of(cp, total, denominator)
+        return cp.where(denominator == 0, cp.nan,
+                        total / cp.where(denominator == 0, 1.0, denominator))
     return cp.fuse(fastxent_mean)
 
 

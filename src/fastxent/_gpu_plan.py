@@ -49,7 +49,7 @@ def row_grid(nrows: int, config, n_sm: int) -> int:
 
 
 def row_cache_bytes(C: int, itemsize: int) -> int:
-    """The row cache: the row's elements as stored (rows.cu: cache_of), three more so that it
+    """The row cache: the row's elements as stored (rows.cu: row_work), three more so that it
     can start at the row's offset from a vector boundary (row_cache_elems)."""
     return (C + 3) * itemsize
 

@@ -46,7 +46,7 @@ int g_lanes = 1;      /* lanes per row for the next fx_host_rows call */
 
 template <int OP, bool CACHED, class T, class TI>
 void run_rows(const RowArgs<T, TI>& a) {
-    std::vector<typename cache_of<T>::type> cache(CACHED ? row_cache_elems(a.C) : 1);
+    std::vector<T> cache(CACHED ? row_cache_elems(a.C) : 1);
     const long long nrows = a.outer * a.inner;
     if (g_lanes == 1) {
         const HostLanes lanes;

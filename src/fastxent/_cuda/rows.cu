@@ -122,22 +122,36 @@ template <class T> FX_HD Split split_row(const T* p, int n, long long s) {
     return r;
 }
 
+/* The group of four classes c.. as one vector: one load where the row lines up with the
+ * split (`vec`), four otherwise. */
+template <class T> FX_HD Vec4<T> load_group(const T* p, long long s, int c, bool vec) {
+    if (vec) return load4(p + c);
+    Vec4<T> r;
+    FX_UNROLL for (int e = 0; e < 4; ++e) r.v[e] = p[(c + e) * s];
+    return r;
+}
+
 /* Visit a row's classes as a lane owns them under `sp` (a split of p's own layout, or of a
- * row p lines up with), calling f(c, v, k) for k = 4 consecutive classes c.. loaded as one
- * vector, or k = 1; IN_FLIGHT vector loads are issued before the first is used. */
+ * row p is written to), calling f(c, v, k) for k = 4 consecutive classes c.. of a group, or
+ * k = 1; IN_FLIGHT groups are loaded before the first is used. `vec`: p lines up with sp,
+ * so a group is one vector load. */
 template <class T, class Lanes, class F>
-FX_HD void visit_row(const Lanes& L, const T* p, long long s, int n, Split sp, F f) {
+FX_HD void visit_row(const Lanes& L, const T* p, long long s, int n, Split sp, F f,
+                     bool vec = true) {
     const int NL = L.lanes(), lane = L.lane();
-    for (int c = lane; c < sp.head; c += NL) f(c, p + c, 1);
-    const T* pv = p + sp.head;
+    for (int c = lane; c < sp.head; c += NL) {
+        const T v = p[c * s];
+        f(c, &v, 1);
+    }
     int j = lane;
     for (; j + (IN_FLIGHT - 1) * NL < sp.groups; j += IN_FLIGHT * NL) {
         Vec4<T> v[IN_FLIGHT];
-        FX_UNROLL for (int u = 0; u < IN_FLIGHT; ++u) v[u] = load4(pv + 4LL * (j + u * NL));
+        FX_UNROLL for (int u = 0; u < IN_FLIGHT; ++u)
+            v[u] = load_group(p, s, sp.head + 4 * (j + u * NL), vec);
         FX_UNROLL for (int u = 0; u < IN_FLIGHT; ++u) f(sp.head + 4 * (j + u * NL), v[u].v, 4);
     }
     for (; j < sp.groups; j += NL) {
-        const Vec4<T> v = load4(pv + 4LL * j);
+        const Vec4<T> v = load_group(p, s, sp.head + 4 * j, vec);
         f(sp.head + 4 * j, v.v, 4);
     }
     for (int c = sp.head + 4 * sp.groups + lane; c < n; c += NL) {
@@ -146,53 +160,32 @@ FX_HD void visit_row(const Lanes& L, const T* p, long long s, int n, Split sp, F
     }
 }
 
-/* Write out[c] = fn(c, src value) for a row, in g's vector split: vector stores wherever g
+/* k values from v to p's classes c..: one vector store for a group of four. */
+template <class T> FX_HD void put_values(T* p, long long s, int c, const T* v, int k) {
+    if (k == 4) {
+        Vec4<T> w;
+        FX_UNROLL for (int e = 0; e < 4; ++e) w.v[e] = v[e];
+        store4(p + c, w);
+    } else {
+        p[c * s] = v[0];
+    }
+}
+
+/* Write g[c] = fn(c, src value) for a row, in g's vector split: vector stores wherever g
  * allows them, vector loads of src where src lines up with g (same head, unit stride). */
 template <class S, class T, class Lanes, class F>
 FX_HD void write_row(const Lanes& L, const S* src, long long ss, Split ssp, T* g,
                      long long gs, int n, F fn) {
     const Split gsp = split_row(g, n, gs);
     const bool vec_src = ss == 1 && ssp.head == gsp.head && ssp.groups == gsp.groups;
-    const int NL = L.lanes(), lane = L.lane();
-    for (int c = lane; c < gsp.head; c += NL) g[c] = narrow_to<T>::from(fn(c, widen(src[c * ss])));
-    T* gv = g + gsp.head;
-    int j = lane;
-    auto put = [&](int jj, const S* v) {
-        Vec4<T> o;
-        const int c = gsp.head + 4 * jj;
-        FX_UNROLL for (int e = 0; e < 4; ++e) o.v[e] = narrow_to<T>::from(fn(c + e, widen(v[e])));
-        store4(gv + 4LL * jj, o);
-    };
-    if (vec_src) {
-        const S* sv = src + gsp.head;
-        for (; j + (IN_FLIGHT - 1) * NL < gsp.groups; j += IN_FLIGHT * NL) {
-            Vec4<S> v[IN_FLIGHT];
-            FX_UNROLL for (int u = 0; u < IN_FLIGHT; ++u) v[u] = load4(sv + 4LL * (j + u * NL));
-            FX_UNROLL for (int u = 0; u < IN_FLIGHT; ++u) put(j + u * NL, v[u].v);
+    visit_row(L, src, ss, n, gsp, [&](int c, const S* v, int k) {
+        T out[4];
+        FX_UNROLL for (int e = 0; e < 4; ++e) {
+            if (e < k) out[e] = narrow_to<T>::from(fn(c + e, widen(v[e])));
         }
-        for (; j < gsp.groups; j += NL) {
-            const Vec4<S> v = load4(sv + 4LL * j);
-            put(j, v.v);
-        }
-    } else {
-        for (; j < gsp.groups; j += NL) {
-            const int c = gsp.head + 4 * j;
-            S v[4];
-            FX_UNROLL for (int e = 0; e < 4; ++e) v[e] = src[(c + e) * ss];
-            put(j, v);
-        }
-    }
-    for (int c = gsp.head + 4 * gsp.groups + lane; c < n; c += NL) {
-        g[c * gs] = narrow_to<T>::from(fn(c, widen(src[c * ss])));
-    }
+        put_values(g, gs, c, out, k);
+    }, vec_src);
 }
-
-/* The row cache's element: the exponentials themselves for float32 and float64 (evaluated
- * once per logit), the raw logits for the 16-bit types, whose cache is then half the size
- * (the exponential is evaluated again in the output pass, which is cheaper than a second
- * block's worth of shared memory: three blocks of a 32000-class bf16 row fit a
- * multiprocessor where one of float32 would). */
-template <class T> struct cache_of { typedef T type; };
 
 /* Elements of the row cache for C classes: three more, so that the cache can start at the
  * same offset from a vector boundary as the row. */
@@ -212,12 +205,13 @@ template <int OP, class A> FX_HD void online_add(A v, A& m, RowSums<A>& s) {
 
 template <int OP, bool CACHED, class T, class TI, class Lanes>
 FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool active,
-                    typename cache_of<T>::type* cache) {
+                    T* cache) {
     typedef typename acc_of<T>::type A;
-    typedef typename cache_of<T>::type K;
-    /* Whether the cache holds exp(x - max) after pass 2 (else the logits): log_softmax
-     * needs the logits, and the 16-bit caches cannot hold an exponential exactly. */
-    const bool KEEP_E = sizeof(K) == sizeof(A) && OP != LOG_SOFTMAX && OP != LSE;
+    /* The row cache holds the row as stored. After pass 2 it holds exp(x - max) instead for
+     * float32 and float64 (evaluated once per logit), except for log_softmax, which needs
+     * the logits. The 16-bit types keep their raw logits, half the shared memory of a
+     * float cache, and evaluate the exponential again in pass 3. */
+    const bool KEEP_E = sizeof(T) == sizeof(A) && OP != LOG_SOFTMAX && OP != LSE;
     const int NL = L.lanes(), lane = L.lane(), C = a.C;
     const long long o = active ? row / a.inner : 0, i = active ? row - o * a.inner : 0;
     const T* xr = a.x + o * a.so + i * a.si;
@@ -262,7 +256,7 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
     const T* qr = a.q + o * a.qso + i * a.qsi;
     const Split sx = split_row(xr, n, a.sc);
     /* the cache starts where the row's first full vector lines up with a vector boundary */
-    K* kc = cache + ((4 - sx.head) & 3);
+    T* kc = cache + ((4 - sx.head) & 3);
     RowSums<A> s = {A(0), A(0), A(0)};
     A m = -inf;
     /* The op's sums relative to the row's max, once the max is known. */
@@ -283,41 +277,21 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
         /* pass 1: the maximum (NaN skipped; it reaches the sum through exp), the row copied
          * into the cache on the way */
         visit_row(L, xr, a.sc, n, sx, [&](int c, const T* v, int k) {
-            if (k == 4) {
-                Vec4<K> w;
-                FX_UNROLL for (int e = 0; e < 4; ++e) {
-                    const A x = A(widen(v[e]));
-                    m = fx_max(m, x);
-                    w.v[e] = v[e];
-                }
-                store4(kc + c, w);
-            } else {
-                const A x = A(widen(v[0]));
-                m = fx_max(m, x);
-                kc[c] = v[0];
-            }
+            for (int e = 0; e < k; ++e) m = fx_max(m, A(widen(v[e])));
+            put_values(kc, 1, c, v, k);
         });
         m = L.max(m);
         if (OP == LSE && m == -inf) m = A(0);   /* a row of -inf: exp(-inf) = 0, lse = -inf */
         /* pass 2, from shared memory: exp(x - m) once per logit, kept for the outputs */
-        visit_row(L, (const K*)kc, 1, n, sx, [&](int c, const K* v, int k) {
-            if (KEEP_E && k == 4) {
-                Vec4<K> w;
-                FX_UNROLL for (int e = 0; e < 4; ++e) {
-                    const A x = A(widen(v[e])), ex = fx_exp(x - m);
-                    s.total += ex;
-                    add_relative(c + e, x);
-                    w.v[e] = narrow_to<K>::from(ex);
-                }
-                store4(kc + c, w);
-            } else {
-                for (int e = 0; e < k; ++e) {
-                    const A x = A(widen(v[e])), ex = fx_exp(x - m);
-                    s.total += ex;
-                    add_relative(c + e, x);
-                    if (KEEP_E) kc[c + e] = narrow_to<K>::from(ex);
-                }
+        visit_row(L, (const T*)kc, 1, n, sx, [&](int c, const T* v, int k) {
+            T kept[4];
+            for (int e = 0; e < k; ++e) {
+                const A x = A(widen(v[e])), ex = fx_exp(x - m);
+                s.total += ex;
+                add_relative(c + e, x);
+                kept[e] = narrow_to<T>::from(ex);
             }
+            if (KEEP_E) put_values(kc, 1, c, kept, k);
         });
     } else {
         /* pass 1, streaming: the running max and sum of exp(x - max), rescaled when the max
@@ -346,11 +320,11 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
     if (OP == CE_INDEX || OP == CE_PROB) s.b = L.sum(s.b);
     if (!active) return;
 
-    /* pass 3: the row's loss and its outputs, from the cache or the logits; `e(v)` is
-     * exp(x - m) of the value read, `x(v)` the logit */
+    /* pass 3: the row's loss and its outputs, from the cache or the logits; e_of(v) is
+     * exp(x - m) of the value read (the cached exponential itself, or from the logit) */
     auto e_of = [&](A v) { return (CACHED && KEEP_E) ? v : fx_exp(v - m); };
     auto write = [&](auto fn) {
-        if (CACHED) write_row(L, (const K*)kc, 1, sx, gr, a.gsc, n, fn);
+        if (CACHED) write_row(L, (const T*)kc, 1, sx, gr, a.gsc, n, fn);
         else write_row(L, xr, a.sc, sx, gr, a.gsc, n, fn);
     };
     const A W = a.has_w ? s.a : A(C);
@@ -369,13 +343,9 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
         } else if (a.want_grad) {
             const IndexGrad<A> k = index_row_grad(s, wy, W, eps, C, scale);
             const A gy = index_target_grad(k, m, s, xy, wy, eps, C, scale);
-            if (a.has_w || k.kb != A(0)) {
-                write([&](int c, A v) {
-                    return c == y ? gy : k.ka * e_of(v) - k.kb * (a.has_w ? A(a.w[c]) : A(1));
-                });
-            } else {
-                write([&](int c, A v) { return c == y ? gy : k.ka * e_of(v); });
-            }
+            write([&](int c, A v) {
+                return c == y ? gy : k.ka * e_of(v) - k.kb * (a.has_w ? A(a.w[c]) : A(1));
+            });
         }
     } else if (OP == CE_PROB) {
         if (lane == 0) a.rows_out[row] = (double)prob_row_loss(s);
@@ -482,7 +452,7 @@ __global__ void __launch_bounds__(BLOCK, 1) rows(
          base += (long long)gridDim.x * rows_per_block) {
         const long long row = base + threadIdx.x / NL;
         row_work<OP, CACHED>(lanes, a, row, row < nrows,
-                             reinterpret_cast<typename cache_of<T>::type*>(fx_dynamic));
+                             reinterpret_cast<T*>(fx_dynamic));
         if (CACHED) __syncthreads();        /* the next row overwrites the cache */
     }
 }
