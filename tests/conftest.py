@@ -16,3 +16,11 @@ def rng():
 def _default_threads():
     yield
     fx.set_num_threads(None)
+
+
+@pytest.fixture(scope="session")
+def cuda_host(tmp_path_factory):
+    """The CUDA sources' host+device bodies built by g++ (cuda_host_lib), once per run: two
+    modules test them."""
+    import cuda_host_lib
+    return cuda_host_lib.build(tmp_path_factory.mktemp("fxhost"))

@@ -112,19 +112,14 @@ class _HostKernel:
             assert self.lib.fx_host_elementwise(S.ELEMENTWISE_OPS[self.op], code, *cargs) == 0
 
 
-@pytest.fixture(scope="module")
-def lib(tmp_path_factory):
-    return cuda_host_lib.build(tmp_path_factory.mktemp("fxhost"))
-
-
 @pytest.fixture
-def gpu(lib, monkeypatch):
+def gpu(cuda_host, monkeypatch):
     cp, cpx = _fake_cupy()
     kernels = []
 
     def kernel(kind, op, dtype, name):
         assert name in S.module(kind, op, dtype)[1]       # a name the module compiles
-        kernels.append(_HostKernel(lib, kind, op, dtype, name))
+        kernels.append(_HostKernel(cuda_host, kind, op, dtype, name))
         return kernels[-1]
 
     monkeypatch.setattr(_gpu, "_cp", lambda: cp)
