@@ -182,7 +182,7 @@ def _mean(total, denominator):
 
 def _reduce(rows, red, denominator, loss_shape, dtype):
     if red == "none":
-        return rows.reshape(loss_shape).astype(dtype)
+        return rows.reshape(loss_shape).astype(dtype, copy=False)   # rows is this call's own
     total = rows.sum()
     return (total if red == "sum" else _mean(total, denominator)).astype(dtype)
 
@@ -191,11 +191,12 @@ def _reduce(rows, red, denominator, loss_shape, dtype):
 
 def _launch_rows(op, x3, *, t2=None, ignore_index=-100, q3=None, w=None, eps=0.0,
                  gscale2=None, g3=None):
-    """Run fx::rows for `op`; returns (float64 per-row results, int32 error flag)."""
+    """Run fx::rows for `op`; returns (float64 per-row results, int32 error flag). Only the
+    class-index ops flag invalid targets: the others get no flag (None), and no memset."""
     cp = _cp()
     outer, C, inner = x3.shape
     rows = cp.empty(outer * inner, cp.float64)
-    err = cp.zeros(1, cp.int32)
+    err = cp.zeros(1, cp.int32) if op in S.INDEX_OPS else None
     if rows.size == 0:
         return rows, err
     dtype = x3.dtype.name

@@ -65,8 +65,8 @@ def row_args(x3, *, t2=None, ignore_index=-100, q3=None, w=None, eps=0.0, gscale
     `t2` (outer, inner) class indices (int32/int64), `q3` probabilities of x3's shape, `w`
     float64 (C,) class weights, `gscale2` float64 (outer, inner) d total / d loss (zero
     strides broadcast), `rows_out` float64 (outer * inner,), `g3` the gradient or transform
-    output of x3's shape, `err` an int32 (1,) flag. Absent operands are passed as x3 (a valid
-    pointer the kernel never reads).
+    output of x3's shape, `err` an int32 (1,) flag (None for the ops that never flag). Absent
+    operands are passed as x3 or rows_out (valid pointers the kernel never reads or writes).
     """
     outer, C, inner = x3.shape
     t = t2 if t2 is not None else x3
@@ -85,7 +85,7 @@ def row_args(x3, *, t2=None, ignore_index=-100, q3=None, w=None, eps=0.0, gscale
         _el(gs, 1) if gscale2 is not None else zero,
         rows_out,
         g, _el(g, 0), _el(g, 1), _el(g, 2), np.int32(g3 is not None),
-        err,
+        err if err is not None else rows_out,
     )
 
 
