@@ -181,10 +181,11 @@ def _mean(total, denominator):
 
 
 def _reduce(rows, red, denominator, loss_shape, dtype):
+    # rows and its sum are this call's own arrays: float64 results need no copy
     if red == "none":
-        return rows.reshape(loss_shape).astype(dtype, copy=False)   # rows is this call's own
+        return rows.reshape(loss_shape).astype(dtype, copy=False)
     total = rows.sum()
-    return (total if red == "sum" else _mean(total, denominator)).astype(dtype)
+    return (total if red == "sum" else _mean(total, denominator)).astype(dtype, copy=False)
 
 
 # --- class-axis problems -------------------------------------------------------------------
@@ -332,7 +333,7 @@ def _transform(op, x, axis):
 def logsumexp(x, axis=-1, keepdims=False):
     rows, x2, ax = _transform("logsumexp", x, axis)
     shape = x2.shape[:ax] + x2.shape[ax + 1:]
-    out = rows.reshape(shape).astype(x.dtype)
+    out = rows.reshape(shape).astype(x.dtype, copy=False)
     if axis is None:
         out = out.reshape(())
         return out.reshape((1,) * x.ndim) if keepdims else out
@@ -405,7 +406,8 @@ def _elementwise_call(op, input, target, *, weight=None, pos_weight=None, reduct
         loss = loss_full.astype(x.dtype, copy=False)
     else:
         total = partial.sum()
-        loss = (total if red == "sum" else _mean(total, denominator)).astype(x.dtype)
+        loss = (total if red == "sum" else _mean(total, denominator)).astype(x.dtype,
+                                                                            copy=False)
     if not want:
         return loss
     if grad_out is not None and g_full is not grad_out:
