@@ -52,7 +52,7 @@ FILES = ("rows.cu", "elementwise.cu")
 def nvcc_runs(tmp_path_factory):
     """Every (file, arch) nvcc compile, started at once in the background; the tests wait
     for their own. Why: each compile of rows.cu takes about 45 s on one core, and in turn
-    with NVRTC's they took two of the suite's six minutes on CI's two cores."""
+    with NVRTC's they took two of the suite's six minutes on two cores."""
     if NVCC is None:
         yield None
         return
