@@ -11,6 +11,8 @@ import pytest
 import fastxent as fx
 from fastxent._cpu import cpu_builds
 
+import background
+
 HERE = pathlib.Path(__file__).resolve().parent
 
 # The Debug and sanitizer runs test the one build they load (their C kernels have no bounds
@@ -104,32 +106,25 @@ def test_avx2_and_avx512_builds_agree_bit_for_bit():
 
 @pytest.fixture(scope="module")
 def parity_runs(tmp_path_factory):
-    """The parity files under each narrower build, both runs started at once in the
-    background (their logs in files: a full pipe would stop a run until it is read). Why:
-    in turn they took 75 s of the suite on two cores (63 s at once)."""
+    """The parity files under each narrower build, both runs started at once
+    (tests/background.py): in turn they took 75 s of the suite on two cores, 63 s at once."""
     runs = {}
     for cap in _runnable_below():
         log_path = tmp_path_factory.mktemp(f"parity_{cap}") / "log"
         # Passive OpenMP waits: two runs spinning for each other's cores took longer than
         # the runs in turn. The kernels' results do not depend on how threads wait.
         env = dict(os.environ, FASTXENT_CPU_KERNELS=cap, OMP_WAIT_POLICY="passive")
-        with open(log_path, "w") as log:
-            proc = subprocess.Popen([*PYTHON, "-m", "pytest", "-q", "-x", "-p",
-                                     "no:cacheprovider", *[str(HERE / f) for f in PARITY]],
-                                    stdout=log, stderr=subprocess.STDOUT, cwd=HERE.parent,
-                                    env=env)
+        proc = background.start([*PYTHON, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                                 *[str(HERE / f) for f in PARITY]], log_path,
+                                cwd=HERE.parent, env=env)
         runs[cap] = proc, log_path
     yield runs
-    for proc, _ in runs.values():
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+    background.stop(proc for proc, _ in runs.values())
 
 
 @pytest.mark.parametrize("cap", ["avx2", "baseline"])
 def test_parity_suite_passes_on_the_narrower_builds(parity_runs, cap):
     if cap not in parity_runs:
         pytest.skip(f"{cap} is not a narrower build here")
-    proc, log_path = parity_runs[cap]
-    proc.wait(timeout=900)
-    assert proc.returncode == 0, log_path.read_text()[-6000:]
+    code, log = background.result(*parity_runs[cap], timeout=900)
+    assert code == 0, log[-6000:]

@@ -11,7 +11,6 @@
 import os
 import re
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -19,6 +18,7 @@ import pytest
 import fastxent as fx
 from fastxent import _cuda_sources as S
 from fastxent import _gpu_plan as P
+import background
 import cuda_host_lib
 from cuda_host_lib import DTYPE_CODES, c_arg as _c
 
@@ -63,18 +63,12 @@ def nvcc_runs(tmp_path_factory):
             d = tmp_path_factory.mktemp(f"nvcc_{arch}")
             src = d / file
             src.write_text(code)
-            # The log to a file: ptxas -v fills a pipe, and nvcc would wait for a reader.
-            with open(d / "log", "w") as log:
-                proc = subprocess.Popen([NVCC, *S.OPTIONS, f"-arch={arch}", "-cubin",
-                                         "-Werror", "all-warnings", "-Xptxas", "-v",
-                                         "-o", str(d / "out.cubin"), str(src)],
-                                        stdout=log, stderr=subprocess.STDOUT)
+            proc = background.start([NVCC, *S.OPTIONS, f"-arch={arch}", "-cubin",
+                                     "-Werror", "all-warnings", "-Xptxas", "-v",
+                                     "-o", str(d / "out.cubin"), str(src)], d / "log")
             runs[file, arch] = proc, d / "log", names
     yield runs
-    for proc, _, _ in runs.values():
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+    background.stop(proc for proc, _, _ in runs.values())
 
 
 @once
@@ -110,9 +104,8 @@ def test_every_module_compiles_with_nvrtc():
 def test_every_kernel_compiles_with_nvcc(nvcc_runs, file, arch):
     assert nvcc_runs is not None, "nvcc is required on CI"
     proc, log_path, names = nvcc_runs[file, arch]
-    proc.wait(timeout=600)
-    log = log_path.read_text()
-    assert proc.returncode == 0, log[-6000:]
+    code, log = background.result(proc, log_path, timeout=600)
+    assert code == 0, log[-6000:]
     entries = re.findall(r"Compiling entry function '(\w+)'", log)
     assert len(entries) == len(names) == len(set(entries)), (len(entries), len(names))
     # Each entry's resource line: no float32 / 16-bit kernel spills registers. (float64
