@@ -39,6 +39,17 @@ def _median_ms(cp, fn, *, warmup=3, repeat=20, budget_s=2.0):
     return float(np.median(times))
 
 
+def logger():
+    """A log function that prints at once and keeps the lines for the log file: (log,
+    lines)."""
+    lines = []
+
+    def log(msg):
+        print(msg, flush=True)
+        lines.append(msg)
+    return log, lines
+
+
 def _relative_error(got, want, floor=1e-30):
     """max |got - want| over max(|want|, floor), where NaN in the same places as the
     reference counts as agreement (PyTorch's mean over all-ignored targets is NaN) and NaN
@@ -196,11 +207,7 @@ def main(argv=None):
                     help="start no timed shape after this many seconds from the start")
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    lines = []
-
-    def log(msg):
-        print(msg, flush=True)
-        lines.append(msg)
+    log, lines = logger()
 
     import cupy as cp
     import torch

@@ -24,3 +24,18 @@ def cuda_host(tmp_path_factory):
     modules test them."""
     import cuda_host_lib
     return cuda_host_lib.build(tmp_path_factory.mktemp("fxhost"))
+
+
+@pytest.fixture(scope="session")
+def gpu_sweep():
+    """benchmarks/gpu_sweep.py as a module. It imports gpu_check as its folder's neighbour
+    (run as a script, that folder is on sys.path), so the folder is on it for the import."""
+    import importlib
+    import pathlib
+    import sys
+    folder = str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks")
+    sys.path.insert(0, folder)
+    try:
+        return importlib.import_module("gpu_sweep")
+    finally:
+        sys.path.remove(folder)

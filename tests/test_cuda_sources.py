@@ -36,39 +36,66 @@ once = pytest.mark.skipif(os.environ.get("FASTXENT_DEBUG_RUN") == "1",
 
 # --- 1. nvcc -----------------------------------------------------------------------------
 
-def _translation_unit(file):
-    """One file's source and every instantiation any module of it lists (their addresses
-    taken, so nvcc instantiates exactly the name expressions NVRTC would)."""
-    names = [n for (_, _, _, f, ns) in S.all_modules() if f == file for n in ns]
+def _translation_unit(file, names):
+    """One file's source with `names` instantiated (their addresses taken, so nvcc
+    instantiates exactly the name expressions NVRTC would)."""
     keep = ",\n".join(f"    (void*)&{n}" for n in names)
-    return S.source(file) + f"\nvoid* fx_instantiations[] = {{\n{keep}\n}};\n", names
+    return S.source(file) + f"\nvoid* fx_instantiations[] = {{\n{keep}\n}};\n"
 
 
 ARCHS = ("sm_80", "sm_90")
 FILES = ("rows.cu", "elementwise.cu")
+# Two of gpu_sweep.py's variant modules, between them every launch knob and block size it
+# compiles that the backend does not (the rest differ only in the knobs' values).
+SWEEP_VARIANTS = (("float32", {"FX_IN_FLIGHT": 8, "FX_MIN_BLOCKS": 1}),
+                  ("bfloat16", {"FX_IN_FLIGHT": 8, "FX_MIN_BLOCKS": 2}))
+
+
+def _sweep_module(gpu_sweep, dtype, knobs):
+    found = [(opts, names) for d, k, opts, names in gpu_sweep.modules()
+             if d == dtype and k == knobs]
+    assert len(found) == 1, (dtype, knobs)
+    return found[0]
 
 
 @pytest.fixture(scope="module")
-def nvcc_runs(tmp_path_factory):
-    """Every (file, arch) nvcc compile, started at once in the background; the tests wait
-    for their own. Why: each compile of rows.cu takes about 45 s on one core, and in turn
-    with NVRTC's they took two of the suite's six minutes on two cores."""
+def nvcc_runs(tmp_path_factory, gpu_sweep):
+    """Every nvcc compile, started at once in the background; the tests wait for their own.
+    Why: each compile of rows.cu takes about 45 s on one core, and in turn with NVRTC's
+    they took two of the suite's six minutes on two cores."""
     if NVCC is None:
         yield None
         return
-    runs = {}
+    jobs = {}
     for file in FILES:
-        code, names = _translation_unit(file)
+        names = [n for (_, _, _, f, ns) in S.all_modules() if f == file for n in ns]
         for arch in ARCHS:
-            d = tmp_path_factory.mktemp(f"nvcc_{arch}")
-            src = d / file
-            src.write_text(code)
-            proc = background.start([NVCC, *S.OPTIONS, f"-arch={arch}", "-cubin",
-                                     "-Werror", "all-warnings", "-Xptxas", "-v",
-                                     "-o", str(d / "out.cubin"), str(src)], d / "log")
-            runs[file, arch] = proc, d / "log", names
+            jobs[file, arch] = file, S.OPTIONS, names, arch
+    for dtype, knobs in SWEEP_VARIANTS:
+        options, names = _sweep_module(gpu_sweep, dtype, knobs)
+        jobs["sweep", dtype] = "rows.cu", options, names, "sm_90"
+    runs = {}
+    for key, (file, options, names, arch) in jobs.items():
+        d = tmp_path_factory.mktemp(f"nvcc_{arch}")
+        src = d / file
+        src.write_text(_translation_unit(file, names))
+        proc = background.start([NVCC, *options, f"-arch={arch}", "-cubin",
+                                 "-Werror", "all-warnings", "-Xptxas", "-v",
+                                 "-o", str(d / "out.cubin"), str(src)], d / "log")
+        runs[key] = proc, d / "log", names
     yield runs
     background.stop(proc for proc, _, _ in runs.values())
+
+
+def _entries(nvcc_runs, key):
+    """Wait for one compile; its log and the entry functions ptxas compiled."""
+    assert nvcc_runs is not None, "nvcc is required on CI"
+    proc, log_path, names = nvcc_runs[key]
+    code, log = background.result(proc, log_path, timeout=600)
+    assert code == 0, log[-6000:]
+    entries = re.findall(r"Compiling entry function '(\w+)'", log)
+    assert len(entries) == len(names) == len(set(entries)), (len(entries), len(names))
+    return log, entries
 
 
 @once
@@ -102,12 +129,7 @@ def test_every_module_compiles_with_nvrtc():
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("file", FILES)
 def test_every_kernel_compiles_with_nvcc(nvcc_runs, file, arch):
-    assert nvcc_runs is not None, "nvcc is required on CI"
-    proc, log_path, names = nvcc_runs[file, arch]
-    code, log = background.result(proc, log_path, timeout=600)
-    assert code == 0, log[-6000:]
-    entries = re.findall(r"Compiling entry function '(\w+)'", log)
-    assert len(entries) == len(names) == len(set(entries)), (len(entries), len(names))
+    log, entries = _entries(nvcc_runs, (file, arch))
     # Each entry's resource line: no float32 / 16-bit kernel spills registers. (float64
     # kernels with probability targets call libdevice's double exp and log and may spill a
     # few bytes; they are not the hot path.)
@@ -117,6 +139,30 @@ def test_every_kernel_compiles_with_nvcc(nvcc_runs, file, arch):
     hot = [e for e in entries if not re.match(r"_ZN2fx\w+?ILi\d+Ed", e)]
     assert hot and all(spills[e] == "0" for e in hot), {e: spills[e] for e in hot
                                                         if spills[e] != "0"}
+
+
+@needs_nvcc
+@once
+@pytest.mark.parametrize("dtype", [d for d, _ in SWEEP_VARIANTS])
+def test_sweep_variants_compile_with_nvcc(nvcc_runs, dtype):
+    """The launch knobs reach the compiler: gpu_sweep.py's variants build (spills are
+    allowed there: a variant that spills is measured, not shipped)."""
+    _entries(nvcc_runs, ("sweep", dtype))
+
+
+def test_tuning_options_name_known_knobs():
+    assert S.tuning_options() == S.OPTIONS
+    assert S.tuning_options(FX_MIN_BLOCKS=2, FX_IN_FLIGHT=8) == S.OPTIONS + (
+        "-DFX_IN_FLIGHT=8", "-DFX_MIN_BLOCKS=2")
+    with pytest.raises(ValueError, match="FX_IN_FLIGHTS"):
+        S.tuning_options(FX_IN_FLIGHTS=8)
+    for bad in (0, 2.0, True, "4"):
+        with pytest.raises(ValueError, match="FX_MIN_BLOCKS must be a positive int"):
+            S.tuning_options(FX_MIN_BLOCKS=bad)
+    # the defaults are the source's own
+    code = S.source("rows.cu")
+    for knob, value in S.TUNING_DEFAULTS.items():
+        assert f"#define {knob} {value}\n" in code
 
 
 def test_catalogue_names_every_op_and_dtype():

@@ -289,7 +289,111 @@ def test_import_fastxent_never_imports_cupy():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
-@pytest.mark.parametrize("script", ["gpu_check.py", "gpu_profile.py"])
+# --- benchmarks/gpu_sweep.py ------------------------------------------------------------
+
+H100_SMEM = 227 * 1024          # shared memory per block an H100 or H200 allows
+
+
+def test_sweep_times_the_backends_own_kernel_at_every_shape(gpu_sweep):
+    """The sweep's reference is the backend's kernel: it must be among the variants at each
+    shape, once, and come first."""
+    for N, C in gpu_sweep.SHAPES:
+        for dtype in gpu_sweep.DTYPES:
+            itemsize = 2 if dtype == "bfloat16" else 4
+            runs = [(k, c) for k in gpu_sweep.KNOBS
+                    for c in gpu_sweep.runs_at(C, itemsize, k, H100_SMEM)]
+            assert sum(gpu_sweep.is_backend_choice(C, itemsize, k, c) for k, c in runs) == 1
+    assert gpu_sweep.KNOBS[0] == S.TUNING_DEFAULTS
+    assert len({tuple(sorted(k.items())) for k in gpu_sweep.KNOBS}) == len(gpu_sweep.KNOBS)
+    for dtype, knobs, options, names in gpu_sweep.modules():
+        assert options == S.tuning_options(**knobs) and len(names) == len(set(names))
+    # a row cache only where the device can hold it
+    f32_big = gpu_sweep.runs_at(128256, 4, S.TUNING_DEFAULTS, H100_SMEM)
+    assert f32_big and not any(c[2] for c in f32_big)
+    assert any(c[2] for c in gpu_sweep.runs_at(32000, 4, S.TUNING_DEFAULTS, H100_SMEM))
+    assert not any(c[0] == 32 for c in f32_big)
+
+
+class _Timer(_Event):
+    """CUDA events on the CPU: elapsed milliseconds between perf_counter readings."""
+
+    def __init__(self, **_):
+        self.t = None
+
+    def record(self, stream=None):
+        import time
+        self.t = time.perf_counter()
+
+    def synchronize(self):
+        pass
+
+
+def _sweep_cupy(gpu):
+    cp = gpu.cp
+    cp.empty_like = lambda a: gpu.dev(np.empty_like(a))
+    cp.asnumpy = lambda a: np.array(a)
+    cp.get_default_memory_pool = lambda: types.SimpleNamespace(free_all_blocks=lambda: None)
+    cp.cuda.Event = _Timer
+    cp.cuda.get_elapsed_time = lambda a, b: 1e3 * (b.t - a.t)
+    cp.cuda.Device = type("Device", (_Device,), {"synchronize": lambda self: None})
+    return cp
+
+
+@pytest.mark.parametrize("C", [40, 3000])
+def test_sweep_flags_a_variant_that_disagrees(gpu, gpu_sweep, cuda_host, monkeypatch, C):
+    """sweep_shape end to end on the stand-in: every variant timed and compared with the
+    backend's kernel; one that writes a wrong gradient value, and one that leaves an
+    element unwritten, are reported as disagreeing. (The host build runs every variant
+    with one lane, so the others agree exactly.)"""
+    cp = _sweep_cupy(gpu)
+    monkeypatch.setattr(gpu_sweep, "SAMPLE_ROWS", 4)
+    N, dtype = 6, "float32"
+    compiled = {}
+    for d, knobs, _, names in gpu_sweep.modules():
+        if d == dtype:
+            configs = gpu_sweep.module_configs(knobs)
+            compiled[d, tuple(sorted(knobs.items()))] = {
+                c: _HostKernel(cuda_host, "rows", "ce_index", d, n)
+                for c, n in zip(configs, names)}
+    wrong_knobs = tuple(sorted(gpu_sweep.KNOBS[1].items()))
+    wrong, hole = (32, 256, False), (256, 256, False)
+
+    def spoil(kernel, how):
+        def run(grid, block, args, shared_mem=0):
+            kernel(grid, block, args, shared_mem)
+            g = np.asarray(args[22]).reshape(N, C)      # row_args: the gradient
+            if how == "wrong":
+                g[N - 1, C // 2] += 0.01               # a sampled row (the last)
+            else:
+                g.view(np.uint32)[2, 1] = 0xFFFFFFFF   # an unsampled row: left unwritten
+        return run
+    compiled[dtype, wrong_knobs][wrong] = spoil(compiled[dtype, wrong_knobs][wrong], "wrong")
+    compiled[dtype, wrong_knobs][hole] = spoil(compiled[dtype, wrong_knobs][hole], "hole")
+
+    log = []
+    results, call = gpu_sweep.sweep_shape(cp, compiled, N, C, dtype, 1000.0, H100_SMEM,
+                                          log.append)
+    runs = [(k, c) for k in gpu_sweep.KNOBS for c in gpu_sweep.runs_at(C, 4, k, H100_SMEM)]
+    assert len(results) == len(runs) == len(log)
+    assert results[0]["backend"] and sum(r["backend"] for r in results) == 1
+    for r in results:
+        knobs = tuple((k, r[k]) for k in sorted(S.TUNING_DEFAULTS))
+        config = (r["lanes"], r["block"], r["cached"])
+        spoiled = knobs == wrong_knobs and config in (wrong, hole)
+        assert r["agrees"] is (not spoiled), r
+        assert r["ms"] > 0 and r["pct_copy"] > 0
+        if spoiled and config == hole:
+            assert r["unwritten"] == 1 and r["grad_err"] <= 1e-6
+        if spoiled and config == wrong:
+            assert r["unwritten"] == 0 and r["grad_err"] > 1e-5
+    if C <= gpu_sweep.WARP_MAX_C:
+        assert any(r["lanes"] == 32 for r in results)
+    assert call["call_ms"] > 0 and call["torch_eager_ms"] > 0
+    text = gpu_sweep.table(results, {(N, C, dtype): call})
+    assert text.count("| NO |") == 2 and "(backend)" in text and "with the fastest agreeing variant" in text
+
+
+@pytest.mark.parametrize("script", ["gpu_check.py", "gpu_profile.py", "gpu_sweep.py"])
 def test_gpu_scripts_compile(script):
     import pathlib
     import py_compile

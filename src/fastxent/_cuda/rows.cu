@@ -100,9 +100,19 @@ template <class T> FX_HD void store4(T* p, const Vec4<T>& v) {
 #define FX_UNROLL
 #endif
 
-/* Vector loads a lane keeps in flight in a pass that reads HBM: one at a time leaves a
- * 512-thread block, alone on its multiprocessor, waiting on memory latency. */
-enum { IN_FLIGHT = 4 };
+/* Two launch knobs. The backend compiles the values below; benchmarks/gpu_sweep.py compiles
+ * others with -D (_cuda_sources.tuning_options) and times them on a device.
+ * FX_IN_FLIGHT: vector loads a lane keeps in flight in a pass that reads HBM. One at a time
+ * leaves a 512-thread block, alone on its multiprocessor, waiting on memory latency.
+ * FX_MIN_BLOCKS: the blocks per multiprocessor the register allocation must allow
+ * (__launch_bounds__); two 512-thread blocks cap a thread at 64 registers. */
+#ifndef FX_IN_FLIGHT
+#define FX_IN_FLIGHT 4
+#endif
+#ifndef FX_MIN_BLOCKS
+#define FX_MIN_BLOCKS 1
+#endif
+enum { IN_FLIGHT = FX_IN_FLIGHT };
 
 /* How a row of unit stride splits into vector accesses: classes [0, head) one at a time
  * (up to the first vector boundary), `groups` groups of four, then the rest one at a time.
@@ -424,10 +434,10 @@ template <int NL, int BLOCK, class A> struct LanesFor { typedef BlockLanes<BLOCK
 template <int BLOCK, class A> struct LanesFor<1, BLOCK, A> { typedef HostLanes type; };
 template <int BLOCK, class A> struct LanesFor<32, BLOCK, A> { typedef WarpLanes<32> type; };
 
-/* One block per multiprocessor at least, no more: capped at 64 registers for two 512-thread
- * blocks, the row body spills (ptxas) in most ops and dtypes. */
+/* FX_MIN_BLOCKS (default 1) lets a 512-thread block use up to 128 registers a thread.
+ * Capped at 64 for two such blocks, the row body spills (ptxas) in most ops and dtypes. */
 template <int OP, class T, class TI, int NL, int BLOCK, bool CACHED>
-__global__ void __launch_bounds__(BLOCK, 1) rows(
+__global__ void __launch_bounds__(BLOCK, FX_MIN_BLOCKS) rows(
         const T* x, long long outer, int C, long long inner,
         long long so, long long sc, long long si,
         const TI* t, long long tso, long long tsi, long long ignore_index,
