@@ -84,6 +84,27 @@ def test_in_place_gradient_and_grad_out(dtype):
     _close(buf, want_grad, dtype)
 
 
+@pytest.mark.parametrize("shape", [(64, 1000), (8, 50, 6)])
+def test_fresh_outputs_keep_the_inputs_layout(shape):
+    """Fortran-ordered logits get a Fortran-ordered gradient and softmax, as on the CPU
+    (and the thread-per-row kernel's writes stay coalesced)."""
+    rng = np.random.default_rng(4)
+    x = np.asfortranarray((rng.standard_normal(shape) * 3).astype(np.float32))
+    t = rng.integers(0, shape[1], shape[:1] + shape[2:])
+    y = rng.uniform(size=shape).astype(np.float32)
+    cases = [(fx.cross_entropy, (x, t), {}), (fx.nll_loss, (x, t), {}),
+             (fx.binary_cross_entropy_with_logits, (x, y), dict(reduction="none"))]
+    for fn, args, kw in cases:
+        want = fn(*args, return_grad=True, **kw)
+        got = fn(*map(cp.asarray, args), return_grad=True, **kw)
+        assert got[1].strides == want[1].strides and got[1].flags.f_contiguous
+        _close(got[1], want[1], "float32")
+    for fn in (fx.softmax, fx.log_softmax):
+        got = fn(cp.asarray(x), axis=1)
+        assert got.strides == fn(x, axis=1).strides
+        _close(got, fn(x, axis=1), "float32")
+
+
 def test_probability_targets_nll_and_transforms():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((16, 777)).astype(np.float32)

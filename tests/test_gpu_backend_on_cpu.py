@@ -73,7 +73,8 @@ def _fake_cupy():
         ndarray=ndarray, float64=np.float64, int32=np.int32, int64=np.int64,
         uint64=np.uint64, nan=np.nan,
         asarray=lambda a, dtype=None: _dev(np.array(a, dtype=dtype, copy=None)),
-        empty=_wrap(np.empty), zeros=_wrap(np.zeros), full=_wrap(np.full),
+        empty=_wrap(np.empty), empty_like=_wrap(np.empty_like), zeros=_wrap(np.zeros),
+        full=_wrap(np.full),
         where=_wrap(np.where), broadcast_to=_wrap(lambda a, s: np.broadcast_to(a, s,
                                                                              subok=True)),
         ascontiguousarray=_wrap(np.ascontiguousarray), isnan=_wrap(np.isnan),
@@ -192,6 +193,72 @@ def test_layouts_choose_every_lane_mapping(gpu):
         assert name == S.row_kernel("ce_index", "float64", "int64", config)
         _close(got[0], want[0], "float64")
         _close(got[1], want[1], "float64")
+
+
+LAYOUTS = {
+    "fortran": lambda a: np.asfortranarray(a),
+    "class-last view": lambda a: np.moveaxis(np.ascontiguousarray(np.moveaxis(a, 1, -1)),
+                                             -1, 1),
+    "axes reversed": lambda a: np.ascontiguousarray(a.T).T,
+    "every other row": lambda a: np.repeat(a, 2, axis=0)[::2],
+    "C order": lambda a: a,
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_fresh_outputs_keep_the_cpu_paths_layout(gpu, layout, ndim):
+    """A fresh gradient, softmax or log_softmax is laid out as the CPU path lays it out
+    (the input's memory order where its class view merges): the same strides."""
+    rng = np.random.default_rng(9)
+    shape = (5, 40, 3) if ndim == 3 else (6, 40)
+    x = LAYOUTS[layout](rng.standard_normal(shape).astype(np.float32))
+    t = rng.integers(0, 40, shape[:1] + shape[2:])
+    for fn in (fx.cross_entropy, fx.nll_loss):
+        want = fn(x, t, axis=1, return_grad=True)
+        got = fn(gpu.dev(x), gpu.dev(t), axis=1, return_grad=True)
+        assert got[1].strides == want[1].strides, (fn.__name__, x.strides)
+        _close(got[1], want[1], "float32")
+    q = rng.uniform(size=shape).astype(np.float32)
+    want = fx.cross_entropy(x, q, axis=1, return_grad=True)
+    got = fx.cross_entropy(gpu.dev(x), gpu.dev(q), axis=1, return_grad=True)
+    assert got[1].strides == want[1].strides
+    for fn in (fx.softmax, fx.log_softmax):
+        want, got = fn(x, axis=1), fn(gpu.dev(x), axis=1)
+        assert got.strides == want.strides, (fn.__name__, x.strides)
+        _close(got, want, "float32")
+    if layout == "fortran":
+        assert got.flags.f_contiguous and not got.flags.c_contiguous
+    # the element-wise losses: the loss of "none" and the gradient, with operands of
+    # other layouts and broadcast ones
+    y = rng.uniform(size=shape).astype(np.float32)
+    pw = rng.uniform(0.5, 2, shape[-1])
+    for fn, inp, kw in ((fx.binary_cross_entropy_with_logits, x, dict(pos_weight=pw)),
+                        (fx.binary_cross_entropy, 1 / (1 + np.exp(-x)), dict(weight=y[:1])),
+                        (fx.kl_div, x, dict(log_target=True))):
+        want = fn(inp, y, reduction="none", return_grad=True, **kw)
+        got = fn(gpu.dev(inp), gpu.dev(y), reduction="none", return_grad=True,
+                 **{k: gpu.dev(v) for k, v in kw.items()})
+        for g, w in zip(got, want):
+            assert g.strides == w.strides, (fn.__name__, inp.strides)
+            _close(g, w, "float32")
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_elementwise_grad_out_of_another_layout(gpu, in_place):
+    """A grad_out laid out unlike the input is filled through a temporary; the input itself
+    as grad_out (Fortran-ordered) is written in place."""
+    rng = np.random.default_rng(10)
+    x = np.asfortranarray(rng.standard_normal((6, 5, 4)).astype(np.float32))
+    y = rng.uniform(size=x.shape).astype(np.float32)
+    want = fx.binary_cross_entropy_with_logits(x, y, reduction="sum", return_grad=True)
+    xd = gpu.dev(x.copy(order="A"))
+    buf = xd if in_place else gpu.dev(np.full(x.shape, np.nan, np.float32))  # C order
+    loss, grad = fx.binary_cross_entropy_with_logits(xd, gpu.dev(y), reduction="sum",
+                                                     return_grad=True, grad_out=buf)
+    assert grad is buf and buf.flags.c_contiguous is not in_place
+    _close(loss, want[0], "float32")
+    _close(buf, want[1], "float32")
 
 
 @pytest.mark.parametrize("in_place", [False, True])
@@ -330,7 +397,6 @@ class _Timer(_Event):
 
 def _sweep_cupy(gpu):
     cp = gpu.cp
-    cp.empty_like = lambda a: gpu.dev(np.empty_like(a))
     cp.asnumpy = lambda a: np.array(a)
     cp.get_default_memory_pool = lambda: types.SimpleNamespace(free_all_blocks=lambda: None)
     cp.cuda.Event = _Timer

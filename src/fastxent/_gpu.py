@@ -22,6 +22,7 @@ import numpy as np
 from . import _cuda_sources as S
 from . import _gpu_plan as P
 from . import _validate as V
+from ._problem import from_views, to_views
 
 _SUPPORTED = ("float16", "float32", "float64", "bfloat16")
 
@@ -282,8 +283,11 @@ def _class_call(fn, op, input, target, *, weight, ignore_index, reduction, label
             if not cp.may_share_memory(g3, grad_out) and g3.size:
                 g3 = None                           # could not view: write a temporary
         if g3 is None:
-            g_full = cp.empty(xk.shape, xk.dtype)
-            g3 = V.class_view(g_full, ax)
+            # laid out as the kernel's view of the input, as the CPU path's: for logits
+            # with a class stride (Fortran order, permuted views) a C-ordered gradient would
+            # take each row's writes a class stride apart, where its reads are adjacent
+            g3 = cp.empty_like(x3)
+            g_full = g3.reshape(xk.shape)
 
             def finish():
                 if grad_out is None:
@@ -325,9 +329,9 @@ def _transform(op, x, axis):
     if op == "logsumexp":
         rows, _ = _launch_rows(op, x3)
         return rows, x2, ax
-    out = cp.empty(x2.shape, x.dtype)
-    _launch_rows(op, x3, g3=V.class_view(out, ax))
-    return out.reshape(x.shape), x2, ax
+    out3 = cp.empty_like(x3)                   # the CPU path's layout (see _class_call)
+    _launch_rows(op, x3, g3=out3)
+    return out3.reshape(x.shape), x2, ax
 
 
 def logsumexp(x, axis=-1, keepdims=False):
@@ -382,57 +386,48 @@ def _elementwise_call(op, input, target, *, weight=None, pos_weight=None, reduct
     denominator = cp.float64(shape[0] if (batch_denominator and x.ndim) else
                              (1.0 if batch_denominator else n))
     per_element = red == "none"
-    g_full = gscale = None
+    inputs = [xk, *operands]
     if want:
         scale = _scale(grad_output, "none" if per_element else red, denominator, shape)
-        gscale = cp.broadcast_to(scale, shape)
-        g_full = (grad_out if grad_out is not None and grad_out.dtype == cdt
-                  and grad_out.flags.c_contiguous else cp.empty(shape, cdt))
-    loss_full = cp.empty(shape, cdt) if per_element else None
+        inputs.append(cp.broadcast_to(scale, shape))
+    # Every operand in the input's memory order, its dimensions merged (the CPU path's
+    # views): consecutive threads read neighbouring elements of a Fortran-ordered or
+    # permuted input, and fresh outputs are laid out as the input is.
+    perm, pshape, views = V.elementwise_views(*inputs)
+    x3, shape3 = views[0], views[0].shape
+    loss3 = cp.empty(shape3, cdt) if per_element else None
+    g3 = None
+    if want and grad_out is not None and grad_out.dtype == cdt:
+        g3 = to_views(grad_out, perm, shape3)
+        if g3.size and not cp.may_share_memory(g3, grad_out):
+            g3 = None                               # could not view: write a temporary
+    direct = g3 is not None
+    if want and g3 is None:
+        g3 = cp.empty(shape3, cdt)
 
     grid = P.elementwise_grid(max(n, 1), _n_sm(cp.cuda.Device().id))
     partial = cp.zeros(grid, cp.float64)
     if n:
-        x3, *rest = _views3(shape, [xk, *operands, gscale, loss_full, g_full])
-        y3 = rest[0]
-        w3 = rest[1] if op != "kl_div" else None
-        pw3 = rest[len(operands) - 1] if pos_weight is not None else None
-        gs3, loss3, g3 = rest[len(operands):]
-        args = P.elementwise_args(x3, y3, w3=w3, pw3=pw3, log_target=log_target,
-                                  gscale3=gs3, loss3=loss3, g3=g3, partial=partial)
+        k = len(operands)
+        args = P.elementwise_args(x3, views[1], w3=views[2] if op != "kl_div" else None,
+                                  pw3=views[k] if pos_weight is not None else None,
+                                  log_target=log_target, gscale3=views[k + 1] if want else None,
+                                  loss3=loss3, g3=g3, partial=partial)
         name = S.elementwise_kernel(op, cdt.name)
         _kernel("elementwise", op, cdt.name, name)((grid,), (S.ELEMENTWISE_BLOCK,), args)
     if per_element:
-        loss = loss_full.astype(x.dtype, copy=False)
+        loss = from_views(loss3, perm, pshape).astype(x.dtype, copy=False)
     else:
         total = partial.sum()
         loss = (total if red == "sum" else _mean(total, denominator)).astype(x.dtype,
                                                                             copy=False)
     if not want:
         return loss
-    if grad_out is not None and g_full is not grad_out:
-        grad_out[...] = g_full.astype(x.dtype, copy=False)
-        return loss, grad_out
-    return loss, g_full.astype(x.dtype, copy=False)
-
-
-def _views3(shape, arrays):
-    """(d0, d1, d2) views, all of the same shape, of arrays broadcast to `shape` (None stays
-    None): up to three dimensions keep their strides (zero for broadcasting); more are
-    flattened in C order, copying what is not C-contiguous."""
-    cp = _cp()
-    out = []
-    for a in arrays:
-        if a is None:
-            out.append(None)
-        elif len(shape) <= 3:
-            pad = 3 - len(shape)
-            out.append(cp.lib.stride_tricks.as_strided(a, (1,) * pad + tuple(shape),
-                                                        (0,) * pad + a.strides))
-        else:
-            out.append((a if a.flags.c_contiguous else cp.ascontiguousarray(a))
-                       .reshape(1, 1, a.size))
-    return out
+    if grad_out is None:
+        return loss, from_views(g3, perm, pshape).astype(x.dtype, copy=False)
+    if not direct:
+        grad_out[...] = from_views(g3, perm, pshape).astype(x.dtype, copy=False)
+    return loss, grad_out
 
 
 def binary_cross_entropy(input, target, *, weight=None, reduction="mean", return_grad=False,

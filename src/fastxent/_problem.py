@@ -53,12 +53,21 @@ class ElementwiseProblem:
     denominator: float
 
     def full(self, a3: np.ndarray) -> np.ndarray:
-        """View a (d0, d1, d2) C-ordered result with the input's shape and axis order."""
-        a = a3.reshape(self.permuted_shape)
-        if self.perm == tuple(range(a.ndim)):     # C order: argsort alone costs 1 us
-            return a
-        return a.transpose(np.argsort(self.perm))
+        return from_views(a3, self.perm, self.permuted_shape)
 
     def view3(self, a: np.ndarray) -> np.ndarray:
-        """The (d0, d1, d2) view of an array of the input's shape (a copy if it cannot merge)."""
-        return a.transpose(self.perm).reshape(self.x.shape)
+        return to_views(a, self.perm, self.x.shape)
+
+
+def from_views(a3, perm: tuple, permuted_shape: tuple):
+    """View a (d0, d1, d2) C-ordered result of ``_validate.elementwise_views``' operands with
+    the input's shape and axis order: laid out in memory as the input is. NumPy or CuPy."""
+    a = a3.reshape(permuted_shape)
+    if perm == tuple(range(a.ndim)):     # C order: argsort alone costs 1 us
+        return a
+    return a.transpose(tuple(int(d) for d in np.argsort(perm)))
+
+
+def to_views(a, perm: tuple, shape3: tuple):
+    """The (d0, d1, d2) view of an array of the input's shape (a copy if it cannot merge)."""
+    return a.transpose(perm).reshape(shape3)
