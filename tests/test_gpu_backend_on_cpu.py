@@ -261,6 +261,22 @@ def test_elementwise_grad_out_of_another_layout(gpu, in_place):
     _close(buf, want[1], "float32")
 
 
+def test_grad_out_whose_strides_are_not_whole_elements(gpu):
+    """The kernels count strides in elements: a grad_out 6 bytes apart per float32 goes
+    through a temporary (as the input would), and every element lands where it belongs."""
+    x = np.linspace(-2, 2, 5).astype(np.float32)
+    y = np.full(5, 0.25, np.float32)
+    want = fx.binary_cross_entropy_with_logits(x, y, reduction="sum", return_grad=True)
+    buf = np.zeros(64, np.uint8)
+    g = np.lib.stride_tricks.as_strided(buf[:4].view(np.float32), shape=(5,), strides=(6,))
+    out = gpu.dev(g)
+    loss, grad = fx.binary_cross_entropy_with_logits(gpu.dev(x), gpu.dev(y), reduction="sum",
+                                                     return_grad=True, grad_out=out)
+    assert grad is out
+    _close(loss, want[0], "float32")
+    _close(np.array(g), want[1], "float32")
+
+
 @pytest.mark.parametrize("in_place", [False, True])
 def test_grad_out(gpu, in_place):
     rng = np.random.default_rng(6)

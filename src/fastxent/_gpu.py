@@ -287,9 +287,9 @@ def _class_call(fn, op, input, target, *, weight, ignore_index, reduction, label
             # with a class stride (Fortran order, permuted views) a C-ordered gradient would
             # take each row's writes a class stride apart, where its reads are adjacent
             g3 = cp.empty_like(x3)
-            g_full = g3.reshape(xk.shape)
 
             def finish():
+                g_full = g3.reshape(xk.shape)       # once the kernel has written g3
                 if grad_out is None:
                     return g_full.astype(x.dtype, copy=False)
                 grad_out[...] = g_full.astype(x.dtype, copy=False)
@@ -398,7 +398,7 @@ def _elementwise_call(op, input, target, *, weight=None, pos_weight=None, reduct
     loss3 = cp.empty(shape3, cdt) if per_element else None
     g3 = None
     if want and grad_out is not None and grad_out.dtype == cdt:
-        g3 = to_views(grad_out, perm, shape3)
+        g3 = _whole_elements(to_views(grad_out, perm, shape3))
         if g3.size and not cp.may_share_memory(g3, grad_out):
             g3 = None                               # could not view: write a temporary
     direct = g3 is not None
