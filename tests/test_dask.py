@@ -370,6 +370,40 @@ def test_errors_raise_at_the_call(call, exc, match):
         call()
 
 
+class CupyLike(np.ndarray):
+    """Host memory under a CuPy array's type name, which is what the check reads."""
+
+
+CupyLike.__module__ = "cupy._core.core"
+
+
+def _on_device(a):
+    return np.asarray(a).view(CupyLike)
+
+
+@pytest.mark.parametrize("call,name", [
+    (lambda: fxd.cross_entropy(da.from_array(np.zeros((6, 4)), chunks=(3, 4),
+                                             meta=_on_device(np.empty((0, 0)))), T0),
+     "input has CuPy chunks"),
+    (lambda: fxd.cross_entropy(_on_device(np.zeros((6, 4))), T0), "input is a CuPy array"),
+    (lambda: fxd.cross_entropy(X0, _on_device(T0)), "target is a CuPy array"),
+    (lambda: fxd.cross_entropy(X0, T0, weight=_on_device(np.ones(4))),
+     "weight is a CuPy array"),
+    (lambda: fxd.cross_entropy(X0, T0, weight=da.from_array(
+        np.ones(4), meta=_on_device(np.empty(0)))), "weight has CuPy chunks"),
+    (lambda: fxd.binary_cross_entropy_with_logits(X0, X0, pos_weight=_on_device(np.ones(4))),
+     "pos_weight is a CuPy array"),
+    (lambda: fxd.cross_entropy(X0, T0, return_grad=True, grad_output=_on_device(2.0)),
+     "grad_output is a CuPy array"),
+    (lambda: fxd.softmax(_on_device(np.zeros((6, 4)))), "x is a CuPy array"),
+])
+def test_cupy_data_is_refused_at_the_call(call, name):
+    """The blocks run NumPy kernels: CuPy data gets a TypeError naming the argument when the
+    call is made, not a failure inside a task."""
+    with pytest.raises(TypeError, match=name + "; fastxent.dask runs the NumPy kernels"):
+        call()
+
+
 @pytest.mark.parametrize("chunks", [(3, 4), (3, 2)])
 def test_out_of_range_targets_raise_index_error_when_computed(chunks):
     lazy = fxd.cross_entropy(da.from_array(np.zeros((6, 4)), chunks=chunks),

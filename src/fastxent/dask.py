@@ -44,6 +44,7 @@ except ImportError as exc:                        # pragma: no cover - exercised
 
 from . import _dask_blocks as B
 from . import _validate as V
+from ._gpu import is_gpu_array
 from ._threads import _count
 
 __all__ = [
@@ -57,8 +58,20 @@ _FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
 
 # --- arguments ---------------------------------------------------------------------------
 
+def _host_only(name, value):
+    """TypeError for CuPy data: the blocks run the NumPy kernels, and a CuPy block would
+    fail inside a task (CuPy refuses the implicit copy) without naming the argument."""
+    meta = value._meta if isinstance(value, da.Array) else value
+    if is_gpu_array(meta):
+        what = "has CuPy chunks" if isinstance(value, da.Array) else "is a CuPy array"
+        raise TypeError(f"{name} {what}; fastxent.dask runs the NumPy kernels on the "
+                        f"host. Call fastxent's own functions on CuPy arrays, or move the "
+                        f"chunks to the host first ({name}.map_blocks(cupy.asnumpy))")
+
+
 def _array(name, value):
-    """`value` as a Dask array with known chunk sizes."""
+    """`value` as a Dask array of NumPy chunks with known sizes."""
+    _host_only(name, value)
     if not isinstance(value, da.Array):
         value = da.asarray(V._asarray(name, value))
     if any(math.isnan(n) for n in value.shape):
@@ -67,8 +80,9 @@ def _array(name, value):
     return value
 
 
-def _small(value):
+def _small(name, value):
     """A small array argument (class weights), computed now when it is a Dask array."""
+    _host_only(name, value)
     if isinstance(value, da.Array):
         return np.asarray(value.compute())
     return value
@@ -89,7 +103,7 @@ def _upstream(grad_output, reduction, loss_shape, row_chunks):
         V.real_array("grad_output", np.empty(0, g.dtype))
         V.grad_output(np.broadcast_to(np.zeros(()), g.shape), reduction, loss_shape)
         return da.broadcast_to(g, loss_shape).rechunk(row_chunks)
-    return float(V.grad_output(_small(grad_output), reduction, ()))
+    return float(V.grad_output(_small("grad_output", grad_output), reduction, ()))
 
 
 def _finish(pieces, denominator, reduction, dtype):
@@ -121,7 +135,7 @@ def _class_loss(fn, input, target, weight, ignore_index, reduction, label_smooth
     want = _gradient_options(return_grad, grad_output, grad_out)
     nt = _threads(n_threads)
     x, t = _array("input", input), _array("target", target)
-    weight = _small(weight)
+    weight = _small("weight", weight)
     ax, probs = V.class_problem(V.stand_in(x), V.stand_in(t), weight=weight, ignore_index=ignore_index,
                                 reduction_value=reduction,
                                 label_smoothing_value=label_smoothing, axis_value=axis,
