@@ -451,12 +451,20 @@ def test_sweep_flags_a_variant_that_disagrees(gpu, gpu_sweep, cuda_host, monkeyp
         return run
     compiled[dtype, wrong_knobs][wrong] = spoil(compiled[dtype, wrong_knobs][wrong], "wrong")
     compiled[dtype, wrong_knobs][hole] = spoil(compiled[dtype, wrong_knobs][hole], "hole")
+    # a variant whose module did not compile, and one that cannot launch: skipped, the
+    # second logged
+    del compiled[dtype, tuple(sorted(gpu_sweep.KNOBS[2].items()))][512, 512, False]
+
+    def refuse(grid, block, args, shared_mem=0):
+        raise RuntimeError("too many resources requested for launch")
+    compiled[dtype, tuple(sorted(gpu_sweep.KNOBS[3].items()))][256, 256, True] = refuse
 
     log = []
     results, call = gpu_sweep.sweep_shape(cp, compiled, N, C, dtype, 1000.0, H100_SMEM,
                                           log.append)
     runs = [(k, c) for k in gpu_sweep.KNOBS for c in gpu_sweep.runs_at(C, 4, k, H100_SMEM)]
-    assert len(results) == len(runs) == len(log)
+    assert len(results) == len(runs) - 2 and len(log) == len(results) + 1
+    assert sum("not launched: too many resources" in line for line in log) == 1
     assert results[0]["backend"] and sum(r["backend"] for r in results) == 1
     for r in results:
         knobs = tuple((k, r[k]) for k in sorted(S.TUNING_DEFAULTS))
