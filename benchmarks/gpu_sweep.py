@@ -32,7 +32,8 @@ import numpy as np
 
 from fastxent import _cuda_sources as S
 from fastxent import _gpu_plan as P
-from gpu_check import _median_ms, copy_bandwidth, logger   # the script's folder is on sys.path
+# run as a script, this folder is on sys.path
+from gpu_check import _median_ms, _relative_error, copy_bandwidth, logger
 
 OP, TARGET = "ce_index", "int64"
 # issue 4's shapes first: --budget-s may stop the sweep before the last
@@ -104,12 +105,6 @@ def _bits(a):
     return a.view({2: "uint16", 4: "uint32", 8: "uint64"}[a.itemsize])
 
 
-def _max_rel(got, want):
-    got, want = got.astype(np.float64), want.astype(np.float64)
-    scale = float(np.abs(want).max()) or 1.0
-    return float(np.abs(got - want).max()) / scale
-
-
 def sweep_shape(cp, compiled, N, C, dtype, copy_gbs, smem_limit, log):
     """Time every variant at (N, C); the backend's own runs first and is the reference."""
     import ml_dtypes
@@ -159,7 +154,8 @@ def sweep_shape(cp, compiled, N, C, dtype, copy_gbs, smem_limit, log):
         reference = reference or out
         ms = _median_ms(cp, launch, warmup=2, repeat=15, budget_s=1.0)
         gbs = floor / (ms * 1e-3) / 1e9
-        rows_err, grad_err = _max_rel(out[0], reference[0]), _max_rel(out[1], reference[1])
+        rows_err = _relative_error(out[0], reference[0])
+        grad_err = _relative_error(out[1], reference[1])
         results.append(dict(
             N=N, C=C, dtype=dtype, lanes=config[0], block=config[1], cached=config[2],
             **knobs, backend=is_backend_choice(C, itemsize, knobs, config), ms=ms, gbs=gbs,

@@ -80,9 +80,6 @@ def _fake_cupy():
         ascontiguousarray=_wrap(np.ascontiguousarray), isnan=_wrap(np.isnan),
         may_share_memory=np.may_share_memory,
         fuse=lambda fn: fn,             # the fused function's array operations, unfused
-        lib=types.SimpleNamespace(stride_tricks=types.SimpleNamespace(
-            as_strided=lambda a, shape, strides: np.lib.stride_tricks.as_strided(
-                a, shape, strides, subok=True))),
         cuda=types.SimpleNamespace(Device=_Device, get_current_stream=lambda: None,
                                    Event=_Event))
     cpx = types.SimpleNamespace(empty_pinned=lambda shape, dtype: np.zeros(shape, dtype))

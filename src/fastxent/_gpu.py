@@ -279,8 +279,8 @@ def _class_call(fn, op, input, target, *, weight, ignore_index, reduction, label
         gscale2 = (scale.reshape(outer, inner) if red == "none"
                    else cp.broadcast_to(scale, (outer, inner)))
         if grad_out is not None and grad_out.dtype == xk.dtype:
-            g3 = V.class_view(grad_out, ax)
-            if not cp.may_share_memory(g3, grad_out) and g3.size:
+            g3 = grad_out.reshape(x3.shape)
+            if not V.writes_through(g3, grad_out, cp):
                 g3 = None                           # could not view: write a temporary
         if g3 is None:
             # laid out as the kernel's view of the input, as the CPU path's: for logits
@@ -398,8 +398,8 @@ def _elementwise_call(op, input, target, *, weight=None, pos_weight=None, reduct
     loss3 = cp.empty(shape3, cdt) if per_element else None
     g3 = None
     if want and grad_out is not None and grad_out.dtype == cdt:
-        g3 = _whole_elements(to_views(grad_out, perm, shape3))
-        if g3.size and not cp.may_share_memory(g3, grad_out):
+        g3 = to_views(grad_out, perm, shape3)
+        if not V.writes_through(g3, grad_out, cp):
             g3 = None                               # could not view: write a temporary
     direct = g3 is not None
     if want and g3 is None:

@@ -134,6 +134,13 @@ def compute_dtype(*dtypes) -> np.dtype:
     return _FLOAT32
 
 
+def writes_through(view, base, xp=np) -> bool:
+    """True when `view` is a kernel-usable view of `base` (writes land in `base`): it shares
+    `base`'s memory and steps in whole elements. `xp`: NumPy, or CuPy for CuPy arrays."""
+    return base.size == 0 or (xp.may_share_memory(view, base)
+                              and not any(s % view.itemsize for s in view.strides))
+
+
 def _aligned(a: np.ndarray) -> np.ndarray:
     # The kernels count strides in elements.
     item = a.itemsize

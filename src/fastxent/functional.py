@@ -34,12 +34,6 @@ def _unused(dtype) -> np.ndarray:
     return _UNUSED[dtype]
 
 
-def _writes_through(view: np.ndarray, base: np.ndarray) -> bool:
-    """True when `view` is a kernel-usable view of `base` (writes land in `base`)."""
-    return base.size == 0 or (np.may_share_memory(view, base)
-                               and not any(s % view.itemsize for s in view.strides))
-
-
 def _grad_buffer(grad_out, cdt, new3, as_view3, as_full, grad_dtype):
     """The kernel's gradient buffer and a function returning the caller's gradient.
 
@@ -51,7 +45,7 @@ def _grad_buffer(grad_out, cdt, new3, as_view3, as_full, grad_dtype):
     if grad_out is not None:
         if grad_out.dtype == cdt:
             g3 = as_view3(grad_out)
-            if _writes_through(g3, grad_out):
+            if V.writes_through(g3, grad_out):
                 return g3, lambda: grad_out
         g3 = new3()
 
