@@ -26,6 +26,22 @@ def cuda_host(tmp_path_factory):
     return cuda_host_lib.build(tmp_path_factory.mktemp("fxhost"))
 
 
+@pytest.fixture
+def gpu(cuda_host, monkeypatch):
+    """fastxent._gpu on the CuPy stand-in (cupy_stand_in): ``cp``, the kernels launched,
+    and ``dev`` to view a host array as a device one."""
+    import types
+
+    import cupy_stand_in
+    from fastxent import _gpu
+    cp, kernels = cupy_stand_in.install(monkeypatch, cuda_host, _gpu)
+    _gpu._n_sm.cache_clear()
+    _gpu._pending.clear()
+    yield types.SimpleNamespace(cp=cp, kernels=kernels, dev=cupy_stand_in.on_device)
+    _gpu._pending.clear()
+    _gpu._n_sm.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def gpu_sweep():
     """benchmarks/gpu_sweep.py as a module. It imports gpu_check as its folder's neighbour

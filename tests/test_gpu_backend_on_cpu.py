@@ -7,7 +7,6 @@ itself runs: dispatch from the public functions, validation, target conversion, 
 denominator on the "device", gradient scales, grad_out and in-place gradients, reductions,
 and the deferred value errors. The real device runs test_gpu.py.
 """
-import re
 import types
 
 import numpy as np
@@ -18,116 +17,9 @@ from fastxent import _cuda_sources as S
 from fastxent import _gpu
 
 import cuda_host_lib
+from cupy_stand_in import Device, Event, HostKernel, ndarray
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
-
-
-class ndarray(np.ndarray):
-    """NumPy memory under a CuPy-like type (its module name is what the dispatch checks)."""
-
-    @property
-    def data(self):
-        return types.SimpleNamespace(ptr=self.__array_interface__["data"][0])
-
-    def get(self, out=None, stream=None, blocking=True):
-        if out is None:
-            return np.array(self)
-        out[...] = self
-        return out
-
-
-ndarray.__module__ = "cupy._core.core"
-
-
-def _dev(a):
-    return a.view(ndarray) if isinstance(a, np.ndarray) else a
-
-
-def _wrap(fn):
-    def call(*args, **kwargs):
-        return _dev(fn(*args, **kwargs))
-    return call
-
-
-class _Event:
-    done = True
-
-    def __init__(self, **_):
-        pass
-
-    def record(self, stream=None):
-        pass
-
-    def synchronize(self):
-        pass
-
-
-class _Device:
-    def __init__(self, device=0):
-        self.id = device
-        self.attributes = {"MultiProcessorCount": 3}
-
-
-def _fake_cupy():
-    cp = types.SimpleNamespace(
-        ndarray=ndarray, float64=np.float64, int32=np.int32, int64=np.int64,
-        uint64=np.uint64, nan=np.nan,
-        asarray=lambda a, dtype=None: _dev(np.array(a, dtype=dtype, copy=None)),
-        empty=_wrap(np.empty), empty_like=_wrap(np.empty_like), zeros=_wrap(np.zeros),
-        full=_wrap(np.full),
-        where=_wrap(np.where), broadcast_to=_wrap(lambda a, s: np.broadcast_to(a, s,
-                                                                             subok=True)),
-        ascontiguousarray=_wrap(np.ascontiguousarray), isnan=_wrap(np.isnan),
-        may_share_memory=np.may_share_memory,
-        fuse=lambda fn: fn,             # the fused function's array operations, unfused
-        cuda=types.SimpleNamespace(Device=_Device, get_current_stream=lambda: None,
-                                   Event=_Event))
-    cpx = types.SimpleNamespace(empty_pinned=lambda shape, dtype: np.zeros(shape, dtype))
-    return cp, cpx
-
-
-class _HostKernel:
-    """A 'kernel' that runs the host build of its template body over the whole problem."""
-
-    def __init__(self, lib, kind, op, dtype, name):
-        self.lib, self.kind, self.op, self.dtype, self.name = lib, kind, op, dtype, name
-        self.launches = 0
-
-    def __call__(self, grid, block, args, shared_mem=0):
-        self.launches += 1
-        assert isinstance(grid, tuple) and isinstance(block, tuple)
-        cargs = [cuda_host_lib.c_arg(np.asarray(a) if isinstance(a, np.ndarray) else a)
-                 for a in args]
-        code = cuda_host_lib.DTYPE_CODES[self.dtype]
-        if self.kind == "rows":
-            params = re.match(r"fx::rows<(\d+), [^,]+, ([^,]+), (\d+), (\d+), (\w+)>",
-                              self.name)
-            target = 0 if params.group(2) == "int" else 1
-            cached = params.group(5) == "true"
-            assert self.lib.fx_host_rows(int(params.group(1)), code, target, int(cached),
-                                         *cargs) == 0
-        else:
-            assert self.lib.fx_host_elementwise(S.ELEMENTWISE_OPS[self.op], code, *cargs) == 0
-
-
-@pytest.fixture
-def gpu(cuda_host, monkeypatch):
-    cp, cpx = _fake_cupy()
-    kernels = []
-
-    def kernel(kind, op, dtype, name):
-        assert name in S.module(kind, op, dtype)[1]       # a name the module compiles
-        kernels.append(_HostKernel(cuda_host, kind, op, dtype, name))
-        return kernels[-1]
-
-    monkeypatch.setattr(_gpu, "_cp", lambda: cp)
-    monkeypatch.setattr(_gpu, "_cpx", lambda: cpx)
-    monkeypatch.setattr(_gpu, "_kernel", kernel)
-    _gpu._n_sm.cache_clear()
-    _gpu._pending.clear()
-    yield types.SimpleNamespace(cp=cp, kernels=kernels, dev=_dev)
-    _gpu._pending.clear()
-    _gpu._n_sm.cache_clear()
 
 
 DTYPES = {"float64": np.float64, "float32": np.float32, "float16": np.float16,
@@ -394,7 +286,7 @@ def test_sweep_times_the_backends_own_kernel_at_every_shape(gpu_sweep):
     assert not any(c[0] == 32 for c in f32_big)
 
 
-class _Timer(_Event):
+class _Timer(Event):
     """CUDA events on the CPU: elapsed milliseconds between perf_counter readings."""
 
     def __init__(self, **_):
@@ -414,7 +306,7 @@ def _sweep_cupy(gpu):
     cp.get_default_memory_pool = lambda: types.SimpleNamespace(free_all_blocks=lambda: None)
     cp.cuda.Event = _Timer
     cp.cuda.get_elapsed_time = lambda a, b: 1e3 * (b.t - a.t)
-    cp.cuda.Device = type("Device", (_Device,), {"synchronize": lambda self: None})
+    cp.cuda.Device = type("Device", (Device,), {"synchronize": lambda self: None})
     return cp
 
 
@@ -432,7 +324,7 @@ def test_sweep_flags_a_variant_that_disagrees(gpu, gpu_sweep, cuda_host, monkeyp
         if d == dtype:
             configs = gpu_sweep.module_configs(knobs)
             compiled[d, tuple(sorted(knobs.items()))] = {
-                c: _HostKernel(cuda_host, "rows", "ce_index", d, n)
+                c: HostKernel(cuda_host, "rows", "ce_index", d, n)
                 for c, n in zip(configs, names)}
     wrong_knobs = tuple(sorted(gpu_sweep.KNOBS[1].items()))
     wrong, hole = (32, 256, False), (256, 256, False)
@@ -486,3 +378,15 @@ def test_gpu_scripts_compile(script):
     import py_compile
     py_compile.compile(str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks" /
                            script), doraise=True)
+
+
+def test_the_stand_in_refuses_host_arrays_as_cupy_does(gpu):
+    """What keeps the stand-in honest: a host array mixed into a device operation raises,
+    a reduction gives a 0-d device array, and NumPy's functions keep device arrays."""
+    a = gpu.dev(np.arange(3.0))
+    with pytest.raises(TypeError, match="host array"):
+        a + np.ones(3)
+    with pytest.raises(TypeError, match="host array"):
+        np.where(a > 1, np.zeros(3), a)
+    assert type(a + np.float64(1)) is ndarray and type(a.sum()) is ndarray
+    assert type(np.moveaxis(gpu.cp.ones((2, 3)), 0, 1)) is ndarray

@@ -1,0 +1,163 @@
+"""A stand-in for CuPy on the CPU, for the GPU backend's tests without a GPU.
+
+Its arrays are NumPy memory under a ``cupy``-named ndarray subclass (the module name is what
+fastxent's dispatch checks), and its "kernels" are the CUDA sources' own row and element
+bodies compiled by g++ (cuda_host_lib), called with the launcher's argument tuples. Like
+CuPy, an operation that mixes a host array into device arrays raises TypeError, so code
+that forgets to move an operand fails here as it would on the device.
+"""
+import re
+import types
+
+import numpy as np
+
+from fastxent import _cuda_sources as S
+
+import cuda_host_lib
+
+
+def _refuse_host(value):
+    """CuPy's rule: a host array among a device operation's operands is a TypeError (NumPy
+    scalars and Python numbers are fine)."""
+    if type(value) is np.ndarray:
+        raise TypeError("Unsupported type <class 'numpy.ndarray'> (a host array in a "
+                        "device operation)")
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            _refuse_host(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _refuse_host(v)
+
+
+class ndarray(np.ndarray):
+    """NumPy memory under a CuPy-like type (its module name is what the dispatch checks)."""
+
+    @property
+    def data(self):
+        return types.SimpleNamespace(ptr=self.__array_interface__["data"][0])
+
+    def get(self, out=None, stream=None, blocking=True):
+        if out is None:
+            return np.array(self)
+        out[...] = self
+        return out
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        _refuse_host(inputs)
+        _refuse_host(kwargs)
+        plain = [i.view(np.ndarray) if isinstance(i, ndarray) else i for i in inputs]
+        out = kwargs.get("out")
+        if out is not None:
+            kwargs["out"] = tuple(o.view(np.ndarray) for o in out)
+        result = getattr(ufunc, method)(*plain, **kwargs)
+        if out is not None:
+            return out[0] if len(out) == 1 else out
+        if isinstance(result, tuple):
+            return tuple(on_device(np.asarray(r)) for r in result)
+        return on_device(np.asarray(result))     # CuPy reduces to 0-d arrays, not scalars
+
+    def __array_function__(self, func, types_, args, kwargs):
+        _refuse_host(args)
+        _refuse_host(kwargs)
+        return super().__array_function__(func, types_, args, kwargs)
+
+
+ndarray.__module__ = "cupy._core.core"
+
+
+def on_device(a):
+    """A host array's copy-free view as a stand-in device array."""
+    return a.view(ndarray) if isinstance(a, np.ndarray) else a
+
+
+def _wrap(fn):
+    def call(*args, **kwargs):
+        return on_device(fn(*args, **kwargs))
+    return call
+
+
+class Event:
+    done = True
+
+    def __init__(self, **_):
+        pass
+
+    def record(self, stream=None):
+        pass
+
+    def synchronize(self):
+        pass
+
+
+class Device:
+    def __init__(self, device=0):
+        self.id = device
+        self.attributes = {"MultiProcessorCount": 3}
+
+
+class _Module(types.SimpleNamespace):
+    """The names set explicitly, and NumPy's other functions returning device arrays."""
+
+    def __getattr__(self, name):
+        value = getattr(np, name)
+        return _wrap(value) if callable(value) and not isinstance(value, type) else value
+
+
+def fake_cupy():
+    cp = _Module(
+        ndarray=ndarray, float64=np.float64, int32=np.int32, int64=np.int64,
+        uint64=np.uint64, nan=np.nan,
+        asarray=lambda a, dtype=None: on_device(np.array(a, dtype=dtype, copy=None)),
+        empty=_wrap(np.empty), empty_like=_wrap(np.empty_like), zeros=_wrap(np.zeros),
+        full=_wrap(np.full),
+        where=_wrap(np.where), broadcast_to=_wrap(lambda a, s: np.broadcast_to(a, s,
+                                                                             subok=True)),
+        ascontiguousarray=_wrap(np.ascontiguousarray), isnan=_wrap(np.isnan),
+        may_share_memory=np.may_share_memory,
+        fuse=lambda fn: fn,             # the fused function's array operations, unfused
+        cuda=types.SimpleNamespace(Device=Device, get_current_stream=lambda: None,
+                                   Event=Event))
+    cpx = types.SimpleNamespace(empty_pinned=lambda shape, dtype: np.zeros(shape, dtype))
+    return cp, cpx
+
+
+class HostKernel:
+    """A 'kernel' that runs the host build of its template body over the whole problem."""
+
+    def __init__(self, lib, kind, op, dtype, name):
+        self.lib, self.kind, self.op, self.dtype, self.name = lib, kind, op, dtype, name
+        self.launches = 0
+
+    def __call__(self, grid, block, args, shared_mem=0):
+        self.launches += 1
+        assert isinstance(grid, tuple) and isinstance(block, tuple)
+        cargs = [cuda_host_lib.c_arg(np.asarray(a) if isinstance(a, np.ndarray) else a)
+                 for a in args]
+        code = cuda_host_lib.DTYPE_CODES[self.dtype]
+        if self.kind == "rows":
+            params = re.match(r"fx::rows<(\d+), [^,]+, ([^,]+), (\d+), (\d+), (\w+)>",
+                              self.name)
+            target = 0 if params.group(2) == "int" else 1
+            cached = params.group(5) == "true"
+            assert self.lib.fx_host_rows(int(params.group(1)), code, target, int(cached),
+                                         *cargs) == 0
+        else:
+            assert self.lib.fx_host_elementwise(S.ELEMENTWISE_OPS[self.op], code, *cargs) == 0
+
+
+def install(monkeypatch, lib, _gpu):
+    """Point fastxent._gpu at the stand-in; returns ``(cp, kernels)``, the fake module and
+    the list of kernels the backend has asked for, in order."""
+    cp, cpx = fake_cupy()
+    kernels = []
+
+    def kernel(kind, op, dtype, name):
+        assert name in S.module(kind, op, dtype)[1]       # a name the module compiles
+        kernels.append(HostKernel(lib, kind, op, dtype, name))
+        return kernels[-1]
+
+    monkeypatch.setattr(_gpu, "_cp", lambda: cp)
+    monkeypatch.setattr(_gpu, "_cpx", lambda: cpx)
+    monkeypatch.setattr(_gpu, "_kernel", kernel)
+    return cp, kernels
