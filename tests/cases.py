@@ -59,3 +59,15 @@ def with_non_finite_rows(x, axis):
     flat[11, :] = -np.inf
     flat[11, 5] = np.nan
     return np.moveaxis(flat.reshape(x.shape), -1, axis)
+
+
+# The Dask grids' (shape, chunks, axis): rows only, classes only, both, odd sizes, 1-d,
+# N-d, class-last.
+DASK_CLASS_LAYOUTS = [
+    ((37, 11), (10, 11), None),
+    ((37, 11), (37, 4), None),
+    ((37, 11), (7, 3), None),
+    ((13,), (5,), None),
+    ((6, 9, 5), (4, 4, 2), None),
+    ((5, 4, 9), (2, 3, 4), -1),
+]

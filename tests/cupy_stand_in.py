@@ -7,6 +7,8 @@ CuPy, an operation that mixes a host array into device arrays raises TypeError, 
 that forgets to move an operand fails here as it would on the device.
 """
 import re
+import sys
+import threading
 import types
 
 import numpy as np
@@ -30,6 +32,9 @@ def _refuse_host(value):
             _refuse_host(v)
 
 
+_inside = threading.local()      # .depth: NumPy functions running on stand-in arrays
+
+
 class ndarray(np.ndarray):
     """NumPy memory under a CuPy-like type (its module name is what the dispatch checks)."""
 
@@ -43,9 +48,17 @@ class ndarray(np.ndarray):
         out[...] = self
         return out
 
+    def __getitem__(self, key):
+        item = super().__getitem__(key)
+        # CuPy has no scalars: an element is a 0-d array
+        return on_device(np.asarray(item)) if isinstance(item, np.generic) else item
+
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        _refuse_host(inputs)
-        _refuse_host(kwargs)
+        if "order" in kwargs:       # a NumPy ufunc keyword that CuPy's ufuncs refuse
+            raise TypeError(f"Wrong arguments {{'order': {kwargs['order']!r}}}")
+        if not getattr(_inside, "depth", 0):
+            _refuse_host(inputs)
+            _refuse_host(kwargs)
         plain = [i.view(np.ndarray) if isinstance(i, ndarray) else i for i in inputs]
         out = kwargs.get("out")
         if out is not None:
@@ -58,9 +71,19 @@ class ndarray(np.ndarray):
         return on_device(np.asarray(result))     # CuPy reduces to 0-d arrays, not scalars
 
     def __array_function__(self, func, types_, args, kwargs):
-        _refuse_host(args)
-        _refuse_host(kwargs)
-        return super().__array_function__(func, types_, args, kwargs)
+        if not getattr(_inside, "depth", 0):    # NumPy's own nested calls mix freely
+            _refuse_host(args)
+            _refuse_host(kwargs)
+        _inside.depth = getattr(_inside, "depth", 0) + 1
+        try:
+            result = super().__array_function__(func, types_, args, kwargs)
+        finally:
+            _inside.depth -= 1
+        # NumPy's C functions (where, concatenate, ...) return base-class arrays; CuPy's
+        # functions return CuPy arrays
+        if isinstance(result, (tuple, list)):
+            return type(result)(on_device(r) for r in result)
+        return on_device(result)
 
 
 ndarray.__module__ = "cupy._core.core"
@@ -109,6 +132,7 @@ def fake_cupy():
         ndarray=ndarray, float64=np.float64, int32=np.int32, int64=np.int64,
         uint64=np.uint64, nan=np.nan,
         asarray=lambda a, dtype=None: on_device(np.array(a, dtype=dtype, copy=None)),
+        asnumpy=lambda a: np.array(a),
         empty=_wrap(np.empty), empty_like=_wrap(np.empty_like), zeros=_wrap(np.zeros),
         full=_wrap(np.full),
         where=_wrap(np.where), broadcast_to=_wrap(lambda a, s: np.broadcast_to(a, s,
@@ -157,6 +181,8 @@ def install(monkeypatch, lib, _gpu):
         kernels.append(HostKernel(lib, kind, op, dtype, name))
         return kernels[-1]
 
+    # Dask registers its CuPy functions on first meeting a "cupy" type, by importing cupy
+    monkeypatch.setitem(sys.modules, "cupy", cp)
     monkeypatch.setattr(_gpu, "_cp", lambda: cp)
     monkeypatch.setattr(_gpu, "_cpx", lambda: cpx)
     monkeypatch.setattr(_gpu, "_kernel", kernel)

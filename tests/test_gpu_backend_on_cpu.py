@@ -390,3 +390,5 @@ def test_the_stand_in_refuses_host_arrays_as_cupy_does(gpu):
         np.where(a > 1, np.zeros(3), a)
     assert type(a + np.float64(1)) is ndarray and type(a.sum()) is ndarray
     assert type(np.moveaxis(gpu.cp.ones((2, 3)), 0, 1)) is ndarray
+    with pytest.raises(TypeError, match="order"):
+        np.subtract(a, a, order="C")

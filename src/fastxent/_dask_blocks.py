@@ -1,9 +1,15 @@
-"""What each Dask task runs: one block in, NumPy out; no Dask here.
+"""What each Dask task runs: one block in, one block out; no Dask here.
 
 These functions are module-level so that Dask pickles them by reference and process workers
 import them from the installed fastxent. Each wraps its kernel call in
 ``_threads.limited(n_threads)``: one OpenMP thread per Dask thread unless the caller asked
 for more (thread workers do not inherit ``OMP_NUM_THREADS=1`` the way process workers do).
+
+Blocks are NumPy or CuPy arrays. A CuPy block runs the CuPy backend's kernels (``_gpu``),
+the array expressions here run through NumPy's dispatch to CuPy (``__array_function__``,
+``__array_ufunc__``), and what they create is made by ``_xp(block)``. The device's value
+errors (a class index out of range, a BCE input outside [0, 1]) are raised in the task
+itself (``_gpu.errors_now``), as the NumPy kernels raise them, not at a later call.
 
 Layout conventions: ``ax`` is the class axis of the block as the caller passed it; the
 class-chunked statistics put their ``k`` numbers where the class axis was, so a block of
@@ -13,9 +19,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _gpu
 from . import _reduce
 from . import _validate as V
 from . import functional as F
+from ._gpu import is_gpu_array
 from ._threads import limited
 
 _PROBLEMS = {
@@ -32,17 +40,48 @@ _PROBLEMS = {
 }
 
 
+# The CuPy backend's options per loss, as the blocks pass them
+_GPU_OPTIONS = {
+    "cross_entropy": ("weight", "ignore_index", "label_smoothing", "axis"),
+    "nll_loss": ("weight", "ignore_index", "axis"),
+    "binary_cross_entropy": ("weight",),
+    "binary_cross_entropy_with_logits": ("weight", "pos_weight"),
+    "kl_div": ("log_target",),
+}
+
+
+def _xp(block):
+    """The array module of a block: CuPy for a device block, else NumPy."""
+    return _gpu._cp() if is_gpu_array(block) else np
+
+
 def _targets64(t, n_classes, ignore_index):
     """Class indices as int64 of t's shape, -1 where ignored; IndexError as the NumPy API."""
+    if is_gpu_array(t):
+        t64 = _gpu._index_targets(t, n_classes, ignore_index).astype(np.int64, copy=False)
+        ignored = t64 == ignore_index
+        bad = ~ignored & ((t64 < 0) | (t64 >= n_classes))
+        if bool(bad.any()):         # waits for the device: the task ends here anyway
+            raise V.index_error(n_classes, ignore_index, t[bad][0])
+        return _xp(t).where(ignored, -1, t64)
     t64, _ = V._index_target(np.asarray(t), n_classes, ignore_index, t.size, 1)
     return t64.reshape(np.shape(t))
 
 
-def _chunk_weight(weight, c0, n, ones=False):
-    """The class weights of classes c0 .. c0+n-1 (float64); None or ones when unweighted."""
+def _chunk_weight(weight, c0, n, xp, ones=False):
+    """The class weights of classes c0 .. c0+n-1 (float64, made by `xp`); None or ones
+    when unweighted."""
     if weight is None:
-        return np.ones(n) if ones else None
-    return np.asarray(weight, np.float64)[c0:c0 + n]
+        return xp.ones(n) if ones else None
+    return xp.asarray(np.asarray(weight, np.float64)[c0:c0 + n])
+
+
+def _lse64(x, ax, n_threads):
+    """The float64 log-sum-exp of a block over axis `ax` (None: every element)."""
+    if is_gpu_array(x):
+        return _gpu.logsumexp64(x, ax)[0]
+    with limited(n_threads):
+        return F._logsumexp64(x, ax)[3]
 
 
 def _local_classes(t, cids, n_classes, weight, ignore_index):
@@ -55,7 +94,7 @@ def _local_classes(t, cids, n_classes, weight, ignore_index):
     c0 = int(cids[0])
     inside = (t64 >= c0) & (t64 < c0 + len(cids))
     local = np.where(inside, t64 - c0, -1)
-    return local, _chunk_weight(weight, c0, len(cids)), -1
+    return local, _chunk_weight(weight, c0, len(cids), _xp(t)), -1
 
 
 def loss_block(x, t, cids, w, pw, gout, *, fn, options, reduction, want_grad, n_threads,
@@ -76,11 +115,18 @@ def loss_block(x, t, cids, w, pw, gout, *, fn, options, reduction, want_grad, n_
     if cids is not None and len(cids) != n_classes:
         t, o["weight"], o["ignore_index"] = _local_classes(t, cids, n_classes, o["weight"],
                                                           o["ignore_index"])
-    with limited(n_threads):
-        p, kernel = _PROBLEMS[fn](x, t, o)
-        run = F._run_class if cids is not None else F._run_elementwise
-        out = run(p, kernel, want_grad, np.asarray(gout) if want_grad else None, None,
-                  partial=True)
+    if is_gpu_array(x):
+        with _gpu.errors_now():
+            out = getattr(_gpu, fn)(x, t, reduction=o["reduction"], return_grad=want_grad,
+                                    grad_output=gout if want_grad else None, grad_out=None,
+                                    partial=True,
+                                    **{k: o[k] for k in _GPU_OPTIONS[fn]})
+    else:
+        with limited(n_threads):
+            p, kernel = _PROBLEMS[fn](x, t, o)
+            run = F._run_class if cids is not None else F._run_elementwise
+            out = run(p, kernel, want_grad, np.asarray(gout) if want_grad else None, None,
+                      partial=True)
     loss, grad = out if want_grad else (out, None)
     if reduction != "none":
         loss = np.reshape(loss, (1,) * x.ndim)
@@ -92,6 +138,9 @@ def loss_block(x, t, cids, w, pw, gout, *, fn, options, reduction, want_grad, n_
 def index_denominator(t, *, n_classes, weight, ignore_index):
     """This block's share of the "mean" denominator, shaped ``(1,) * t.ndim``."""
     t64 = _targets64(t, n_classes, ignore_index)
+    if is_gpu_array(t64):
+        w = None if weight is None else _gpu._device(weight, np.float64)
+        return _gpu._index_denominator(t64, -1, w, n_classes).reshape((1,) * t.ndim)
     w = V._class_weight(weight, n_classes)
     return np.reshape(V.index_denominator(t64, True, w), (1,) * t.ndim)
 
@@ -108,8 +157,10 @@ def total(pieces, axis, keepdims):
 
 
 def finish(total, denominator, *, reduction, out_dtype):
-    """The 0-d result of "sum" or "mean" from the float64 total over all blocks."""
-    return _reduce.reduce_total(float(total), reduction, float(denominator), out_dtype)
+    """The 0-d result of "sum" or "mean" from the float64 total over all blocks, on the
+    device for CuPy blocks."""
+    out = _reduce.reduce_total(float(total), reduction, float(denominator), out_dtype)
+    return _gpu._device(out) if is_gpu_array(total) else out
 
 
 # --- log-sum-exp over chunks -----------------------------------------------------------
@@ -128,9 +179,8 @@ def merge_lse(lse, axis):
 
 def lse_chunk(x, axis, keepdims, *, n_threads):
     """float64 log-sum-exp of a block over `axis` (a tuple), as dask.array.reduction asks."""
-    with limited(n_threads):
-        whole = len(axis) == x.ndim
-        rows = F._logsumexp64(x, None if whole else axis[0])[3]
+    whole = len(axis) == x.ndim
+    rows = _lse64(x, None if whole else axis[0], n_threads)
     if keepdims:
         rows = np.reshape(rows, (1,) * x.ndim) if whole else np.expand_dims(rows, axis)
     return rows
@@ -179,9 +229,8 @@ def ce_stats(x, t, cids, *, n_classes, weight, ignore_index, label_smoothing, ax
     Differences from ``l`` rather than raw sums keep huge logits free of cancellation.
     """
     c0, cb = int(cids[0]), len(cids)
-    w = _chunk_weight(weight, c0, cb, ones=True)
-    with limited(n_threads):
-        lse = F._logsumexp64(x, ax)[3]
+    w = _chunk_weight(weight, c0, cb, _xp(x), ones=True)
+    lse = _lse64(x, ax, n_threads)
     xm = np.moveaxis(x, ax, -1)
     # One float64 temporary of the block's size: d = -log p_c relative to this chunk,
     # +inf across a row of the chunk that is all -inf.
@@ -237,13 +286,13 @@ def ce_merge(stats, t, *, n_classes, n_chunks, chunk_weights, weight, ignore_ind
         else:
             t64 = _targets64(t, n_classes, ignore_index)
             valid = t64 >= 0
-            w = np.ones(C) if weight is None else np.asarray(weight, np.float64)
+            w = _chunk_weight(weight, 0, C, _xp(stats), ones=True)
             wy = np.where(valid, w[np.where(valid, t64, 0)], 0.0)
             nll = (s[..., 1] * (gap - s[..., 2])).sum(-1)
             loss = (1 - eps) * wy * nll
             a = (1 - eps) * wy
             if eps:
-                smooth = (np.asarray(chunk_weights) * gap + s[..., 3]).sum(-1)
+                smooth = (_xp(stats).asarray(chunk_weights) * gap + s[..., 3]).sum(-1)
                 loss = loss + eps / C * smooth
                 a = a + eps / C * w.sum()
             # A row holding +inf or NaN, or only -inf, has no softmax: NaN, as PyTorch.
@@ -259,14 +308,17 @@ def ce_grad(x, t, cids, merged, gout, *, n_classes, weight, ignore_index, label_
     upstream scale of the row."""
     c0, cb = int(cids[0]), len(cids)
     eps, C = label_smoothing, n_classes
-    w = _chunk_weight(weight, c0, cb, ones=True)
+    xp = _xp(x)
+    w = _chunk_weight(weight, c0, cb, xp, ones=True)
     m = np.moveaxis(merged, ax, -1)
     lse, a = m[..., 1:2], m[..., 2:3]
-    scale = np.asarray(gout, np.float64)
+    scale = xp.asarray(gout, dtype=np.float64)
     if reduction == "none":
         scale = scale[..., None]
+    xm = np.moveaxis(x, ax, -1)
     with np.errstate(invalid="ignore", over="ignore"):
-        g = np.subtract(np.moveaxis(x, ax, -1), lse, dtype=np.float64, order="C")  # the temporary
+        g = xp.empty(xm.shape, np.float64)         # the temporary, C-ordered
+        np.subtract(xm, lse, out=g)
         np.exp(g, out=g)
         g *= a
         if probs:
@@ -277,7 +329,7 @@ def ce_grad(x, t, cids, merged, gout, *, n_classes, weight, ignore_index, label_
             t64 = _targets64(t, n_classes, ignore_index)
             valid = t64 >= 0
             if eps:
-                g -= np.multiply.outer(np.where(valid, eps / C, 0.0), w)
+                g -= np.where(valid, eps / C, 0.0)[..., None] * w
             # The target's own term, one element per row that has its class here.
             flat = g.reshape(-1, cb)
             rows = np.flatnonzero((t64 >= c0) & (t64 < c0 + cb))

@@ -14,8 +14,10 @@ IndexError / ValueError once the copy has landed.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+import threading
 
 import numpy as np
 
@@ -79,6 +81,7 @@ def _n_sm(device: int) -> int:
 # --- deferred value errors -----------------------------------------------------------------
 
 _pending = []      # (event, pinned int32 flag, exception type, message)
+_collector = threading.local()      # .pending: this thread's list inside errors_now()
 
 
 def _defer(flag, exc, message):
@@ -89,7 +92,8 @@ def _defer(flag, exc, message):
     flag.reshape(1).astype(np.int32, copy=False).get(out=host, stream=stream, blocking=False)
     event = cp.cuda.Event(block=False, disable_timing=True)
     event.record(stream)
-    _pending.append((event, host, exc, message))
+    pending = getattr(_collector, "pending", None)
+    (_pending if pending is None else pending).append((event, host, exc, message))
 
 
 def check_errors(wait: bool = True) -> None:
@@ -97,8 +101,26 @@ def check_errors(wait: bool = True) -> None:
 
     With `wait`, wait for those calls' work; otherwise look only at what has finished.
     """
+    _raise_first(_pending, wait)
+
+
+@contextlib.contextmanager
+def errors_now():
+    """Raise the value errors of the calls made inside the block when it ends (waiting for
+    their work), not at a later call: for a caller whose work ends there, a Dask task.
+    Other threads' calls are not looked at, and leave theirs pending as before."""
+    outer = getattr(_collector, "pending", None)
+    mine = _collector.pending = []
+    try:
+        yield
+    finally:
+        _collector.pending = outer
+    _raise_first(mine, wait=True)
+
+
+def _raise_first(pending, wait):
     keep, error = [], None
-    for event, host, exc, message in _pending:
+    for event, host, exc, message in pending:
         if wait:
             event.synchronize()
         elif not event.done:
@@ -106,7 +128,7 @@ def check_errors(wait: bool = True) -> None:
             continue
         if host[0] and error is None:
             error = exc(message)
-    _pending[:] = keep
+    pending[:] = keep
     if error is not None:
         raise error
 
@@ -181,12 +203,19 @@ def _mean(total, denominator):
     return _fused_mean()(total, denominator)
 
 
-def _reduce(rows, red, denominator, loss_shape, dtype):
+def _reduce_total(total, red, denominator, dtype, partial):
+    """The reduced loss from the float64 total; with `partial`, the total itself (the Dask
+    path adds the totals of its blocks before it divides, as on the CPU)."""
+    if partial:
+        return total
+    return (total if red == "sum" else _mean(total, denominator)).astype(dtype, copy=False)
+
+
+def _reduce(rows, red, denominator, loss_shape, dtype, partial):
     # rows and its sum are this call's own arrays: float64 results need no copy
     if red == "none":
         return rows.reshape(loss_shape).astype(dtype, copy=False)
-    total = rows.sum()
-    return (total if red == "sum" else _mean(total, denominator)).astype(dtype, copy=False)
+    return _reduce_total(rows.sum(), red, denominator, dtype, partial)
 
 
 # --- class-axis problems -------------------------------------------------------------------
@@ -239,7 +268,7 @@ def _index_denominator(t2, ignore, w, C):
 
 
 def _class_call(fn, op, input, target, *, weight, ignore_index, reduction, label_smoothing,
-                axis, return_grad, grad_output, grad_out):
+                axis, return_grad, grad_output, grad_out, partial=False):
     cp = _cp()
     x = _input(input)
     want = V.gradient_options(return_grad, grad_output, grad_out)
@@ -304,7 +333,7 @@ def _class_call(fn, op, input, target, *, weight, ignore_index, reduction, label
         _defer(err, IndexError, f"target held a class index outside [0, {C}) that is not "
                                 f"ignore_index={ignore} (found on the device; the loss and "
                                 f"gradient rows of those targets are NaN)")
-    loss = _reduce(rows, red, denominator, loss_shape, x.dtype)
+    loss = _reduce(rows, red, denominator, loss_shape, x.dtype, partial)
     return (loss, finish()) if want else loss
 
 
@@ -334,10 +363,16 @@ def _transform(op, x, axis):
     return out3.reshape(x.shape), x2, ax
 
 
-def logsumexp(x, axis=-1, keepdims=False):
+def logsumexp64(x, axis):
+    """The float64 log-sum-exp over `axis` (None: every element) with x's shape less that
+    axis (0-d for None), and the axis as a non-negative int."""
     rows, x2, ax = _transform("logsumexp", x, axis)
-    shape = x2.shape[:ax] + x2.shape[ax + 1:]
-    out = rows.reshape(shape).astype(x.dtype, copy=False)
+    return rows.reshape(x2.shape[:ax] + x2.shape[ax + 1:] if axis is not None else ()), ax
+
+
+def logsumexp(x, axis=-1, keepdims=False):
+    rows, ax = logsumexp64(x, axis)
+    out = rows.astype(x.dtype, copy=False)
     if axis is None:
         out = out.reshape(())
         return out.reshape((1,) * x.ndim) if keepdims else out
@@ -356,7 +391,7 @@ def log_softmax(x, axis=-1):
 
 def _elementwise_call(op, input, target, *, weight=None, pos_weight=None, reduction,
                       log_target=False, return_grad, grad_output, grad_out, probabilities,
-                      reductions=V.REDUCTIONS, batch_denominator=False):
+                      reductions=V.REDUCTIONS, batch_denominator=False, partial=False):
     cp = _cp()
     x = _input(input)
     want = V.gradient_options(return_grad, grad_output, grad_out)
@@ -406,21 +441,19 @@ def _elementwise_call(op, input, target, *, weight=None, pos_weight=None, reduct
         g3 = cp.empty(shape3, cdt)
 
     grid = P.elementwise_grid(max(n, 1), _n_sm(cp.cuda.Device().id))
-    partial = cp.zeros(grid, cp.float64)
+    block_totals = cp.zeros(grid, cp.float64)
     if n:
         k = len(operands)
         args = P.elementwise_args(x3, views[1], w3=views[2] if op != "kl_div" else None,
                                   pw3=views[k] if pos_weight is not None else None,
                                   log_target=log_target, gscale3=views[k + 1] if want else None,
-                                  loss3=loss3, g3=g3, partial=partial)
+                                  loss3=loss3, g3=g3, partial=block_totals)
         name = S.elementwise_kernel(op, cdt.name)
         _kernel("elementwise", op, cdt.name, name)((grid,), (S.ELEMENTWISE_BLOCK,), args)
     if per_element:
         loss = from_views(loss3, perm, pshape).astype(x.dtype, copy=False)
     else:
-        total = partial.sum()
-        loss = (total if red == "sum" else _mean(total, denominator)).astype(x.dtype,
-                                                                            copy=False)
+        loss = _reduce_total(block_totals.sum(), red, denominator, x.dtype, partial)
     if not want:
         return loss
     if grad_out is None:
@@ -431,26 +464,26 @@ def _elementwise_call(op, input, target, *, weight=None, pos_weight=None, reduct
 
 
 def binary_cross_entropy(input, target, *, weight=None, reduction="mean", return_grad=False,
-                         grad_output=None, grad_out=None):
+                         grad_output=None, grad_out=None, partial=False):
     return _elementwise_call("bce", input, target, weight=weight, reduction=reduction,
                              return_grad=return_grad, grad_output=grad_output,
-                             grad_out=grad_out, probabilities=True)
+                             grad_out=grad_out, probabilities=True, partial=partial)
 
 
 def binary_cross_entropy_with_logits(input, target, *, weight=None, pos_weight=None,
                                      reduction="mean", return_grad=False, grad_output=None,
-                                     grad_out=None):
+                                     grad_out=None, partial=False):
     return _elementwise_call("bce_logits", input, target, weight=weight,
                              pos_weight=pos_weight, reduction=reduction,
                              return_grad=return_grad, grad_output=grad_output,
-                             grad_out=grad_out, probabilities=False)
+                             grad_out=grad_out, probabilities=False, partial=partial)
 
 
 def kl_div(input, target, *, reduction="mean", log_target=False, return_grad=False,
-           grad_output=None, grad_out=None):
+           grad_output=None, grad_out=None, partial=False):
     return _elementwise_call("kl_div", input, target, reduction=reduction,
                              log_target=log_target, return_grad=return_grad,
                              grad_output=grad_output, grad_out=grad_out,
                              probabilities=False, reductions=("none", "batchmean", "mean",
                                                               "sum"),
-                             batch_denominator=reduction == "batchmean")
+                             batch_denominator=reduction == "batchmean", partial=partial)

@@ -249,12 +249,16 @@ def _index_target(t: np.ndarray, C: int, ignore: int, outer: int, inner: int):
     ignored = t == ignore
     bad = ~ignored & ((t < 0) | (t >= C))
     if bad.any():
-        first = t[bad].flat[0]
-        raise IndexError(f"target must hold class indices in [0, {C}) or ignore_index="
-                         f"{ignore}; got {first}")
+        raise index_error(C, ignore, t[bad].flat[0])
     t64 = np.array(t.reshape(outer, inner), dtype=np.int64, order="C")
     t64[ignored.reshape(outer, inner)] = -1
     return t64, True
+
+
+def index_error(C: int, ignore: int, first) -> IndexError:
+    """The error for a class index outside [0, C) that is not ignore_index (`first`)."""
+    return IndexError(f"target must hold class indices in [0, {C}) or ignore_index="
+                      f"{ignore}; got {first}")
 
 
 def index_denominator(t64: np.ndarray, any_ignored: bool, w: np.ndarray) -> float:

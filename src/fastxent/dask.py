@@ -25,6 +25,10 @@ d) Classes split over chunks: ``nll_loss`` needs no combination (each block adds
    blocks writes the gradient or the transform (see ``_dask_blocks``).
 e) Threads: every task runs its kernel on ``n_threads`` OpenMP threads (default 1, one per
    Dask thread), so a worker with ``k`` threads uses ``k`` cores, not ``k`` times the cores.
+f) CuPy chunks: the input's chunks decide where the blocks run. With CuPy chunks (or a
+   CuPy input) every block runs the CuPy backend, host targets and weights are moved to
+   the device block by block, and the results have CuPy chunks; with NumPy chunks, CuPy
+   data in another argument is a TypeError at the call.
 
 Dask is imported here only; ``import fastxent`` never needs it.
 """
@@ -43,6 +47,7 @@ except ImportError as exc:                        # pragma: no cover - exercised
     raise ImportError("fastxent.dask needs Dask: pip install 'fastxent[dask]'") from exc
 
 from . import _dask_blocks as B
+from . import _gpu
 from . import _validate as V
 from ._gpu import is_gpu_array
 from ._threads import _count
@@ -58,34 +63,58 @@ _FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
 
 # --- arguments ---------------------------------------------------------------------------
 
+def _on_device(value):
+    """Whether `value` is a CuPy array or a Dask array of CuPy chunks."""
+    return is_gpu_array(value._meta if isinstance(value, da.Array) else value)
+
+
 def _host_only(name, value):
-    """TypeError for CuPy data: the blocks run the NumPy kernels, and a CuPy block would
-    fail inside a task (CuPy refuses the implicit copy) without naming the argument."""
-    meta = value._meta if isinstance(value, da.Array) else value
-    if is_gpu_array(meta):
+    """TypeError for CuPy data beside a host input: a task would fail on it (CuPy refuses
+    the implicit copy) without naming the argument."""
+    if _on_device(value):
         what = "has CuPy chunks" if isinstance(value, da.Array) else "is a CuPy array"
-        raise TypeError(f"{name} {what}; fastxent.dask runs the NumPy kernels on the "
-                        f"host. Call fastxent's own functions on CuPy arrays, or move the "
-                        f"chunks to the host first ({name}.map_blocks(cupy.asnumpy))")
+        raise TypeError(f"{name} {what}, but the input's chunks are NumPy arrays: the blocks "
+                        f"run where the input is. Move {name} to the host "
+                        f"({name}.map_blocks(cupy.asnumpy) for Dask, cupy.asnumpy({name}) "
+                        f"otherwise) or the input to the device")
 
 
-def _array(name, value):
-    """`value` as a Dask array of NumPy chunks with known sizes."""
-    _host_only(name, value)
+def _meta(x, ndim, dtype):
+    """An empty array of `ndim` and `dtype` of the kind of x's chunks (NumPy or CuPy)."""
+    return meta_from_array(x._meta, ndim=ndim, dtype=dtype)
+
+
+def _input(name, value):
+    """The input as a Dask array with known chunk sizes, its chunks NumPy or CuPy."""
     if not isinstance(value, da.Array):
-        value = da.asarray(V._asarray(name, value))
+        value = da.asarray(value if is_gpu_array(value) else V._asarray(name, value))
     if any(math.isnan(n) for n in value.shape):
         raise ValueError(f"{name} must have known chunk sizes; got shape {value.shape} "
                          f"(call {name}.compute_chunk_sizes() first)")
     return value
 
 
-def _small(name, value):
-    """A small array argument (class weights), computed now when it is a Dask array."""
-    _host_only(name, value)
-    if isinstance(value, da.Array):
-        return np.asarray(value.compute())
+def _array(name, value, x):
+    """Another array argument as a Dask array with known chunk sizes, its chunks where the
+    input x's are: host data is moved to the device block by block for CuPy input."""
+    device = _on_device(x)
+    if not device:
+        _host_only(name, value)
+    value = _input(name, value)
+    if device and not _on_device(value):
+        value = value.map_blocks(_gpu._device, dtype=value.dtype,
+                                 meta=_meta(x, value.ndim, value.dtype))
     return value
+
+
+def _small(name, value, x):
+    """A small argument (class weights, a scalar grad_output) as host data, computed now
+    when it is a Dask array; the blocks move it to the device with CuPy input."""
+    if not _on_device(x):
+        _host_only(name, value)
+    if isinstance(value, da.Array):
+        value = value.compute()
+    return value.get() if is_gpu_array(value) else value
 
 
 def _gradient_options(return_grad, grad_output, grad_out):
@@ -96,30 +125,30 @@ def _gradient_options(return_grad, grad_output, grad_out):
     return want
 
 
-def _upstream(grad_output, reduction, loss_shape, row_chunks):
+def _upstream(grad_output, reduction, loss_shape, row_chunks, x):
     """d total / d loss as the blocks take it: a float, or a Dask array for "none"."""
     if reduction == "none" and grad_output is not None and np.ndim(grad_output) > 0:
-        g = _array("grad_output", grad_output)
+        g = _array("grad_output", grad_output, x)
         V.real_array("grad_output", np.empty(0, g.dtype))
         V.grad_output(np.broadcast_to(np.zeros(()), g.shape), reduction, loss_shape)
         return da.broadcast_to(g, loss_shape).rechunk(row_chunks)
-    return float(V.grad_output(_small("grad_output", grad_output), reduction, ()))
+    return float(V.grad_output(_small("grad_output", grad_output, x), reduction, ()))
 
 
-def _finish(pieces, denominator, reduction, dtype):
+def _finish(pieces, denominator, reduction, dtype, x):
     """The 0-d "sum" or "mean" from float64 pieces: one global total, one division."""
     total = da.reduction(pieces, B.total, B.total, axis=None, dtype=np.float64,
-                         concatenate=True, meta=np.empty((), np.float64))
+                         concatenate=True, meta=_meta(x, 0, np.float64))
     return da.blockwise(B.finish, "", total, "", denominator,
                         "" if isinstance(denominator, da.Array) else None,
                         reduction=reduction, out_dtype=dtype, dtype=dtype,
-                        meta=np.empty((), dtype))
+                        meta=_meta(x, 0, dtype))
 
 
 def _split(pair, piece_chunks, piece_dtype, x):
     """The loss pieces and the gradient from the blocks' ``(piece, grad)`` tuples."""
     pieces = pair.map_blocks(_FIRST, chunks=piece_chunks, dtype=piece_dtype,
-                             meta=np.empty((0,) * pair.ndim, piece_dtype))
+                             meta=_meta(x, pair.ndim, piece_dtype))
     grad = pair.map_blocks(_SECOND, dtype=x.dtype, meta=meta_from_array(x, x.ndim))
     return pieces, grad
 
@@ -134,8 +163,9 @@ def _class_loss(fn, input, target, weight, ignore_index, reduction, label_smooth
                 return_grad, grad_output, grad_out, n_threads):
     want = _gradient_options(return_grad, grad_output, grad_out)
     nt = _threads(n_threads)
-    x, t = _array("input", input), _array("target", target)
-    weight = _small("weight", weight)
+    x = _input("input", input)
+    t = _array("target", target, x)
+    weight = _small("weight", weight, x)
     ax, probs = V.class_problem(V.stand_in(x), V.stand_in(t), weight=weight, ignore_index=ignore_index,
                                 reduction_value=reduction,
                                 label_smoothing_value=label_smoothing, axis_value=axis,
@@ -160,10 +190,10 @@ def _class_loss(fn, input, target, weight, ignore_index, reduction, label_smooth
     else:
         den = da.blockwise(B.index_denominator, rows, t, rows, n_classes=C, weight=w,
                            ignore_index=ignore, adjust_chunks={r: 1 for r in rows},
-                           dtype=np.float64, meta=np.empty((0,) * len(rows))).sum()
+                           dtype=np.float64, meta=_meta(x, len(rows), np.float64)).sum()
     gout = None
     if want:
-        gout = _upstream(grad_output, reduction, loss_shape, row_chunks)
+        gout = _upstream(grad_output, reduction, loss_shape, row_chunks, x)
         if reduction == "mean":
             gout = da.blockwise(B.mean_scale, "", den, "", grad_output=gout,
                                 dtype=np.float64, meta=np.empty(()))
@@ -178,7 +208,7 @@ def _class_loss(fn, input, target, weight, ignore_index, reduction, label_smooth
         if reduction == "none":
             loss = loss_rows.astype(x.dtype)
         else:
-            loss = _finish(loss_rows, den, reduction, x.dtype)
+            loss = _finish(loss_rows, den, reduction, x.dtype, x)
         return (loss, grad) if want else loss
 
     options = {"weight": w, "ignore_index": ignore, "label_smoothing": eps, "axis": ax}
@@ -194,7 +224,7 @@ def _class_loss(fn, input, target, weight, ignore_index, reduction, label_smooth
         loss = pieces.sum(axis=ax, dtype=x.dtype)
     else:
         pieces, grad = _split(pair, tuple((1,) * n for n in x.numblocks), np.float64, x)
-        loss = _finish(pieces, den, reduction, x.dtype)
+        loss = _finish(pieces, den, reduction, x.dtype, x)
     return (loss, grad) if want else loss
 
 
@@ -208,14 +238,14 @@ def _split_class_cross_entropy(x, t, t_ind, cids, w, ignore, eps, ax, probs, red
                 ax=ax, probs=probs)
     stats = da.blockwise(B.ce_stats, ind, x, ind, t, t_ind, cids, cls, n_threads=nt,
                          adjust_chunks={cls: k}, dtype=np.float64,
-                         meta=np.empty((0,) * x.ndim), **opts)
+                         meta=_meta(x, x.ndim, np.float64), **opts)
     stats = stats.rechunk({ax: -1})
     chunk_weights = [float(np.sum(w[c0:c0 + n])) if w is not None else float(n)
                      for c0, n in zip(np.cumsum((0,) + x.chunks[ax][:-1]), x.chunks[ax])]
     merged = da.blockwise(B.ce_merge, ind, stats, ind, *((None, None) if probs else (t, t_ind)),
                           n_chunks=x.numblocks[ax], chunk_weights=chunk_weights,
                           adjust_chunks={cls: 3}, dtype=np.float64,
-                          meta=np.empty((0,) * x.ndim), **opts)
+                          meta=_meta(x, x.ndim, np.float64), **opts)
     loss_rows = merged[(slice(None),) * ax + (0,)]
     grad = None
     if want:
@@ -347,9 +377,10 @@ def _elementwise_loss(fn, input, target, *, weight=None, pos_weight=None, reduct
                       return_grad, grad_output, grad_out, n_threads, log_target=False):
     want = _gradient_options(return_grad, grad_output, grad_out)
     nt = _threads(n_threads)
-    x, t = _array("input", input), _array("target", target)
-    w = None if weight is None else _array("weight", weight)
-    pw = None if pos_weight is None else _array("pos_weight", pos_weight)
+    x = _input("input", input)
+    t = _array("target", target, x)
+    w = None if weight is None else _array("weight", weight, x)
+    pw = None if pos_weight is None else _array("pos_weight", pos_weight, x)
     kl = fn == "kl_div"
     options = {"weight": None, "pos_weight": None, "log_target": V.flag("log_target",
                                                                          log_target)}
@@ -369,7 +400,7 @@ def _elementwise_loss(fn, input, target, *, weight=None, pos_weight=None, reduct
         den = float(x.size)
     gout = None
     if want:
-        gout = _upstream(grad_output, reduction, x.shape, x.chunks)
+        gout = _upstream(grad_output, reduction, x.shape, x.chunks, x)
         if reduction in ("mean", "batchmean"):
             gout = float(B.mean_scale(den, grad_output=gout))
     gout_arg = (gout, ind) if isinstance(gout, da.Array) else (gout, None)
@@ -382,7 +413,7 @@ def _elementwise_loss(fn, input, target, *, weight=None, pos_weight=None, reduct
         loss, grad = _split(pair, x.chunks, x.dtype, x)
     else:
         pieces, grad = _split(pair, tuple((1,) * n for n in x.numblocks), np.float64, x)
-        loss = _finish(pieces, den, red, x.dtype)
+        loss = _finish(pieces, den, red, x.dtype, x)
     return (loss, grad) if want else loss
 
 
@@ -535,7 +566,7 @@ def kl_div(input, target, *, reduction="mean", log_target=False, return_grad=Fal
 # --- transforms --------------------------------------------------------------------------
 
 def _transform_args(x, axis):
-    x = _array("x", x)
+    x = _input("x", x)
     if axis is None:
         V.float_array("x", V.stand_in(x))
         return x, None
@@ -546,9 +577,8 @@ def _lse(x, ax, keepdims, dtype, nt):
     return da.reduction(x, functools.partial(B.lse_chunk, n_threads=nt),
                         functools.partial(B.lse_aggregate, out_dtype=dtype),
                         combine=B.lse_combine, axis=ax, keepdims=keepdims, dtype=dtype,
-                        concatenate=True, meta=np.empty((0,) * (x.ndim if keepdims else
-                                                                 0 if ax is None
-                                                                 else x.ndim - 1), dtype))
+                        concatenate=True, meta=_meta(x, x.ndim if keepdims else
+                                                     0 if ax is None else x.ndim - 1, dtype))
 
 
 def logsumexp(x, axis=-1, keepdims=False, *, n_threads=1):
