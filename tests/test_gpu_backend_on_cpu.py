@@ -392,3 +392,28 @@ def test_the_stand_in_refuses_host_arrays_as_cupy_does(gpu):
     assert type(np.moveaxis(gpu.cp.ones((2, 3)), 0, 1)) is ndarray
     with pytest.raises(TypeError, match="order"):
         np.subtract(a, a, order="C")
+
+
+def test_loss_classes_run_on_the_device(gpu):
+    """The torch.nn-style classes hand CuPy arrays to the CuPy backend, with host options
+    (class weights, pos_weight) moved there: device results, the host's values."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((6, 5))
+    t = rng.integers(0, 5, 6)
+    y = rng.uniform(size=(6, 5))
+    w = rng.uniform(0.5, 2, 5)
+    cases = [(fx.CrossEntropyLoss(weight=w, label_smoothing=0.1), x, t),
+             (fx.NLLLoss(weight=w, reduction="sum"), fx.log_softmax(x), t),
+             (fx.BCELoss(reduction="none"), 1 / (1 + np.exp(-x)), y),
+             (fx.BCEWithLogitsLoss(pos_weight=w), x, y),
+             (fx.KLDivLoss(reduction="batchmean"), fx.log_softmax(x), y)]
+    for loss_fn, inp, target in cases:
+        want = loss_fn.loss_and_grad(inp, target, grad_output=1.5 if loss_fn.reduction
+                                     != "none" else np.full(inp.shape, 1.5))
+        got = loss_fn.loss_and_grad(gpu.dev(inp), gpu.dev(target),
+                                    grad_output=1.5 if loss_fn.reduction != "none"
+                                    else gpu.dev(np.full(inp.shape, 1.5)))
+        for g, e in zip((loss_fn(gpu.dev(inp), gpu.dev(target)),) + got,
+                        (want[0],) + want):
+            assert type(g) is ndarray, type(loss_fn).__name__
+            _close(g, e, "float64", type(loss_fn).__name__)
