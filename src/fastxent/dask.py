@@ -264,10 +264,12 @@ def cross_entropy(input, target, *, weight=None, ignore_index=-100, reduction="m
     Parameters
     ----------
     input : dask.array.Array or array_like, shape (C,), (N, C) or (N, C, d1, ..., dK)
-        Logits, chunked along any axes, the class axis included.
+        Logits, chunked along any axes, the class axis included. NumPy chunks run the
+        NumPy kernels; CuPy chunks (or a CuPy array) run the CuPy backend on the device.
     target : dask.array.Array or array_like
         Class indices (the input's shape without the class axis) or class probabilities
-        (the input's shape); rechunked to the input's chunks.
+        (the input's shape); rechunked to the input's chunks, and moved to the device
+        for CuPy input.
     weight, ignore_index, reduction, label_smoothing, axis, return_grad, grad_output
         As in :func:`fastxent.cross_entropy`. `weight` is small and computed at the call
         when it is a Dask array; `grad_output` may be a Dask array for reduction='none'.
@@ -279,7 +281,8 @@ def cross_entropy(input, target, *, weight=None, ignore_index=-100, reduction="m
     Returns
     -------
     loss : dask.array.Array
-        0-d for 'mean' and 'sum', the input's shape without the class axis for 'none'.
+        0-d for 'mean' and 'sum', the input's shape without the class axis for 'none';
+        its chunks are of the input's kind (NumPy or CuPy), as are the gradient's.
     grad : dask.array.Array
         With `return_grad`: the gradient, with the input's shape, dtype and chunks,
         computed in the same tasks as the loss (compute both together with
@@ -289,7 +292,7 @@ def cross_entropy(input, target, *, weight=None, ignore_index=-100, reduction="m
     ------
     TypeError, ValueError
         As :func:`fastxent.cross_entropy`, at the call, for every check that needs only
-        shapes and dtypes.
+        shapes and dtypes; TypeError for CuPy data beside a NumPy input.
     IndexError
         When the graph runs, for a class index outside [0, C).
 
