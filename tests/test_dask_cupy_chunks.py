@@ -222,3 +222,25 @@ def test_errors_now_takes_only_its_own_threads_calls(gpu):
     assert len(_gpu._pending) == 1              # the other thread's, deferred as before
     with pytest.raises(IndexError):
         fx.check_errors()
+
+
+@pytest.mark.parametrize("chunks", [(2, 5), (2, 2)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_empty_batches(gpu, chunks, reduction):
+    """No rows: the NumPy API's NaN or 0 and an empty gradient, all on the device (Dask
+    rebuilds a rechunked empty array with NumPy chunks; the blocks still get CuPy ones)."""
+    x, t, q = np.zeros((0, 5)), np.zeros(0, np.int64), np.zeros((0, 5))
+    for target in (t, q):
+        got = computed(fxd.cross_entropy(on_device(gpu, x, chunks), target,
+                                         label_smoothing=0.1, reduction=reduction,
+                                         return_grad=True))
+        assert_matches(got, fx.cross_entropy(x, target, label_smoothing=0.1,
+                                             reduction=reduction, return_grad=True),
+                       "float64")
+    got = computed(fxd.binary_cross_entropy_with_logits(on_device(gpu, x, chunks), x,
+                                                        pos_weight=np.ones(5),
+                                                        reduction=reduction,
+                                                        return_grad=True))
+    assert_matches(got, fx.binary_cross_entropy_with_logits(x, x, pos_weight=np.ones(5),
+                                                           reduction=reduction,
+                                                           return_grad=True), "float64")

@@ -95,16 +95,21 @@ def _input(name, value):
 
 
 def _array(name, value, x):
-    """Another array argument as a Dask array with known chunk sizes, its chunks where the
-    input x's are: host data is moved to the device block by block for CuPy input."""
-    device = _on_device(x)
-    if not device:
+    """Another array argument as a Dask array with known chunk sizes (CuPy data only
+    beside CuPy input; `_rechunk` moves host data to the device)."""
+    if not _on_device(x):
         _host_only(name, value)
-    value = _input(name, value)
-    if device and not _on_device(value):
-        value = value.map_blocks(_gpu._device, dtype=value.dtype,
-                                 meta=_meta(x, value.ndim, value.dtype))
-    return value
+    return _input(name, value)
+
+
+def _rechunk(a, chunks, x):
+    """`a` in `chunks`, its blocks where the input x's are: host data is moved to the
+    device block by block for CuPy input. Also after a rechunk of CuPy chunks, since Dask
+    rebuilds an empty array's chunks with NumPy."""
+    a = a.rechunk(chunks)
+    if _on_device(x):
+        a = a.map_blocks(_gpu._device, dtype=a.dtype, meta=_meta(x, a.ndim, a.dtype))
+    return a
 
 
 def _small(name, value, x):
@@ -131,7 +136,7 @@ def _upstream(grad_output, reduction, loss_shape, row_chunks, x):
         g = _array("grad_output", grad_output, x)
         V.real_array("grad_output", np.empty(0, g.dtype))
         V.grad_output(np.broadcast_to(np.zeros(()), g.shape), reduction, loss_shape)
-        return da.broadcast_to(g, loss_shape).rechunk(row_chunks)
+        return _rechunk(da.broadcast_to(g, loss_shape), row_chunks, x)
     return float(V.grad_output(_small("grad_output", grad_output, x), reduction, ()))
 
 
@@ -178,9 +183,9 @@ def _class_loss(fn, input, target, weight, ignore_index, reduction, label_smooth
     loss_shape = x.shape[:ax] + x.shape[ax + 1:]
     row_chunks = x.chunks[:ax] + x.chunks[ax + 1:]
     if probs:
-        t, t_ind = t.rechunk(x.chunks), ind
+        t, t_ind = _rechunk(t, x.chunks, x), ind
     else:
-        t, t_ind = t.reshape(loss_shape).rechunk(row_chunks), rows
+        t, t_ind = _rechunk(t.reshape(loss_shape), row_chunks, x), rows
     cids = da.arange(C, chunks=(x.chunks[ax],))
 
     if reduction != "mean":
@@ -239,7 +244,7 @@ def _split_class_cross_entropy(x, t, t_ind, cids, w, ignore, eps, ax, probs, red
     stats = da.blockwise(B.ce_stats, ind, x, ind, t, t_ind, cids, cls, n_threads=nt,
                          adjust_chunks={cls: k}, dtype=np.float64,
                          meta=_meta(x, x.ndim, np.float64), **opts)
-    stats = stats.rechunk({ax: -1})
+    stats = _rechunk(stats, {ax: -1}, x)
     chunk_weights = [float(np.sum(w[c0:c0 + n])) if w is not None else float(n)
                      for c0, n in zip(np.cumsum((0,) + x.chunks[ax][:-1]), x.chunks[ax])]
     merged = da.blockwise(B.ce_merge, ind, stats, ind, *((None, None) if probs else (t, t_ind)),
@@ -395,7 +400,8 @@ def _elementwise_loss(fn, input, target, *, weight=None, pos_weight=None, reduct
     ind = _LETTERS[:x.ndim]
 
     def aligned(a):
-        return None if a is None else (da.broadcast_to(a, x.shape).rechunk(x.chunks), ind)
+        return None if a is None else (_rechunk(da.broadcast_to(a, x.shape), x.chunks, x),
+                                       ind)
 
     if reduction == "batchmean":
         den = float(x.shape[0]) if x.ndim else 1.0
