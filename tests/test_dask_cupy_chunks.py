@@ -244,3 +244,6 @@ def test_empty_batches(gpu, chunks, reduction):
     assert_matches(got, fx.binary_cross_entropy_with_logits(x, x, pos_weight=np.ones(5),
                                                            reduction=reduction,
                                                            return_grad=True), "float64")
+    lazy = on_device(gpu, x, chunks)
+    for fn in ("logsumexp", "softmax", "log_softmax"):
+        assert_matches(computed(getattr(fxd, fn)(lazy)), getattr(fx, fn)(x), "float64")
