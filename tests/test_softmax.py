@@ -47,6 +47,17 @@ def test_empty_class_axis():
     assert fx.softmax(x).shape == (3, 0) and fx.log_softmax(x).shape == (3, 0)
 
 
+@pytest.mark.parametrize("shape,axis", [((0, 5), -1), ((0, 5), 0), ((2, 5, 0), 1),
+                                        ((0, 3, 4), 1), ((4, 0, 0), 0)])
+@pytest.mark.parametrize("name", ["logsumexp", "softmax", "log_softmax"])
+def test_empty_batches(name, shape, axis):
+    x = np.zeros(shape, np.float32)
+    got = getattr(fx, name)(x, axis=axis)
+    ref = getattr(oracle, name)(x.astype(np.float64), axis=axis)
+    assert got.shape == ref.shape and got.dtype == x.dtype
+    np.testing.assert_array_equal(got, ref)
+
+
 def test_exponential_accuracy_down_to_subnormals():
     """The kernels' own exp (8 lanes and the scalar tail) is within a few ulp of NumPy's."""
     d = -np.linspace(0, 745, 16 * 20000).reshape(-1, 15 + 1)[:, :15] - 1e-3

@@ -634,7 +634,7 @@ def _logsumexp64(x, axis):
     cdt = V.compute_dtype(a.dtype)
     x3 = V.class_view(a.astype(cdt, copy=False), ax)
     out_shape = a.shape[:ax] + a.shape[ax + 1:]
-    if x3.shape[1] == 0:
+    if x3.size == 0:  # no classes: the empty sum's log; no rows: nothing for the kernel
         return a, ax, shape, np.full(out_shape, -np.inf)
     rows = np.empty((x3.shape[0], x3.shape[2]), np.float64)
     _softmax.logsumexp(x3, rows, threads_for(x3.size))
