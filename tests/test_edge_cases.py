@@ -44,6 +44,51 @@ def test_empty_batch():
     assert np.isnan(fx.kl_div(np.zeros((0, 3)), np.zeros((0, 3)), reduction="batchmean"))
 
 
+EMPTY_CLASS_SHAPES = [(0, 4), (3, 4, 0), (0, 4, 2), (2, 4, 0, 3)]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("kw", [{}, {"weight": np.array([1, 2, 0.5, 3])},
+                                {"weight": np.array([1, 2, 0.5, 3]), "label_smoothing": 0.1},
+                                {"ignore_index": 1}])
+@pytest.mark.parametrize("shape", EMPTY_CLASS_SHAPES)
+@pytest.mark.parametrize("targets", ["index", "probabilities"])
+def test_empty_batches_of_every_class_layout(targets, shape, kw, reduction, dtype):
+    x = np.zeros(shape, dtype)
+    if targets == "index":
+        t = np.zeros(shape[:1] + shape[2:], np.int64)
+    else:
+        t = np.zeros(shape, dtype)
+        kw = {k: v for k, v in kw.items() if k != "ignore_index"}
+    for name in ("cross_entropy", "nll_loss") if targets == "index" else ("cross_entropy",):
+        options = {k: v for k, v in kw.items()
+                   if name == "cross_entropy" or k != "label_smoothing"}
+        ref = getattr(oracle, name)(x, t, reduction=reduction, **options)
+        got = getattr(fx, name)(x, t, reduction=reduction, return_grad=True, **options)
+        assert_close(got[0], ref[0], dtype)
+        assert_close(got[1], ref[1], dtype)
+        assert got[1].dtype == dtype
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")    # torch's warning about kl_div's "mean"
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none", "batchmean"])
+@pytest.mark.parametrize("shape", [(0,), (0, 3), (3, 0), (2, 0, 3)])
+def test_empty_batches_of_the_elementwise_losses(shape, reduction):
+    x = np.zeros(shape)
+    w = np.ones(shape[-1:])
+    cases = [("binary_cross_entropy", {"weight": w}),
+             ("binary_cross_entropy_with_logits", {"weight": w, "pos_weight": w}),
+             ("kl_div", {}), ("kl_div", {"log_target": True})]
+    for name, options in cases:
+        if reduction == "batchmean" and name != "kl_div":
+            continue
+        ref = getattr(oracle, name)(x, x, reduction=reduction, **options)
+        got = getattr(fx, name)(x, x, reduction=reduction, return_grad=True, **options)
+        assert_close(got[0], ref[0], np.float64)
+        assert_close(got[1], ref[1], np.float64)
+
+
 def test_zero_weight_of_every_present_class_is_nan_like_torch():
     w = np.array([0.0, 1.0, 1.0])
     for kw in ({}, {"label_smoothing": 0.1}):
