@@ -445,7 +445,7 @@ def test_local_cluster_with_process_workers(cluster_client, chunks):
     w = RNG.random(40)
     check("cross_entropy", x, chunks, t, weight=w, label_smoothing=0.05, return_grad=True)
     check("log_softmax", x, chunks)
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match=r"\[0, 40\)"):
         fxd.nll_loss(da.from_array(x, chunks=chunks), np.full(100, 40)).compute()
 
 

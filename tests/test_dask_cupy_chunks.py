@@ -220,7 +220,7 @@ def test_errors_now_takes_only_its_own_threads_calls(gpu):
         other.start()
         other.join()
     assert len(_gpu._pending) == 1              # the other thread's, deferred as before
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match=r"\[0, 3\)"):
         fx.check_errors()
 
 

@@ -214,6 +214,6 @@ def test_dask_cupy_chunks(chunks, reduction):
         _close(g, e, "float64")
     bad = t.copy()
     bad[3] = 40
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match=r"\[0, 40\)"):
         fxd.cross_entropy(xd, bad, reduction=reduction).compute()
     assert not _gpu._pending
