@@ -140,10 +140,10 @@ def _device(a, dtype=None):
     return cp.asarray(a, dtype=dtype)
 
 
-def _input(x):
+def _input(x, name="input"):
     check_errors(wait=False)
     if x.dtype.name not in _SUPPORTED:
-        V.float_array("input", V.stand_in(x))         # raises the CPU path's TypeError
+        V.float_array(name, V.stand_in(x))            # raises the CPU path's TypeError
     return x
 
 
@@ -347,7 +347,7 @@ def nll_loss(input, target, **options):
 
 def _transform(op, x, axis):
     cp = _cp()
-    x = _input(x)
+    x = _input(x, "x")
     if axis is None:
         x2 = x.reshape(1, -1)
         ax = 1
@@ -371,6 +371,7 @@ def logsumexp64(x, axis):
 
 
 def logsumexp(x, axis=-1, keepdims=False):
+    keepdims = V.flag("keepdims", keepdims)
     rows, ax = logsumexp64(x, axis)
     out = rows.astype(x.dtype, copy=False)
     if axis is None:
