@@ -71,3 +71,47 @@ DASK_CLASS_LAYOUTS = [
     ((6, 9, 5), (4, 4, 2), None),
     ((5, 4, 9), (2, 3, 4), -1),
 ]
+
+
+# Calls that every backend must refuse before any work, with the NumPy API's exception and
+# message: (function name, input, target or None, options).
+X23 = np.zeros((2, 3), np.float32)
+T2 = np.array([0, 1])
+BAD_CALLS = [
+    ("cross_entropy", X23, T2, dict(reduction="avg")),
+    ("cross_entropy", X23, T2, dict(label_smoothing=1.5)),
+    ("cross_entropy", X23, T2, dict(label_smoothing="a")),
+    ("cross_entropy", X23, T2, dict(axis=3)),
+    ("cross_entropy", X23, T2, dict(ignore_index=1.5)),
+    ("cross_entropy", X23, T2, dict(weight=np.ones(4))),
+    ("cross_entropy", X23, T2, dict(weight=np.ones((3, 1)))),
+    ("cross_entropy", X23, np.zeros(5, np.int64), {}),
+    ("cross_entropy", X23, np.zeros((2, 4), np.float32), {}),
+    ("cross_entropy", X23, np.array([0.5, 1.0]), {}),
+    ("cross_entropy", X23.astype(np.int32), T2, {}),
+    ("cross_entropy", np.zeros((), np.float32), T2, {}),
+    ("cross_entropy", X23, T2, dict(return_grad=1)),
+    ("cross_entropy", X23, T2, dict(grad_output=np.ones(2))),
+    ("cross_entropy", X23, T2, dict(return_grad=True, grad_output=np.ones(2))),
+    ("cross_entropy", X23, T2, dict(return_grad=True, reduction="none",
+                                    grad_output=np.ones(3))),
+    ("cross_entropy", X23, T2, dict(return_grad=True, grad_out=np.zeros((3, 2),
+                                                                         np.float32))),
+    ("nll_loss", X23, np.zeros((2, 3), np.float32), {}),
+    ("nll_loss", X23, T2, dict(reduction="batchmean")),
+    ("nll_loss", X23, T2.astype(np.float32), {}),
+    ("binary_cross_entropy", X23, np.zeros(3, np.float32), {}),
+    ("binary_cross_entropy", X23, X23, dict(weight=np.ones(4))),
+    ("binary_cross_entropy", X23, X23, dict(reduction="batchmean")),
+    ("binary_cross_entropy_with_logits", X23, X23, dict(pos_weight=np.ones(2))),
+    ("binary_cross_entropy_with_logits", X23, X23.astype(np.complex64), {}),
+    ("binary_cross_entropy_with_logits", X23, X23, dict(return_grad=True,
+                                                        grad_output=np.ones(3))),
+    ("kl_div", X23, X23, dict(reduction="avg")),
+    ("kl_div", X23, X23, dict(log_target=1)),
+    ("kl_div", X23.astype(np.int64), X23, {}),
+    ("softmax", X23, None, dict(axis=2)),
+    ("log_softmax", X23.astype(np.bool_), None, {}),
+    ("logsumexp", X23, None, dict(axis=-3)),
+    ("logsumexp", X23, None, dict(keepdims=1)),
+]
