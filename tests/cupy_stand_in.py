@@ -48,6 +48,10 @@ class ndarray(np.ndarray):
         out[...] = self
         return out
 
+    def astype(self, dtype, *args, **kwargs):
+        with np.errstate(all="ignore"):     # CuPy's casts overflow to inf silently
+            return super().astype(dtype, *args, **kwargs)
+
     def __getitem__(self, key):
         item = super().__getitem__(key)
         # CuPy has no scalars: an element is a 0-d array
@@ -63,7 +67,8 @@ class ndarray(np.ndarray):
         out = kwargs.get("out")
         if out is not None:
             kwargs["out"] = tuple(o.view(np.ndarray) for o in out)
-        result = getattr(ufunc, method)(*plain, **kwargs)
+        with np.errstate(all="ignore"):     # a GPU raises no floating-point warnings
+            result = getattr(ufunc, method)(*plain, **kwargs)
         if out is not None:
             return out[0] if len(out) == 1 else out
         if isinstance(result, tuple):

@@ -21,7 +21,7 @@ SPECIAL = [np.nan, np.inf, -np.inf, 0.0, 1.0, -1.0, 1e30, -1e30, 0.5, 1e-40]
 
 
 @st.composite
-def arrays(draw, shape=None, dtypes=DTYPES):
+def arrays(draw, shape=None, dtypes=DTYPES, special=SPECIAL):
     if shape is None:
         shape = tuple(draw(st.lists(st.integers(0, 4), max_size=4)))
     dtype = draw(st.sampled_from(dtypes))
@@ -29,7 +29,7 @@ def arrays(draw, shape=None, dtypes=DTYPES):
     rng = np.random.default_rng(seed)
     values = rng.normal(scale=3, size=shape)
     if values.size and draw(st.booleans()):
-        values.flat[rng.integers(0, values.size, 3)] = rng.choice(SPECIAL, 3)
+        values.flat[rng.integers(0, values.size, 3)] = rng.choice(special, 3)
     if dtype is object:
         a = values.astype(object)
     elif np.dtype(dtype).kind in "iub":
@@ -48,15 +48,15 @@ def arrays(draw, shape=None, dtypes=DTYPES):
     return a
 
 
-def targets_like(draw, x):
+def targets_like(draw, x, dtypes=DTYPES, special=SPECIAL):
     """Class indices of plausible or implausible shapes and values, or probabilities."""
     kind = draw(st.sampled_from(["index", "index", "probs", "anything"]))
     if kind == "anything" or x.ndim == 0:
-        return draw(arrays())
+        return draw(arrays(dtypes=dtypes, special=special))
     ax = 0 if x.ndim == 1 else 1
     C = x.shape[ax]
     if kind == "probs":
-        return draw(arrays(shape=x.shape, dtypes=FLOATS))
+        return draw(arrays(shape=x.shape, dtypes=FLOATS, special=special))
     shape = x.shape[:ax] + x.shape[ax + 1:]
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     t = rng.integers(-3, C + 3, size=shape) if draw(st.booleans()) else \
@@ -77,13 +77,15 @@ OPTIONS = {
 }
 
 
-def option(draw, name, x):
+def option(draw, name, x, dtypes=DTYPES, special=SPECIAL):
+    """A value for the option `name` of a call on x: valid, or of a wrong type or range."""
     if name in OPTIONS:
         return draw(st.sampled_from(OPTIONS[name]))
+    some = arrays(dtypes=dtypes, special=special)
     if name in ("weight", "pos_weight"):
-        return draw(st.one_of(st.none(), arrays(), st.just(np.ones(x.shape[-1:] or (1,)))))
+        return draw(st.one_of(st.none(), some, st.just(np.ones(x.shape[-1:] or (1,)))))
     if name == "grad_output":
-        return draw(st.one_of(st.none(), st.just(2.0), arrays()))
+        return draw(st.one_of(st.none(), st.just(2.0), some))
     if name == "grad_out":
         return draw(st.sampled_from([None, "input", "zeros", "wrong"]))
     raise AssertionError(name)

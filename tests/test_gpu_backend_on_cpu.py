@@ -434,3 +434,21 @@ def test_loss_classes_run_on_the_device(gpu):
                         (want[0],) + want):
             assert type(g) is ndarray, type(loss_fn).__name__
             _close(g, e, "float64", type(loss_fn).__name__)
+
+
+@pytest.mark.parametrize("pos_weight", [None, 1.0, 2.0])
+def test_bce_logits_of_infinite_targets_as_torch(gpu, pos_weight):
+    """Without pos_weight the device leaves its terms out, as PyTorch does: an infinite
+    target gives an infinite loss and gradient, where pos_weight = 1 makes 0 * inf a NaN."""
+    import oracle
+    x = np.array([0.3772, -2.0, 0.0, 5.0])
+    y = np.array([np.inf, -np.inf, np.inf, 0.5])
+    pw = None if pos_weight is None else np.full(4, pos_weight)
+    want = oracle.binary_cross_entropy_with_logits(x, y, pos_weight=pw, reduction="none")
+    for dtype in ("float64", "float32"):
+        got = fx.binary_cross_entropy_with_logits(
+            gpu.dev(x.astype(dtype)), gpu.dev(y.astype(dtype)),
+            pos_weight=None if pw is None else gpu.dev(pw), reduction="none",
+            return_grad=True)
+        _close(got[0], want[0], dtype)
+        _close(got[1], want[1], dtype)

@@ -270,8 +270,8 @@ def _index_denominator(t2, ignore, w, C):
 def _class_call(fn, op, input, target, *, weight, ignore_index, reduction, label_smoothing,
                 axis, return_grad, grad_output, grad_out, partial=False):
     cp = _cp()
+    want = V.gradient_options(return_grad, grad_output, grad_out)    # first, as on the CPU
     x = _input(input)
-    want = V.gradient_options(return_grad, grad_output, grad_out)
     ax, probs = V.class_problem(V.stand_in(x), V.stand_in(target), weight=V.stand_in(weight),
                                 ignore_index=ignore_index, reduction_value=reduction,
                                 label_smoothing_value=label_smoothing, axis_value=axis,
@@ -394,25 +394,20 @@ def _elementwise_call(op, input, target, *, weight=None, pos_weight=None, reduct
                       log_target=False, return_grad, grad_output, grad_out, probabilities,
                       reductions=V.REDUCTIONS, batch_denominator=False, partial=False):
     cp = _cp()
+    want = V.gradient_options(return_grad, grad_output, grad_out)    # first, as on the CPU
+    log_target = V.flag("log_target", log_target)
     x = _input(input)
-    want = V.gradient_options(return_grad, grad_output, grad_out)
     V.elementwise_problem(V.stand_in(x), V.stand_in(target), weight=V.stand_in(weight),
                           pos_weight=V.stand_in(pos_weight), reduction_value=reduction,
-                          probabilities=probabilities, reductions=reductions,
-                          check_only=True)
+                          same_shape=op != "kl_div", probabilities=probabilities,
+                          reductions=reductions, check_only=True)
     red = V.reduction(reduction, reductions)
-    log_target = V.flag("log_target", log_target)
     t = _device(target)
     grad_out = _grad_out(grad_out, x, {"target": t, "weight": weight,
                                        "pos_weight": pos_weight})
     cdt = x.dtype if t.dtype == x.dtype else np.dtype(V.compute_dtype(x.dtype, t.dtype))
     xk = x.astype(cdt, copy=False)
     shape = x.shape
-    if probabilities:
-        bad = ((xk < 0) | (xk > 1) | cp.isnan(xk)).any() | \
-              ((t < 0) | (t > 1) | cp.isnan(t.astype(cp.float64))).any()
-        _defer(bad, ValueError, "input and target of binary_cross_entropy must hold values "
-                                "in [0, 1] (found on the device)")
     operands = [cp.broadcast_to(t.astype(cdt, copy=False), shape)]
     if op != "kl_div":
         operands.append(cp.broadcast_to(_float64(weight), shape))
@@ -441,6 +436,12 @@ def _elementwise_call(op, input, target, *, weight=None, pos_weight=None, reduct
     if want and g3 is None:
         g3 = cp.empty(shape3, cdt)
 
+    if probabilities:      # deferred after every check made at the call: a refused call
+        # leaves no error pending
+        bad = ((xk < 0) | (xk > 1) | cp.isnan(xk)).any() | \
+              ((t < 0) | (t > 1) | cp.isnan(t.astype(cp.float64))).any()
+        _defer(bad, ValueError, "input and target of binary_cross_entropy must hold values "
+                                "in [0, 1] (found on the device)")
     grid = P.elementwise_grid(max(n, 1), _n_sm(cp.cuda.Device().id))
     block_totals = cp.zeros(grid, cp.float64)
     if n:

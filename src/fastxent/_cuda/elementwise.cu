@@ -34,18 +34,18 @@ template <int OP, class T> FX_HD double elem_work(const ElemArgs<T>& a, long lon
     const A xv = widen(a.x[i0 * a.xs0 + i1 * a.xs1 + i2 * a.xs2]);
     const A yv = widen(a.y[i0 * a.ys0 + i1 * a.ys1 + i2 * a.ys2]);
     const A wv = OP == KL_DIV ? A(1) : A(a.w[i0 * a.ws0 + i1 * a.ws1 + i2 * a.ws2]);
-    const A pv = OP == BCE_LOGITS && a.has_pw ? A(a.pw[i0 * a.ps0 + i1 * a.ps1 + i2 * a.ps2])
-                                              : A(1);
+    const bool has_pw = OP == BCE_LOGITS && a.has_pw;
+    const A pv = has_pw ? A(a.pw[i0 * a.ps0 + i1 * a.ps1 + i2 * a.ps2]) : A(1);
     const bool log_target = a.log_target != 0;
     const A lv = OP == KL_DIV ? kl_loss(xv, yv, log_target)
                : OP == BCE    ? bce_loss(xv, yv, wv)
-                              : bce_logits_loss(xv, yv, wv, pv);
+                              : bce_logits_loss(xv, yv, wv, has_pw, pv);
     if (a.want_loss) a.loss[i0 * a.ls0 + i1 * a.ls1 + i2 * a.ls2] = narrow_to<T>::from(lv);
     if (a.want_grad) {
         const A scale = A(a.gscale[i0 * a.gss0 + i1 * a.gss1 + i2 * a.gss2]);
         const A gv = OP == KL_DIV ? kl_grad(yv, log_target, scale)
                    : OP == BCE    ? bce_grad(xv, yv, wv, scale)
-                                  : bce_logits_grad(xv, yv, wv, pv, scale);
+                                  : bce_logits_grad(xv, yv, wv, has_pw, pv, scale);
         a.g[i0 * a.gs0 + i1 * a.gs1 + i2 * a.gs2] = narrow_to<T>::from(gv);
     }
     return (double)lv;

@@ -207,18 +207,20 @@ template <class A> FX_HD A prob_row_loss(RowSums<A> s) {
 
 /* binary_cross_entropy_with_logits: w [(1 - y) x + (1 + (pw - 1) y) softplus(-x)], with
  * softplus(-x) = log1p(exp(-|x|)) + max(-x, 0) through Goldberg's log1p; and its gradient
- * w [(pw y + 1 - y) sigmoid(x) - pw y] (pw = 1 without pos_weight). */
-template <class A> FX_HD A bce_logits_loss(A x, A y, A w, A pw) {
+ * w [(pw y + 1 - y) sigmoid(x) - pw y]. Without pos_weight the pw terms are left out, not
+ * set to 1: PyTorch leaves them out, and an infinite y makes (pw - 1) y = 0 * inf a NaN
+ * where its loss and gradient are -inf. */
+template <class A> FX_HD A bce_logits_loss(A x, A y, A w, bool has_pw, A pw) {
     const A e = fx_exp(-fx_abs(x)), u = A(1) + e;
     const A l1p = (u == A(1)) ? e : fx_log(u) * e / (u - A(1));
     const A sp = l1p + (x < A(0) ? -x : A(0));
-    return w * ((A(1) - y) * x + (A(1) + (pw - A(1)) * y) * sp);
+    return w * ((A(1) - y) * x + (has_pw ? (A(1) + (pw - A(1)) * y) * sp : sp));
 }
 
-template <class A> FX_HD A bce_logits_grad(A x, A y, A w, A pw, A scale) {
+template <class A> FX_HD A bce_logits_grad(A x, A y, A w, bool has_pw, A pw, A scale) {
     const A e = fx_exp(-fx_abs(x)), u = A(1) + e;
     const A sg = (x < A(0) ? e : A(1)) / u;
-    return scale * w * ((pw * y + A(1) - y) * sg - pw * y);
+    return scale * w * (has_pw ? (pw * y + A(1) - y) * sg - pw * y : sg - y);
 }
 
 /* binary_cross_entropy on probabilities: each log clamped at -100 the way std::max does it
