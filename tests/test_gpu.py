@@ -146,6 +146,26 @@ def test_elementwise_losses(dtype):
         _close(got_grad, want_grad, dtype)
 
 
+def test_broadcast_and_infinite_targets():
+    """kl_div's target broadcasts to the input; BCE with logits of an infinite target
+    without pos_weight is infinite, as PyTorch's (pos_weight = 1 makes it NaN)."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((5, 7))
+    q = rng.dirichlet(np.ones(7))
+    for red in ("none", "sum"):
+        _close(fx.kl_div(cp.asarray(x), cp.asarray(q), reduction=red, return_grad=True)[1],
+               fx.kl_div(x, q, reduction=red, return_grad=True)[1], "float64")
+    y = np.tile([np.inf, -np.inf, 0.5], (5, 1))
+    for pw in (None, np.ones(3)):
+        want = fx.binary_cross_entropy_with_logits(x[:, :3], y, pos_weight=pw,
+                                                   reduction="none", return_grad=True)
+        got = fx.binary_cross_entropy_with_logits(
+            cp.asarray(x[:, :3]), cp.asarray(y), reduction="none", return_grad=True,
+            pos_weight=None if pw is None else cp.asarray(pw))
+        for g, w in zip(got, want):
+            _close(g, w, "float64")
+
+
 def test_value_errors_are_raised_after_the_call():
     x = cp.zeros((4, 3), cp.float32)
     loss = fx.cross_entropy(x, cp.asarray([0, 3, 1, 2]), reduction="none")
