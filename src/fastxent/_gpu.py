@@ -436,8 +436,9 @@ def _elementwise_call(op, input, target, *, weight=None, pos_weight=None, reduct
     if want and g3 is None:
         g3 = cp.empty(shape3, cdt)
 
-    if probabilities:      # deferred after every check made at the call: a refused call
-        # leaves no error pending
+    # Deferred after every check made at the call, so that a refused call leaves no error
+    # pending
+    if probabilities:
         bad = ((xk < 0) | (xk > 1) | cp.isnan(xk)).any() | \
               ((t < 0) | (t > 1) | cp.isnan(t.astype(cp.float64))).any()
         _defer(bad, ValueError, "input and target of binary_cross_entropy must hold values "
