@@ -9,6 +9,8 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import fastxent as fx
 from fastxent import _gpu
@@ -65,6 +67,22 @@ def class_case(shape, axis, dtype, kind, options):
         if kind != "nll":
             kw["label_smoothing"] = 0.15
     return x, t, ax, kw
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(1, 30), c=st.integers(1, 12), rc=st.integers(1, 30),
+       cc=st.integers(1, 12), eps=st.sampled_from([0.0, 0.3]),
+       reduction=st.sampled_from(["mean", "sum", "none"]), seed=st.integers(0, 2**32 - 1))
+def test_any_chunking_matches_numpy(gpu, n, c, rc, cc, eps, reduction, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(scale=5, size=(n, c))
+    t = rng.integers(-1, c, n)
+    w = rng.random(c) + 0.1
+    kw = dict(weight=w, ignore_index=-1, label_smoothing=eps, reduction=reduction,
+              return_grad=True)
+    assert_matches(computed(fxd.cross_entropy(on_device(gpu, x, (rc, cc)), gpu.dev(t), **kw)),
+                   fx.cross_entropy(x, t, **kw), "float64")
 
 
 @pytest.mark.parametrize("shape,chunks,axis", DASK_CLASS_LAYOUTS)
