@@ -1,5 +1,8 @@
 """Random problems and tolerances shared by the parity grids."""
 import numpy as np
+import pytest
+
+import fastxent as fx
 
 # (rtol, atol relative to the largest magnitude) of fastxent against the float64 oracle
 # evaluated on the same (rounded) inputs.
@@ -115,3 +118,14 @@ BAD_CALLS = [
     ("logsumexp", X23, None, dict(axis=-3)),
     ("logsumexp", X23, None, dict(keepdims=1)),
 ]
+
+
+def assert_refused_as_numpy(name, x, t, options, call):
+    """``call(name, args, options)`` (another backend's or API's call) raises the exception
+    type and message that the NumPy API raises for the BAD_CALLS row (name, x, t, options)."""
+    args = (x,) if t is None else (x, t)
+    with pytest.raises((ValueError, TypeError, IndexError)) as numpy_error:
+        getattr(fx, name)(*args, **options)
+    with pytest.raises(type(numpy_error.value)) as other:
+        call(name, args, options)
+    assert str(other.value) == str(numpy_error.value)

@@ -91,6 +91,18 @@ def option(draw, name, x, dtypes=DTYPES, special=SPECIAL):
     raise AssertionError(name)
 
 
+def grad_out_for(marker, x):
+    """The grad_out that option() names by `marker`: x itself (in place), a fresh buffer,
+    or one of the wrong shape; None stays None."""
+    if marker == "input":
+        return x
+    if marker == "zeros":
+        return np.zeros_like(x)
+    if marker == "wrong":
+        return np.zeros(x.shape + (2,), x.dtype)
+    return marker
+
+
 # The options each loss takes, fuzzed by name
 LOSSES = {
     fx.cross_entropy: ["weight", "ignore_index", "reduction", "label_smoothing", "axis",

@@ -4,8 +4,9 @@ Random shapes (0- and 1-sized axes included), dtypes (float, int, bool, complex,
 layouts, non-finite values, out-of-range targets and option values of the wrong type or
 range. Every call must return, or raise ValueError, TypeError or IndexError with a
 message from fastxent's own checks (not from a kernel: in the Debug build an index past a
-buffer's end raises IndexError too, and that must fail here). It must never raise another exception, emit a RuntimeWarning (an error under this
-suite's settings), crash or modify its inputs.
+buffer's end raises IndexError too, and that must fail here). It must never raise another
+exception, emit a RuntimeWarning (an error under this suite's settings), crash or modify
+its inputs.
 
 The CI profile runs ``FASTXENT_FUZZ_EXAMPLES`` cases per function (default 150). The
 release profile is documented in docs/testing.md:
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 
 import fastxent as fx
 
-from fuzz_inputs import ALLOWED, FUZZ, LOSSES, arrays, option, targets_like
+from fuzz_inputs import ALLOWED, FUZZ, LOSSES, arrays, grad_out_for, option, targets_like
 
 
 def _unchanged(a, before):
@@ -41,12 +42,8 @@ def _raised_by_fastxent(exc):
 def _call(fn, x, t, options):
     snapshot = [(a, np.array(a, copy=True)) for a in (x, t) if isinstance(a, np.ndarray)]
     go = options.get("grad_out")
-    if go == "input":
-        options["grad_out"] = x
-    elif go == "zeros":
-        options["grad_out"] = np.zeros_like(x)
-    elif go == "wrong":
-        options["grad_out"] = np.zeros(x.shape + (2,), x.dtype)
+    if "grad_out" in options:
+        options["grad_out"] = grad_out_for(go, x)
     try:
         result = fn(x, **options) if t is None else fn(x, t, **options)
         event("returned")

@@ -10,18 +10,19 @@ outside [0, 1], the device call returns and ``check_errors`` raises the same typ
 """
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastxent as fx
 from fastxent import _gpu
 
 import cuda_host_lib
-from fuzz_inputs import ALLOWED, FLOATS, FUZZ, LOSSES, SPECIAL, arrays, option, targets_like
+from fuzz_inputs import (ALLOWED, FLOATS, FUZZ, LOSSES, SPECIAL, arrays, grad_out_for, option,
+                         targets_like)
 
 # The stand-in's state is reset by every example's check_errors, so one fixture serves all.
-GPU_FUZZ = FUZZ.__class__(FUZZ, suppress_health_check=list(FUZZ.suppress_health_check)
-                          + [HealthCheck.function_scoped_fixture])
+GPU_FUZZ = settings(FUZZ, suppress_health_check=list(FUZZ.suppress_health_check)
+                   + [HealthCheck.function_scoped_fixture])
 # CuPy has no object arrays: every other dtype of the CPU fuzz. And no huge finite values:
 # the device evaluates 16- and 32-bit inputs in float32, where a product of two of them,
 # such as (1 - y) x in BCE, overflows (as in PyTorch's float32) while the CPU path's
@@ -35,14 +36,9 @@ def _arguments(args, options, device):
     """Copies of the call's arrays (the grad_out markers resolved), on the device or not."""
     args = [np.array(a, copy=True, order="K") if isinstance(a, np.ndarray) else a
             for a in args]
-    go = options.get("grad_out")
     options = dict(options)
-    if go == "input":
-        options["grad_out"] = args[0]
-    elif go == "zeros":
-        options["grad_out"] = np.zeros_like(args[0])
-    elif go == "wrong":
-        options["grad_out"] = np.zeros(args[0].shape + (2,), args[0].dtype)
+    if "grad_out" in options:
+        options["grad_out"] = grad_out_for(options["grad_out"], args[0])
     if device:
         in_place = options.get("grad_out") is args[0]
         args = [device(a) if isinstance(a, np.ndarray) else a for a in args]
