@@ -6,6 +6,7 @@ bodies compiled by g++ (cuda_host_lib), called with the launcher's argument tupl
 CuPy, an operation that mixes a host array into device arrays raises TypeError, so code
 that forgets to move an operand fails here as it would on the device.
 """
+import ctypes
 import re
 import sys
 import threading
@@ -34,6 +35,19 @@ def _refuse_host(value):
 
 _inside = threading.local()      # .depth: NumPy functions running on stand-in arrays
 
+# What a call asked the device to do, in order: each entry would be a launch, a memset or
+# a copy on a GPU, each of which costs CuPy's host tens of microseconds (allocations and
+# views are not listed). install() empties it.
+WORK = []
+
+
+_NO_WORK = {"broadcast_to", "empty_like", "reshape", "may_share_memory", "shares_memory"}
+
+
+def _did(what):
+    if not getattr(_inside, "depth", 0):
+        WORK.append(what)
+
 
 class ndarray(np.ndarray):
     """NumPy memory under a CuPy-like type (its module name is what the dispatch checks)."""
@@ -43,14 +57,21 @@ class ndarray(np.ndarray):
         return types.SimpleNamespace(ptr=self.__array_interface__["data"][0])
 
     def get(self, out=None, stream=None, blocking=True):
+        _did("copy to host")
         if out is None:
             return np.array(self)
         out[...] = self
         return out
 
     def astype(self, dtype, *args, **kwargs):
+        if np.dtype(dtype) != self.dtype or kwargs.get("copy", True):
+            _did("astype")
         with np.errstate(all="ignore"):     # CuPy's casts overflow to inf silently
             return super().astype(dtype, *args, **kwargs)
+
+    def __setitem__(self, key, value):
+        _did("copy")
+        super().__setitem__(key, value)
 
     def __getitem__(self, key):
         item = super().__getitem__(key)
@@ -63,6 +84,7 @@ class ndarray(np.ndarray):
         if not getattr(_inside, "depth", 0):
             _refuse_host(inputs)
             _refuse_host(kwargs)
+        _did(ufunc.__name__ if method == "__call__" else f"{ufunc.__name__}.{method}")
         plain = [i.view(np.ndarray) if isinstance(i, ndarray) else i for i in inputs]
         out = kwargs.get("out")
         if out is not None:
@@ -79,6 +101,8 @@ class ndarray(np.ndarray):
         if not getattr(_inside, "depth", 0):    # NumPy's own nested calls mix freely
             _refuse_host(args)
             _refuse_host(kwargs)
+        if func.__name__ not in _NO_WORK:
+            _did(func.__name__)
         _inside.depth = getattr(_inside, "depth", 0) + 1
         try:
             result = super().__array_function__(func, types_, args, kwargs)
@@ -99,10 +123,33 @@ def on_device(a):
     return a.view(ndarray) if isinstance(a, np.ndarray) else a
 
 
-def _wrap(fn):
+def _wrap(fn, work=None):
+    """`fn` returning device arrays; `work` names what it asks of the device (None: nothing,
+    an allocation or a view)."""
     def call(*args, **kwargs):
+        if work:
+            _did(work)
         return on_device(fn(*args, **kwargs))
     return call
+
+
+def _copied(out, a):
+    return not (isinstance(a, np.ndarray)
+                and np.shares_memory(out.view(np.ndarray), a.view(np.ndarray)))
+
+
+def _asarray(a, dtype=None):
+    out = np.array(a, dtype=dtype, copy=None)
+    if _copied(out, a):
+        _did("asarray")
+    return on_device(out)
+
+
+def _ascontiguousarray(a):
+    out = np.ascontiguousarray(a)
+    if _copied(out, a):
+        _did("ascontiguousarray")
+    return on_device(out)
 
 
 class Event:
@@ -129,26 +176,43 @@ class _Module(types.SimpleNamespace):
 
     def __getattr__(self, name):
         value = getattr(np, name)
-        return _wrap(value) if callable(value) and not isinstance(value, type) else value
+        return (_wrap(value, name) if callable(value) and not isinstance(value, type)
+                else value)
+
+
+def _fuse(fn):
+    """cupy.fuse: the function's array operations, run unfused, listed as one kernel."""
+    def fused(*args):
+        _did("fused " + fn.__name__)
+        _inside.depth = getattr(_inside, "depth", 0) + 1
+        try:
+            return fn(*args)
+        finally:
+            _inside.depth -= 1
+    return fused
 
 
 def fake_cupy():
     cp = _Module(
         ndarray=ndarray, float64=np.float64, int32=np.int32, int64=np.int64,
         uint64=np.uint64, nan=np.nan,
-        asarray=lambda a, dtype=None: on_device(np.array(a, dtype=dtype, copy=None)),
+        asarray=_asarray,
         asnumpy=lambda a: np.array(a),
-        empty=_wrap(np.empty), empty_like=_wrap(np.empty_like), zeros=_wrap(np.zeros),
-        full=_wrap(np.full),
-        where=_wrap(np.where), broadcast_to=_wrap(lambda a, s: np.broadcast_to(a, s,
-                                                                             subok=True)),
-        ascontiguousarray=_wrap(np.ascontiguousarray), isnan=_wrap(np.isnan),
+        empty=_wrap(np.empty), empty_like=_wrap(np.empty_like),
+        zeros=_wrap(np.zeros, "zeros"), full=_wrap(np.full, "full"),
+        where=_wrap(np.where, "where"),
+        broadcast_to=_wrap(lambda a, s: np.broadcast_to(a, s, subok=True)),
+        ascontiguousarray=_ascontiguousarray, isnan=_wrap(np.isnan, "isnan"),
         may_share_memory=np.may_share_memory,
-        fuse=lambda fn: fn,             # the fused function's array operations, unfused
+        fuse=_fuse,
         cuda=types.SimpleNamespace(Device=Device, get_current_stream=lambda: None,
                                    Event=Event))
     cpx = types.SimpleNamespace(empty_pinned=lambda shape, dtype: np.zeros(shape, dtype))
     return cp, cpx
+
+
+def _ll(n):
+    return ctypes.c_longlong(n)       # a bare Python int would pass as a 32-bit C int
 
 
 class HostKernel:
@@ -160,10 +224,12 @@ class HostKernel:
 
     def __call__(self, grid, block, args, shared_mem=0):
         self.launches += 1
+        _did("kernel " + (self.kind if self.kind != "reduce" else
+                          self.name[4:self.name.index("<")]))
         assert isinstance(grid, tuple) and isinstance(block, tuple)
         cargs = [cuda_host_lib.c_arg(np.asarray(a) if isinstance(a, np.ndarray) else a)
                  for a in args]
-        code = cuda_host_lib.DTYPE_CODES[self.dtype]
+        code = cuda_host_lib.DTYPE_CODES.get(self.dtype)
         if self.kind == "rows":
             params = re.match(r"fx::rows<(\d+), [^,]+, ([^,]+), (\d+), (\d+), (\w+)>",
                               self.name)
@@ -171,8 +237,16 @@ class HostKernel:
             cached = params.group(5) == "true"
             assert self.lib.fx_host_rows(int(params.group(1)), code, target, int(cached),
                                          *cargs) == 0
+        elif self.kind == "elementwise":
+            assert self.lib.fx_host_elementwise(S.ELEMENTWISE_OPS[self.op], code,
+                                                _ll(grid[0]), _ll(block[0]), *cargs) == 0
+        elif self.name.startswith("fx::mean_scale<"):
+            target = 0 if self.name == S.mean_scale_kernel("int32") else 1
+            assert self.lib.fx_host_mean_scale(target, _ll(grid[0]), *cargs) == 0
         else:
-            assert self.lib.fx_host_elementwise(S.ELEMENTWISE_OPS[self.op], code, *cargs) == 0
+            out_dtype = {S.total_kernel(d): d for d in S.DTYPES}[self.name]
+            assert self.lib.fx_host_total(cuda_host_lib.DTYPE_CODES[out_dtype], _ll(grid[0]),
+                                          *cargs) == 0
 
 
 def install(monkeypatch, lib, _gpu):
@@ -180,6 +254,7 @@ def install(monkeypatch, lib, _gpu):
     the list of kernels the backend has asked for, in order."""
     cp, cpx = fake_cupy()
     kernels = []
+    WORK.clear()
 
     def kernel(kind, op, dtype, name):
         assert name in S.module(kind, op, dtype)[1]       # a name the module compiles

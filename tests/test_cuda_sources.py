@@ -44,7 +44,7 @@ def _translation_unit(file, names):
 
 
 ARCHS = ("sm_80", "sm_90")
-FILES = ("rows.cu", "elementwise.cu")
+FILES = ("rows.cu", "elementwise.cu", "reduce.cu")
 # Two of gpu_sweep.py's variant modules, between them every launch knob and block size it
 # compiles that the backend does not (the rest differ only in the knobs' values).
 SWEEP_VARIANTS = (("float32", {"FX_IN_FLIGHT": 8, "FX_MIN_BLOCKS": 1}),
@@ -177,7 +177,8 @@ def test_tuning_options_name_known_knobs():
 def test_catalogue_names_every_op_and_dtype():
     modules = S.all_modules()
     assert {(m[1], m[2]) for m in modules} == {
-        (op, dt) for dt in S.DTYPES for op in (*S.ROW_OPS, *S.ELEMENTWISE_OPS)}
+        (op, dt) for dt in S.DTYPES for op in (*S.ROW_OPS, *S.ELEMENTWISE_OPS)} | {
+        ("reduce", "any")}
     for kind, op, dtype, file, names in modules:
         assert names and all(n.startswith("fx::") for n in names)
         code = S.source(file)
@@ -438,14 +439,21 @@ def _elementwise(host, op, x, y, *, w=None, pw=None, log_target=False, go=None):
     gs3 = None if go is None else np.ascontiguousarray(go, np.float64).reshape(1, 1, -1)
     loss = np.full(shape, np.nan, x.dtype)
     grad = np.full(shape, np.nan, x.dtype)
-    partial = np.zeros(1)
+    grid, block = 3, 4                  # several blocks' partials, some of them empty
+    partial = np.full(grid, np.nan)
+    err = np.zeros(1, np.int32)
     args = P.elementwise_args(x3, y3, w3=w3, pw3=pw3, log_target=log_target, gscale3=gs3,
                               loss3=loss.reshape(1, 1, -1),
                               g3=None if go is None else grad.reshape(1, 1, -1),
-                              partial=partial)
+                              err=err, partial=partial)
     assert host.fx_host_elementwise(S.ELEMENTWISE_OPS[op], DTYPE_CODES[x.dtype.name],
+                                    _c(np.int64(grid)), _c(np.int64(block)),
                                     *map(_c, args)) == 0
-    return loss, grad, partial[0]
+    flagged[0] = int(err[0])
+    return loss, grad, partial.sum()
+
+
+flagged = [0]       # the last _elementwise call's error flag
 
 
 @pytest.mark.parametrize("dtype", list(NP_DTYPES))
@@ -493,6 +501,140 @@ def test_elementwise_non_finite(cuda_host):
                                               grad_output=np.ones(6))
     _close(loss, want, "float64", "bce loss")
     _close(grad, want_grad, "float64", "bce grad")
+    assert flagged[0] == 0
+
+
+@pytest.mark.parametrize("dtype", list(NP_DTYPES))
+def test_bce_flags_values_outside_the_unit_interval(cuda_host, dtype):
+    """Input or target outside [0, 1], or NaN, sets the flag the host raises as a ValueError;
+    the other element-wise losses never set it."""
+    good = np.array([0.0, 0.25, 1.0, 0.5], NP_DTYPES[dtype])
+    for bad in (-0.0625, 1.0078125, np.nan, np.inf):
+        for which in ("input", "target"):
+            x, y = good.copy(), good[::-1].copy()
+            (x if which == "input" else y)[1] = bad
+            _elementwise(cuda_host, "bce", x, y, go=np.ones(4))
+            assert flagged[0] == 1, (bad, which)
+            for op in ("bce_logits", "kl_div"):
+                _elementwise(cuda_host, op, x, y, go=np.ones(4))
+                assert flagged[0] == 0, op
+    _elementwise(cuda_host, "bce", good, good[::-1].copy())
+    assert flagged[0] == 0
+
+
+# --- reduce.cu: "mean"'s denominator and scale, the reduced loss -------------------------
+
+GRIDS = (1, 2, 5, 64)        # 64 blocks over fewer items: empty slices
+
+
+def _mean_scale(host, t2, *, grid, w=None, C=5, ignore=-100, go=1.0):
+    out = np.full(2, np.nan)
+    partials = np.full(grid, np.nan)
+    args = P.mean_scale_args(t2, ignore_index=ignore, C=C, w=w,
+                             grad_output=np.full((), go), partials=partials,
+                             counter=np.zeros(1, np.int32), out=out)
+    target = 0 if t2.dtype == np.int32 else 1
+    assert host.fx_host_mean_scale(target, _c(np.int64(grid)), *map(_c, args)) == 0
+    return out
+
+
+@pytest.mark.parametrize("grid", GRIDS)
+@pytest.mark.parametrize("target", ["int32", "int64"])
+def test_mean_denominator_and_scale(cuda_host, grid, target):
+    """The denominator is the CPU path's (the summed weights of the counted targets), and
+    the scale grad_output / denominator, whatever the blocks and the targets' strides;
+    ignore_index and indices outside [0, C) count nothing; no counted target gives NaN."""
+    rng = np.random.default_rng(grid)
+    C = 5
+    w = rng.uniform(0.5, 2.0, C)
+    base = rng.integers(-1, C + 1, (7, 2, 9)).astype(target)    # -1 and C: out of range
+    base[0, 0, :4] = -100
+    for t2 in (base.reshape(7, 18), base[:, 1, ::2], base.transpose(2, 0, 1)[:, :, 0]):
+        counted = (t2 >= 0) & (t2 < C)
+        for weights in (None, w):
+            want = counted.sum() if weights is None else weights[np.where(counted, t2, 0)][
+                counted].sum()
+            den, scale = _mean_scale(cuda_host, t2, grid=grid, w=weights, C=C, go=0.7)
+            np.testing.assert_allclose(den, want, rtol=1e-14)
+            np.testing.assert_allclose(scale, 0.7 / want, rtol=1e-14)
+    den, scale = _mean_scale(cuda_host, np.full((3, 4), -100, target), grid=grid)
+    assert den == 0 and np.isnan(scale)
+    den, scale = _mean_scale(cuda_host, np.zeros((0, 4), target), grid=grid)
+    assert den == 0 and np.isnan(scale)
+
+
+def _total(host, values, mode, *, grid, dtype="float64", den=None, den_value=0.0):
+    out = np.full((), np.nan, NP_DTYPES[dtype])
+    args = P.total_args(values, mode=mode,
+                        denominator=None if den is None else np.full((), den),
+                        denominator_value=den_value, partials=np.full(grid, np.nan),
+                        counter=np.zeros(1, np.int32), out=out)
+    assert host.fx_host_total(DTYPE_CODES[dtype], _c(np.int64(grid)), *map(_c, args)) == 0
+    return out
+
+
+@pytest.mark.parametrize("grid", GRIDS)
+def test_total_sums_and_means(cuda_host, grid):
+    rng = np.random.default_rng(grid)
+    values = rng.standard_normal(37) * 10
+    for n in (37, 1, 0):
+        v = values[:n].copy()
+        np.testing.assert_allclose(_total(cuda_host, v, "sum", grid=grid), v.sum(),
+                                   rtol=1e-13, atol=1e-13)
+        mean = v.sum() / 4.5 if n else 0.0
+        np.testing.assert_allclose(_total(cuda_host, v, "mean by pointer", grid=grid, den=4.5),
+                                   mean, rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(_total(cuda_host, v, "mean by value", grid=grid,
+                                          den_value=4.5), mean, rtol=1e-13, atol=1e-13)
+        assert np.isnan(_total(cuda_host, v, "mean by pointer", grid=grid, den=0.0))
+        assert np.isnan(_total(cuda_host, v, "mean by value", grid=grid, den_value=0.0))
+    for special, want in (([1.0, np.inf], np.inf), ([np.inf, -np.inf], np.nan),
+                          ([np.nan, 1.0], np.nan)):
+        got = _total(cuda_host, np.array(special * 3), "sum", grid=grid)
+        np.testing.assert_array_equal(got, want)
+
+
+def _nearest(d, dtype):
+    """The value of `dtype` nearest the double d, ties to even, by exact arithmetic."""
+    from fractions import Fraction
+    first = np.array(d).astype(dtype)           # within one step of the answer
+    bits = first.view(np.uint16).astype(np.int64)
+    candidates = [np.array(b, np.uint16).view(dtype) for b in (bits - 1, bits, bits + 1)
+                  if 0 <= b < 1 << 16]
+    finite = [c for c in candidates if np.isfinite(c.astype(np.float64))]
+    exact = Fraction(d)
+    return min(finite, key=lambda c: (abs(Fraction(float(c)) - exact),
+                                      int(c.view(np.uint16)) & 1))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_reduced_loss_is_rounded_once(cuda_host, dtype):
+    """A float64 total becomes a 16-bit loss by one rounding to nearest (through a float
+    rounded to odd): 1 + 2**-8 + 2**-30 is past bfloat16's midpoint between 1 and 1 + 2**-7,
+    though a rounding to float first lands on the midpoint, and the tie on 1."""
+    rng = np.random.default_rng(3)
+    np_dtype = NP_DTYPES[dtype]
+    step = 2.0 ** (-8 if dtype == "bfloat16" else -11)
+    mids = 1 + step * (2 * rng.integers(0, 1 << (7 if dtype == "bfloat16" else 10), 300) + 1)
+    values = np.concatenate([
+        mids * 2.0 ** rng.integers(-14, 14, 300),                  # on a midpoint: ties
+        mids * (1 + rng.choice([-1, 1], 300) * 2.0 ** -rng.integers(25, 52, 300)),
+        rng.standard_normal(300) * 10.0 ** rng.integers(-6, 5, 300),
+        [1 + 2.0 ** -8 + 2.0 ** -30, 1e-9, -3e-8, 0.0, -0.0]])
+    for d in values:
+        got = np.array(cuda_host.fx_host_narrow_double(DTYPE_CODES[dtype], float(d)),
+                       np.uint16).view(np_dtype)
+        want = _nearest(float(d), np_dtype)
+        assert got.view(np.uint16) == want.view(np.uint16), (d, got, want)
+        if dtype == "float16":      # NumPy rounds a double to float16 once, too
+            assert got.view(np.uint16) == np.float16(d).view(np.uint16), d
+    for special in (np.inf, -np.inf, 1e6, -1e300):
+        got = np.array(cuda_host.fx_host_narrow_double(DTYPE_CODES[dtype], special),
+                       np.uint16).view(np_dtype).astype(np.float64)
+        with np.errstate(over="ignore"):
+            assert got == np.array(special).astype(np_dtype).astype(np.float64), special
+    nan = np.array(cuda_host.fx_host_narrow_double(DTYPE_CODES[dtype], np.nan), np.uint16)
+    assert np.isnan(nan.view(np_dtype).astype(np.float32))
 
 
 def test_plans_cover_the_lane_mappings():

@@ -166,6 +166,36 @@ def test_broadcast_and_infinite_targets():
             _close(g, w, "float64")
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_reductions_over_many_blocks(dtype):
+    """reduce.cu's kernels over hundreds of blocks, each adding its slice and the last one
+    the partials: a segmentation batch of 2**21 targets (21 classes, weights, ignored
+    pixels), and 2**20 element-wise losses; the same bits on a repeat."""
+    rng = np.random.default_rng(6)
+    x = (rng.standard_normal((32, 21, 256, 256)) * 3).astype(DTYPES[dtype])
+    t = rng.integers(0, 21, (32, 256, 256))
+    t[:, :40] = 255
+    w = rng.uniform(0.5, 2, 21)
+    for red in ("mean", "sum"):
+        want, want_grad = fx.cross_entropy(x, t, weight=w, ignore_index=255, reduction=red,
+                                           return_grad=True)
+        calls = [fx.cross_entropy(cp.asarray(x), cp.asarray(t), weight=cp.asarray(w),
+                                  ignore_index=255, reduction=red, return_grad=True)
+                 for _ in range(2)]
+        _close(calls[0][0], want, dtype)
+        _close(calls[0][1], want_grad, dtype)
+        assert cp.array_equal(calls[0][0], calls[1][0])
+    y = rng.uniform(size=(1024, 1024)).astype(DTYPES[dtype])
+    z = rng.standard_normal(y.shape).astype(DTYPES[dtype])
+    for red in ("mean", "sum"):
+        want = fx.binary_cross_entropy_with_logits(z, y, reduction=red)
+        got = [fx.binary_cross_entropy_with_logits(cp.asarray(z), cp.asarray(y), reduction=red)
+               for _ in range(2)]
+        _close(got[0], want, dtype)
+        assert cp.array_equal(got[0], got[1])
+    fx.check_errors()
+
+
 def test_value_errors_are_raised_after_the_call():
     x = cp.zeros((4, 3), cp.float32)
     loss = fx.cross_entropy(x, cp.asarray([0, 3, 1, 2]), reduction="none")

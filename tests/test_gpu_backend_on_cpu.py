@@ -64,10 +64,21 @@ def test_cross_entropy(gpu, dtype, shape, axis, reduction, options):
                                   **{k: gpu.dev(v) if k == "weight" else v
                                      for k, v in kw.items()})
     assert type(grad) is ndarray and grad.dtype == x.dtype and loss.dtype == x.dtype
-    assert len(gpu.kernels) == 1 and gpu.kernels[0].launches == 1
+    # a reduced call is three launches: "mean"'s denominator, the rows, the reduced loss
+    want_kernels = (["mean_scale"] if reduction == "mean" and options != "probs" else []) + \
+        ["rows"] + (["total"] if reduction != "none" else [])
+    assert _launched(gpu) == want_kernels
     _close(loss, want, dtype)
     _close(grad, want_grad, dtype)
     _gpu.check_errors()
+
+
+def _launched(gpu):
+    """The kernels the backend launched, in order, each once: "rows", "elementwise" or the
+    reduce.cu kernel's name ("mean_scale", "total")."""
+    assert all(k.launches == 1 for k in gpu.kernels)
+    return [k.kind if k.kind != "reduce" else k.name[4:k.name.index("<")]
+            for k in gpu.kernels]
 
 
 def test_layouts_choose_every_lane_mapping(gpu):
@@ -79,7 +90,7 @@ def test_layouts_choose_every_lane_mapping(gpu):
         t = rng.integers(0, shape[1], shape[0])
         want = fx.cross_entropy(x, t, return_grad=True)
         got = fx.cross_entropy(gpu.dev(x), gpu.dev(t), return_grad=True)
-        name = gpu.kernels[-1].name
+        name = [k.name for k in gpu.kernels if k.kind == "rows"][-1]
         assert name == S.row_kernel("ce_index", "float64", "int64", config)
         _close(got[0], want[0], "float64")
         _close(got[1], want[1], "float64")
@@ -448,3 +459,58 @@ def test_bce_logits_of_infinite_targets_as_torch(gpu, pos_weight):
             return_grad=True)
         _close(got[0], want[0], dtype)
         _close(got[1], want[1], dtype)
+
+
+WORK_PER_CALL = {
+    # the flag and tickets' memset, "mean"'s denominator, the rows, the error flag's copy
+    # to pinned memory, the reduced loss
+    "cross_entropy mean": ["zeros", "kernel mean_scale", "kernel rows", "copy to host",
+                           "kernel total"],
+    "cross_entropy mean, weights": ["zeros", "kernel mean_scale", "kernel rows",
+                                    "copy to host", "kernel total"],
+    "cross_entropy sum": ["zeros", "kernel rows", "copy to host", "kernel total"],
+    "cross_entropy none": ["zeros", "kernel rows", "copy to host", "astype"],
+    "cross_entropy probabilities mean": ["zeros", "fused fastxent_mean", "kernel rows",
+                                         "kernel total"],
+    "nll_loss mean": ["zeros", "kernel mean_scale", "kernel rows", "copy to host",
+                      "kernel total"],
+    "binary_cross_entropy mean": ["fused fastxent_mean", "zeros", "kernel elementwise",
+                                  "copy to host", "kernel total"],
+    "binary_cross_entropy_with_logits mean": ["fused fastxent_mean", "zeros",
+                                              "kernel elementwise", "kernel total"],
+    "softmax": ["kernel rows"],
+}
+
+
+@pytest.mark.parametrize("call", list(WORK_PER_CALL))
+def test_device_work_per_call(gpu, call):
+    """What one float32 call with a gradient asks of the device: each launch, memset or
+    copy costs CuPy's host tens of microseconds, which sets the time of a call below about
+    4096 x 32000 (docs/gpu.md). A reduced class-index call is three launches: the "mean"
+    denominator and the reduced loss are kernels (reduce.cu), and binary_cross_entropy's
+    range check is in its kernel."""
+    import cupy_stand_in
+    rng = np.random.default_rng(0)
+    x = gpu.dev(rng.standard_normal((64, 100)).astype(np.float32))
+    t = gpu.dev(rng.integers(0, 100, 64))
+    p = gpu.dev(rng.uniform(size=(64, 100)).astype(np.float32))
+    calls = {
+        "cross_entropy mean": lambda: fx.cross_entropy(x, t, return_grad=True),
+        "cross_entropy mean, weights": lambda: fx.cross_entropy(
+            x, t, weight=gpu.dev(rng.uniform(0.5, 2, 100)), return_grad=True),
+        "cross_entropy sum": lambda: fx.cross_entropy(x, t, reduction="sum",
+                                                      return_grad=True),
+        "cross_entropy none": lambda: fx.cross_entropy(x, t, reduction="none",
+                                                       return_grad=True),
+        "cross_entropy probabilities mean": lambda: fx.cross_entropy(x, p, return_grad=True),
+        "nll_loss mean": lambda: fx.nll_loss(x, t, return_grad=True),
+        "binary_cross_entropy mean": lambda: fx.binary_cross_entropy(p, p, return_grad=True),
+        "binary_cross_entropy_with_logits mean": lambda: fx.binary_cross_entropy_with_logits(
+            x, p, return_grad=True),
+        "softmax": lambda: fx.softmax(x),
+    }
+    calls[call]()                       # the first call also makes the cached 1.0
+    cupy_stand_in.WORK.clear()
+    calls[call]()
+    assert cupy_stand_in.WORK == WORK_PER_CALL[call]
+    _gpu.check_errors()

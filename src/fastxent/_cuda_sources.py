@@ -53,6 +53,9 @@ BLOCK_PER_ROW = (512, 512, False)
 BLOCK_PER_ROW_CACHED = (512, 512, True)
 ROW_CONFIGS = (THREAD_PER_ROW, WARP_PER_ROW, BLOCK_PER_ROW, BLOCK_PER_ROW_CACHED)
 ELEMENTWISE_BLOCK = 256
+# reduce.cu: "mean"'s denominator and gradient scale, and the reduced loss.
+REDUCE_BLOCK = 256
+REDUCE_MODES = {"sum": 0, "mean by pointer": 1, "mean by value": 2}
 
 
 def source(file: str) -> str:
@@ -75,13 +78,27 @@ def elementwise_kernel(op: str, dtype: str) -> str:
     return f"fx::elementwise<{ELEMENTWISE_OPS[op]}, {DTYPES[dtype]}, {ELEMENTWISE_BLOCK}>"
 
 
+def mean_scale_kernel(target: str) -> str:
+    """The name expression of the "mean" denominator kernel for int32 / int64 targets."""
+    return f"fx::mean_scale<{TARGETS[target]}, {REDUCE_BLOCK}>"
+
+
+def total_kernel(dtype: str) -> str:
+    """The name expression of the reduced-loss kernel writing one `dtype` value."""
+    return f"fx::total<{DTYPES[dtype]}, {REDUCE_BLOCK}>"
+
+
 def module(kind: str, op: str, dtype: str):
     """``(file, name_expressions)`` of the module holding every instantiation of `op` for
-    `dtype`; `kind` is "rows" or "elementwise"."""
+    `dtype`; `kind` is "rows", "elementwise" or "reduce" (one module, op and dtype
+    "reduce" and "any": its kernels are small, and every reduced call needs one)."""
     if kind == "rows":
         targets = tuple(TARGETS) if op in INDEX_OPS else (None,)
         names = [row_kernel(op, dtype, t, cfg) for t in targets for cfg in ROW_CONFIGS]
         return "rows.cu", names
+    if kind == "reduce":
+        return "reduce.cu", ([mean_scale_kernel(t) for t in TARGETS]
+                             + [total_kernel(d) for d in DTYPES])
     return "elementwise.cu", [elementwise_kernel(op, dtype)]
 
 
@@ -93,4 +110,5 @@ def all_modules():
             out.append(("rows", op, dtype) + module("rows", op, dtype))
         for op in ELEMENTWISE_OPS:
             out.append(("elementwise", op, dtype) + module("elementwise", op, dtype))
+    out.append(("reduce", "reduce", "any") + module("reduce", "reduce", "any"))
     return out

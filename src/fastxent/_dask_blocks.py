@@ -140,7 +140,7 @@ def index_denominator(t, *, n_classes, weight, ignore_index):
     t64 = _targets64(t, n_classes, ignore_index)
     if is_gpu_array(t64):
         w = None if weight is None else _gpu._device(weight, np.float64)
-        return _gpu._index_denominator(t64, -1, w, n_classes).reshape((1,) * t.ndim)
+        return _gpu.index_denominator(t64, -1, w, n_classes).reshape((1,) * t.ndim)
     w = V._class_weight(weight, n_classes)
     return np.reshape(V.index_denominator(t64, True, w), (1,) * t.ndim)
 

@@ -176,12 +176,17 @@ def _grad_out(value, x, others):
     return value
 
 
-def _scale(grad_output, red, denominator, loss_shape):
-    """d total / d loss as a float64 device array: loss-shaped for "none", else 0-d
-    (checked by the CPU path's validator, on a stand-in)."""
-    cp = _cp()
+def _grad_output(grad_output, red, loss_shape):
+    """`grad_output` as a float64 device array, checked by the CPU path's validator (on a
+    stand-in) before anything is launched."""
     V.grad_output(V.stand_in(grad_output), red, loss_shape)
-    go = _float64(grad_output)
+    return _float64(grad_output)
+
+
+def _scale(go, red, denominator, loss_shape):
+    """d total / d loss from the checked `go`: loss-shaped for "none", else 0-d; "mean"
+    divides by a denominator the host knows."""
+    cp = _cp()
     if red == "none":
         return cp.broadcast_to(go, loss_shape)
     return go if red == "sum" else _mean(go, denominator)
@@ -198,38 +203,56 @@ def _fused_mean():
 
 
 def _mean(total, denominator):
-    """total / denominator, NaN for a zero denominator (PyTorch's all-ignored mean): one
-    fused kernel, where its five array operations would each cost a launch."""
+    """total / denominator, NaN for a zero denominator (PyTorch's mean over nothing): one
+    fused kernel, where its five array operations would each cost a launch. For a
+    denominator the host knows; a class-index "mean" finds its own on the device
+    (_mean_scale)."""
     return _fused_mean()(total, denominator)
 
 
-def _reduce_total(total, red, denominator, dtype, partial):
-    """The reduced loss from the float64 total; with `partial`, the total itself (the Dask
-    path adds the totals of its blocks before it divides, as on the CPU)."""
-    if partial:
-        return total
-    return (total if red == "sum" else _mean(total, denominator)).astype(dtype, copy=False)
+def _reduce_kernel(name):
+    return _kernel("reduce", "reduce", "any", name)
 
 
-def _reduce(rows, red, denominator, loss_shape, dtype, partial):
-    # rows and its sum are this call's own arrays: float64 results need no copy
+def _total(values, red, denominator, dtype, partial, counter):
+    """The reduced loss as a 0-d `dtype` array, by one kernel (fx::total) over the float64
+    `values` (per-row losses, or block partials): their sum, or for "mean" that over
+    `denominator` (a device scalar, or a number the host knows). With `partial`, the float64
+    sum itself: the Dask path adds its blocks' sums before it divides, as on the CPU.
+    `counter`: one zeroed int32 for the kernel's ticket."""
+    cp = _cp()
+    grid = P.reduce_grid(values.size, _n_sm(cp.cuda.Device().id))
+    out = cp.empty((), np.float64 if partial else dtype)
+    if partial or red == "sum":
+        mode, den, den_value = "sum", None, 0.0
+    elif is_gpu_array(denominator):
+        mode, den, den_value = "mean by pointer", denominator, 0.0
+    else:
+        mode, den, den_value = "mean by value", None, float(denominator)
+    args = P.total_args(values, mode=mode, denominator=den, denominator_value=den_value,
+                        partials=cp.empty(grid, cp.float64), counter=counter, out=out)
+    _reduce_kernel(S.total_kernel(out.dtype.name))((grid,), (S.REDUCE_BLOCK,), args)
+    return out
+
+
+def _reduce(rows, red, denominator, loss_shape, dtype, partial, counter):
+    # rows is this call's own array: float64 results need no copy
     if red == "none":
         return rows.reshape(loss_shape).astype(dtype, copy=False)
-    return _reduce_total(rows.sum(), red, denominator, dtype, partial)
+    return _total(rows, red, denominator, dtype, partial, counter)
 
 
 # --- class-axis problems -------------------------------------------------------------------
 
 def _launch_rows(op, x3, *, t2=None, ignore_index=-100, q3=None, w=None, eps=0.0,
-                 gscale2=None, g3=None):
-    """Run fx::rows for `op`; returns (float64 per-row results, int32 error flag). Only the
-    class-index ops flag invalid targets: the others get no flag (None), and no memset."""
+                 gscale2=None, g3=None, err=None):
+    """Run fx::rows for `op`; returns its float64 per-row results. `err`: a zeroed int32 (1,)
+    flag, which the class-index ops set for an invalid target (the others never read it)."""
     cp = _cp()
     outer, C, inner = x3.shape
     rows = cp.empty(outer * inner, cp.float64)
-    err = cp.zeros(1, cp.int32) if op in S.INDEX_OPS else None
     if rows.size == 0:
-        return rows, err
+        return rows
     dtype = x3.dtype.name
     config = P.row_config(C, x3.strides[1] // x3.itemsize, x3.itemsize)
     target = None if t2 is None else t2.dtype.name
@@ -242,7 +265,7 @@ def _launch_rows(op, x3, *, t2=None, ignore_index=-100, q3=None, w=None, eps=0.0
     args = P.row_args(x3, t2=t2, ignore_index=ignore_index, q3=q3, w=w, eps=eps,
                       gscale2=gscale2, rows_out=rows, g3=g3, err=err)
     kernel((grid,), (config[1],), args, shared_mem=smem)
-    return rows, err
+    return rows
 
 
 def _index_targets(t, C, ignore):
@@ -256,15 +279,26 @@ def _index_targets(t, C, ignore):
     return t.astype(cp.int64)
 
 
-def _index_denominator(t2, ignore, w, C):
-    """What "mean" divides by, on the device: the summed class weights of the counted
-    targets (an out-of-range target counts nothing; its row is NaN and raises later)."""
+def _mean_scale(t2, ignore, w, C, go, counter):
+    """"mean"'s denominator over (outer, inner) class-index targets `t2` (the summed class
+    weights of the counted targets; ignore_index and an out-of-range index count nothing)
+    and the gradient scale go / denominator, as float64 0-d device arrays, by one kernel
+    (fx::mean_scale). `counter`: one zeroed int32 for its ticket."""
     cp = _cp()
-    valid = t2 != ignore
-    if w is None:
-        return valid.sum(dtype=cp.float64)
-    safe = cp.where(valid & (t2 >= 0) & (t2 < C), t2, 0)
-    return cp.where(valid, w[safe], 0.0).sum(dtype=cp.float64)
+    grid = P.reduce_grid(t2.size, _n_sm(cp.cuda.Device().id))
+    buf = cp.empty(2 + grid, cp.float64)             # denominator, scale, block partials
+    args = P.mean_scale_args(t2, ignore_index=ignore, C=C, w=w, grad_output=go,
+                             partials=buf[2:], counter=counter, out=buf[:2])
+    _reduce_kernel(S.mean_scale_kernel(t2.dtype.name))((grid,), (S.REDUCE_BLOCK,), args)
+    return buf[0], buf[1]
+
+
+def index_denominator(t, ignore, w, C):
+    """"mean"'s denominator of class-index targets `t` (int32 / int64, any shape) and
+    float64 weights `w` (or None), as a float64 0-d device array."""
+    cp = _cp()
+    return _mean_scale(t.reshape(-1, 1), ignore, w, C, _float64(None),
+                       cp.zeros(1, cp.int32))[0]
 
 
 def _class_call(fn, op, input, target, *, weight, ignore_index, reduction, label_smoothing,
@@ -286,25 +320,33 @@ def _class_call(fn, op, input, target, *, weight, ignore_index, reduction, label
     C = x.shape[ax]
     loss_shape = x.shape[:ax] + x.shape[ax + 1:]
     outer, inner = math.prod(x.shape[:ax]), math.prod(x.shape[ax + 1:])
+    go = _grad_output(grad_output, red, loss_shape) if want else None
     w = None if weight is None else cp.ascontiguousarray(_device(weight, cp.float64))
+    # the error flag and reduce.cu's two tickets, zeroed by one memset
+    flags = cp.zeros(3, cp.int32)
 
+    scale = None
     if probs:
         cdt = np.dtype(V.compute_dtype(x.dtype, t.dtype)) if t.dtype != x.dtype else x.dtype
         xk, q = x.astype(cdt, copy=False), t.astype(cdt, copy=False)
         q3 = _whole_elements(V.class_view(q, ax))
         t2 = None
-        denominator = cp.float64(math.prod(loss_shape))
+        denominator = math.prod(loss_shape)
         kop = "ce_prob"
     else:
         xk, q3 = x, None
         t2 = _index_targets(t, C, ignore).reshape(outer, inner)
-        denominator = _index_denominator(t2, ignore, w, C) if red == "mean" else None
+        denominator = None
+        if red == "mean":
+            denominator, scale = _mean_scale(t2, ignore, w, C, go if want else _float64(None),
+                                             flags[1:2])
         kop = op
     x3 = _whole_elements(V.class_view(xk, ax))
 
     g3 = gscale2 = finish = None
     if want:
-        scale = _scale(grad_output, red, denominator, loss_shape)
+        if scale is None:
+            scale = _scale(go, red, denominator, loss_shape)
         gscale2 = (scale.reshape(outer, inner) if red == "none"
                    else cp.broadcast_to(scale, (outer, inner)))
         if grad_out is not None and grad_out.dtype == xk.dtype:
@@ -327,13 +369,14 @@ def _class_call(fn, op, input, target, *, weight, ignore_index, reduction, label
             def finish():
                 return grad_out
 
-    rows, err = _launch_rows(kop, x3, t2=t2, ignore_index=ignore, q3=q3, w=w, eps=eps,
-                             gscale2=gscale2, g3=g3)
-    if not probs:
+    err = None if probs else flags[:1]
+    rows = _launch_rows(kop, x3, t2=t2, ignore_index=ignore, q3=q3, w=w, eps=eps,
+                        gscale2=gscale2, g3=g3, err=err)
+    if err is not None:
         _defer(err, IndexError, f"target held a class index outside [0, {C}) that is not "
                                 f"ignore_index={ignore} (found on the device; the loss and "
                                 f"gradient rows of those targets are NaN)")
-    loss = _reduce(rows, red, denominator, loss_shape, x.dtype, partial)
+    loss = _reduce(rows, red, denominator, loss_shape, x.dtype, partial, flags[2:])
     return (loss, finish()) if want else loss
 
 
@@ -356,8 +399,7 @@ def _transform(op, x, axis):
         x2 = x
     x3 = _whole_elements(V.class_view(x2, ax))
     if op == "logsumexp":
-        rows, _ = _launch_rows(op, x3)
-        return rows, x2, ax
+        return _launch_rows(op, x3), x2, ax
     out3 = cp.empty_like(x3)                   # the CPU path's layout (see _class_call)
     _launch_rows(op, x3, g3=out3)
     return out3.reshape(x.shape), x2, ax
@@ -414,12 +456,13 @@ def _elementwise_call(op, input, target, *, weight=None, pos_weight=None, reduct
     if pos_weight is not None:
         operands.append(cp.broadcast_to(_float64(pos_weight), shape))
     n = x.size
-    denominator = cp.float64(shape[0] if (batch_denominator and x.ndim) else
-                             (1.0 if batch_denominator else n))
+    denominator = float(shape[0] if (batch_denominator and x.ndim) else
+                        (1.0 if batch_denominator else n))
     per_element = red == "none"
     inputs = [xk, *operands]
     if want:
-        scale = _scale(grad_output, "none" if per_element else red, denominator, shape)
+        go = _grad_output(grad_output, "none" if per_element else red, shape)
+        scale = _scale(go, "none" if per_element else red, denominator, shape)
         inputs.append(cp.broadcast_to(scale, shape))
     # Every operand in the input's memory order, its dimensions merged (the CPU path's
     # views): consecutive threads read neighbouring elements of a Fortran-ordered or
@@ -436,27 +479,25 @@ def _elementwise_call(op, input, target, *, weight=None, pos_weight=None, reduct
     if want and g3 is None:
         g3 = cp.empty(shape3, cdt)
 
-    # Deferred after every check made at the call, so that a refused call leaves no error
-    # pending
-    if probabilities:
-        bad = ((xk < 0) | (xk > 1) | cp.isnan(xk)).any() | \
-              ((t < 0) | (t > 1) | cp.isnan(t.astype(cp.float64))).any()
-        _defer(bad, ValueError, "input and target of binary_cross_entropy must hold values "
-                                "in [0, 1] (found on the device)")
     grid = P.elementwise_grid(max(n, 1), _n_sm(cp.cuda.Device().id))
-    block_totals = cp.zeros(grid, cp.float64)
+    # every launched block writes its partial; no launch, no partials
+    block_totals = cp.empty(grid if n else 0, cp.float64)
+    flags = cp.zeros(2, cp.int32)       # binary_cross_entropy's value flag, total's ticket
     if n:
         k = len(operands)
         args = P.elementwise_args(x3, views[1], w3=views[2] if op != "kl_div" else None,
                                   pw3=views[k] if pos_weight is not None else None,
                                   log_target=log_target, gscale3=views[k + 1] if want else None,
-                                  loss3=loss3, g3=g3, partial=block_totals)
+                                  loss3=loss3, g3=g3, err=flags[:1], partial=block_totals)
         name = S.elementwise_kernel(op, cdt.name)
         _kernel("elementwise", op, cdt.name, name)((grid,), (S.ELEMENTWISE_BLOCK,), args)
+    if probabilities:       # after every check made at the call: a refused call defers none
+        _defer(flags[:1], ValueError, "input and target of binary_cross_entropy must hold "
+                                      "values in [0, 1] (found on the device)")
     if per_element:
         loss = from_views(loss3, perm, pshape).astype(x.dtype, copy=False)
     else:
-        loss = _reduce_total(block_totals.sum(), red, denominator, x.dtype, partial)
+        loss = _total(block_totals, red, denominator, x.dtype, partial, flags[1:])
     if not want:
         return loss
     if grad_out is None:

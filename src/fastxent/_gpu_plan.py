@@ -95,9 +95,11 @@ def elementwise_grid(n: int, n_sm: int) -> int:
 
 
 def elementwise_args(x3, y3, *, w3=None, pw3=None, log_target=False, gscale3=None,
-                     loss3=None, g3=None, partial):
+                     loss3=None, g3=None, err, partial):
     """Arguments of ``fx::elementwise`` for (d0, d1, d2) views of equal shape (stride 0
-    broadcasts); absent operands are passed as x3 with zero strides."""
+    broadcasts); absent operands are passed as x3 with zero strides. `err`: a zeroed int32
+    (1,) flag (binary_cross_entropy's values outside [0, 1]); `partial`: float64, one per
+    block."""
     d0, d1, d2 = x3.shape
 
     def op(a, present):
@@ -114,5 +116,37 @@ def elementwise_args(x3, y3, *, w3=None, pw3=None, log_target=False, gscale3=Non
         *op(gscale3, gscale3 is not None),
         *op(loss3, loss3 is not None), np.int32(loss3 is not None),
         *op(g3, g3 is not None), np.int32(g3 is not None),
-        partial,
+        err, partial,
     )
+
+
+# A reduction block adds at least this many items before another block is started: its
+# partial costs a ticket and a slot that the last block reads.
+REDUCE_ITEMS_PER_BLOCK = 16 * S.REDUCE_BLOCK
+
+
+def reduce_grid(n: int, n_sm: int) -> int:
+    """Blocks of reduce.cu's kernels over n items: one for up to 4096, then enough to read a
+    large problem at the device's bandwidth (a million segmentation targets would take one
+    multiprocessor longer than the row kernel of 21 classes), at most 4 per multiprocessor."""
+    return int(max(1, min(-(-n // REDUCE_ITEMS_PER_BLOCK), 4 * n_sm)))
+
+
+def mean_scale_args(t2, *, ignore_index, C, w, grad_output, partials, counter, out):
+    """Arguments of ``fx::mean_scale`` for (outer, inner) class-index targets `t2`, float64
+    (C,) weights `w` (or None), a float64 0-d `grad_output`, float64 `partials` (one per
+    block), a zeroed uint32 / int32 (1,) `counter` and float64 (2,) `out`."""
+    outer, inner = t2.shape
+    return (t2, np.int64(outer * inner), np.int64(inner), _el(t2, 0), _el(t2, 1),
+            np.int64(ignore_index), np.int32(C), w if w is not None else partials,
+            np.int32(w is not None), grad_output, partials, counter, out)
+
+
+def total_args(values, *, mode, denominator=None, denominator_value=0.0, partials, counter,
+               out):
+    """Arguments of ``fx::total`` over contiguous float64 `values`: `mode` a key of
+    ``S.REDUCE_MODES``; `denominator` a float64 device scalar ("mean by pointer") or
+    `denominator_value` ("mean by value"); `out` a 0-d array of the result's dtype."""
+    return (values, np.int64(values.size), np.int32(S.REDUCE_MODES[mode]),
+            denominator if denominator is not None else partials,
+            np.float64(denominator_value), partials, counter, out)

@@ -10,6 +10,7 @@
 
 #include "rows.cu"
 #include "elementwise.cu"
+#include "reduce.cu"
 
 using namespace fx;
 
@@ -43,6 +44,26 @@ struct ThreadLanes {
 };
 
 int g_lanes = 1;      /* lanes per row for the next fx_host_rows call */
+
+/* f(T()) for the storage type of a dtype code (0 float32, 1 float64, 2 float16, 3 bfloat16),
+ * and f(TI()) for a target code (0 int32, 1 int64): 0, or 1 for an unknown code. */
+template <class F> int with_dtype(int dtype, F f) {
+    switch (dtype) {
+        case 0: f(float()); return 0;
+        case 1: f(double()); return 0;
+        case 2: f(f16()); return 0;
+        case 3: f(bf16()); return 0;
+    }
+    return 1;
+}
+
+template <class F> int with_target(int target, F f) {
+    switch (target) {
+        case 0: f(int()); return 0;
+        case 1: f((long long)0); return 0;
+    }
+    return 1;
+}
 
 template <int OP, bool CACHED, class T, class TI>
 void run_rows(const RowArgs<T, TI>& a) {
@@ -86,38 +107,29 @@ int rows_op(int op, int cached, const RowArgs<T, TI>& a) {
     return 1;
 }
 
-#define FX_ROW_ARGS(T, TI)                                                                  \
-    RowArgs<T, TI> a = {(const T*)x, outer, C, inner, so, sc, si, (const TI*)t, tso, tsi,    \
-                        ignore_index, (const T*)q, qso, qsc, qsi, w, has_w, eps, gscale,    \
-                        gss_o, gss_i, rows_out, (T*)g, gso, gsc, gsi, want_grad, err}
-
-template <class TI>
-int rows_dtype(int op, int dtype, int cached, const void* x, long long outer, int C,
-               long long inner, long long so, long long sc, long long si, const void* t,
-               long long tso, long long tsi, long long ignore_index, const void* q,
-               long long qso, long long qsc, long long qsi, const double* w, int has_w,
-               double eps, const double* gscale, long long gss_o, long long gss_i,
-               double* rows_out, void* g, long long gso, long long gsc, long long gsi,
-               int want_grad, int* err) {
-    if (dtype == 0) { FX_ROW_ARGS(float, TI); return rows_op(op, cached, a); }
-    if (dtype == 1) { FX_ROW_ARGS(double, TI); return rows_op(op, cached, a); }
-    if (dtype == 2) { FX_ROW_ARGS(f16, TI); return rows_op(op, cached, a); }
-    if (dtype == 3) { FX_ROW_ARGS(bf16, TI); return rows_op(op, cached, a); }
-    return 1;
-}
-
+/* Element k goes to the block a grid-stride loop gives it; each block's partial is the sum
+ * of its elements' losses. */
 template <int OP, class T>
-double run_elementwise(const ElemArgs<T>& a) {
-    double total = 0.0;
-    for (long long k = 0; k < a.d0 * a.d1 * a.d2; ++k) total += elem_work<OP>(a, k);
-    return total;
+void run_elementwise(const ElemArgs<T>& a, long long grid, long long block, double* partial) {
+    for (long long b = 0; b < grid; ++b) partial[b] = 0.0;
+    for (long long k = 0; k < a.d0 * a.d1 * a.d2; ++k)
+        partial[(k / block) % grid] += elem_work<OP>(a, k);
 }
 
 template <class T>
-double elementwise_op(int op, const ElemArgs<T>& a) {
-    if (op == BCE) return run_elementwise<BCE>(a);
-    if (op == BCE_LOGITS) return run_elementwise<BCE_LOGITS>(a);
-    return run_elementwise<KL_DIV>(a);
+void elementwise_op(int op, const ElemArgs<T>& a, long long grid, long long block,
+                    double* partial) {
+    if (op == BCE) run_elementwise<BCE>(a, grid, block, partial);
+    else if (op == BCE_LOGITS) run_elementwise<BCE_LOGITS>(a, grid, block, partial);
+    else run_elementwise<KL_DIV>(a, grid, block, partial);
+}
+
+/* A reduce.cu kernel's blocks one after another, then its last block's step. */
+template <class Args, class Part, class Last>
+void run_reduce(const Args& a, long long grid, double* partials, Part part, Last last) {
+    const HostLanes lanes;
+    for (long long b = 0; b < grid; ++b) partials[b] = part(lanes, a, grid, b);
+    last(lanes, a, grid);
 }
 
 }  // namespace
@@ -133,40 +145,76 @@ int fx_host_rows(int op, int dtype, int target, int cached, const void* x, long 
                  int has_w, double eps, const double* gscale, long long gss_o,
                  long long gss_i, double* rows_out, void* g, long long gso, long long gsc,
                  long long gsi, int want_grad, int* err) {
-    if (target == 0)
-        return rows_dtype<int>(op, dtype, cached, x, outer, C, inner, so, sc, si, t, tso,
-                               tsi, ignore_index, q, qso, qsc, qsi, w, has_w, eps, gscale,
-                               gss_o, gss_i, rows_out, g, gso, gsc, gsi, want_grad, err);
-    return rows_dtype<long long>(op, dtype, cached, x, outer, C, inner, so, sc, si, t, tso,
-                                 tsi, ignore_index, q, qso, qsc, qsi, w, has_w, eps, gscale,
-                                 gss_o, gss_i, rows_out, g, gso, gsc, gsi, want_grad, err);
+    int unknown = 0;
+    unknown |= with_target(target, [&](auto ti) {
+        unknown |= with_dtype(dtype, [&](auto tag) {
+            typedef decltype(tag) T;
+            typedef decltype(ti) TI;
+            const RowArgs<T, TI> a = {(const T*)x, outer, C, inner, so, sc, si, (const TI*)t,
+                                      tso, tsi, ignore_index, (const T*)q, qso, qsc, qsi, w,
+                                      has_w, eps, gscale, gss_o, gss_i, rows_out, (T*)g, gso,
+                                      gsc, gsi, want_grad, err};
+            unknown |= rows_op(op, cached, a);
+        });
+    });
+    return unknown;
 }
 
-/* op, dtype, then fx::elementwise's arguments; the total goes to partial[0]. */
-int fx_host_elementwise(int op, int dtype, const void* x, long long d0, long long d1,
-                        long long d2, long long xs0, long long xs1, long long xs2,
+/* op, dtype, grid and block, then fx::elementwise's arguments: a partial per block. */
+int fx_host_elementwise(int op, int dtype, long long grid, long long block, const void* x,
+                        long long d0, long long d1, long long d2, long long xs0, long long xs1, long long xs2,
                         const void* y, long long ys0, long long ys1, long long ys2,
                         const double* w, long long ws0, long long ws1, long long ws2,
                         const double* pw, long long ps0, long long ps1, long long ps2,
                         int has_pw, int log_target, const double* gscale, long long gss0,
                         long long gss1, long long gss2, void* loss, long long ls0,
                         long long ls1, long long ls2, int want_loss, void* g, long long gs0,
-                        long long gs1, long long gs2, int want_grad, double* partial) {
-#define FX_ELEM(T)                                                                          \
-    {                                                                                      \
-        ElemArgs<T> a = {(const T*)x, d0, d1, d2, xs0, xs1, xs2, (const T*)y, ys0, ys1,    \
-                         ys2, w, ws0, ws1, ws2, pw, ps0, ps1, ps2, has_pw, log_target,      \
-                         gscale, gss0, gss1, gss2, (T*)loss, ls0, ls1, ls2, want_loss,      \
-                         (T*)g, gs0, gs1, gs2, want_grad};                                  \
-        partial[0] = elementwise_op(op, a);                                                \
-        return 0;                                                                          \
-    }
-    if (dtype == 0) FX_ELEM(float)
-    if (dtype == 1) FX_ELEM(double)
-    if (dtype == 2) FX_ELEM(f16)
-    if (dtype == 3) FX_ELEM(bf16)
-    return 1;
-#undef FX_ELEM
+                        long long gs1, long long gs2, int want_grad, int* err,
+                        double* partial) {
+    return with_dtype(dtype, [&](auto tag) {
+        typedef decltype(tag) T;
+        const ElemArgs<T> a = {(const T*)x, d0, d1, d2, xs0, xs1, xs2, (const T*)y, ys0, ys1,
+                               ys2, w, ws0, ws1, ws2, pw, ps0, ps1, ps2, has_pw, log_target,
+                               gscale, gss0, gss1, gss2, (T*)loss, ls0, ls1, ls2, want_loss,
+                               (T*)g, gs0, gs1, gs2, want_grad, err};
+        elementwise_op(op, a, grid, block, partial);
+    });
+}
+
+/* target (0 int32, 1 int64), grid, then fx::mean_scale's arguments (the counter unused). */
+int fx_host_mean_scale(int target, long long grid, const void* t, long long n, long long inner,
+                       long long tso, long long tsi, long long ignore_index, int C,
+                       const double* w, int has_w, const double* grad_output,
+                       double* partials, int*, double* out) {
+    return with_target(target, [&](auto ti) {
+        typedef decltype(ti) TI;
+        const MeanScaleArgs<TI> a = {(const TI*)t, n, inner, tso, tsi, ignore_index, C, w,
+                                     has_w, grad_output, partials, out};
+        run_reduce(a, grid, partials, [](auto& L, auto& a, long long G, long long b) {
+            return mean_scale_part(L, a, G, b); },
+                   [](auto& L, auto& a, long long G) { mean_scale_last(L, a, G); });
+    });
+}
+
+/* dtype of the result, grid, then fx::total's arguments (the counter unused). */
+int fx_host_total(int dtype, long long grid, const double* values, long long n, int mode,
+                  const double* denominator, double denominator_value, double* partials, int*,
+                  void* out) {
+    return with_dtype(dtype, [&](auto tag) {
+        typedef decltype(tag) T;
+        const TotalArgs<T> a = {values, n, mode, denominator, denominator_value, partials,
+                                (T*)out};
+        run_reduce(a, grid, partials, [](auto& L, auto& a, long long G, long long b) {
+            return total_part(L, a, G, b); },
+                   [](auto& L, auto& a, long long G) { total_last(L, a, G); });
+    });
+}
+
+/* fx::narrow_double, for the rounding test: the double's bits of T (16 or 32 of them). */
+unsigned int fx_host_narrow_double(int dtype, double v) {
+    if (dtype == 0) return bits_from_f32(narrow_double<float>(v));
+    if (dtype == 2) return narrow_double<f16>(v).bits;
+    return narrow_double<bf16>(v).bits;
 }
 
 /* Lanes per row for the following fx_host_rows calls (1 by default). */

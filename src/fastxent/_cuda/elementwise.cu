@@ -4,8 +4,9 @@
  * (_cpu/_binary.pyx, _kldiv.pyx).
  *
  * A grid-stride loop over the elements; each block adds its threads' losses in double in a
- * fixed order and writes one partial sum, which the host adds: deterministic for a given
- * grid, no float atomics. The gradient may be the input itself (each element is read before
+ * fixed order and writes one partial sum, which reduce.cu's total adds: deterministic for a
+ * given grid, no float atomics. A binary_cross_entropy input or target outside [0, 1] sets
+ * bit 0 of *err (an integer atomic), which the host raises as a ValueError. The gradient may be the input itself (each element is read before
  * it is written, by the same thread). elem_work is host+device: the CI host test runs it.
  */
 #include "fx_device.cuh"
@@ -23,6 +24,7 @@ template <class T> struct ElemArgs {
     const double* gscale; long long gss0, gss1, gss2;
     T* loss; long long ls0, ls1, ls2; int want_loss;
     T* g; long long gs0, gs1, gs2; int want_grad;
+    int* err;
 };
 
 /* Element k (C order over d0, d1, d2): writes its loss and gradient when wanted, returns
@@ -37,6 +39,8 @@ template <int OP, class T> FX_HD double elem_work(const ElemArgs<T>& a, long lon
     const bool has_pw = OP == BCE_LOGITS && a.has_pw;
     const A pv = has_pw ? A(a.pw[i0 * a.ps0 + i1 * a.ps1 + i2 * a.ps2]) : A(1);
     const bool log_target = a.log_target != 0;
+    /* binary_cross_entropy's input and target must lie in [0, 1]; NaN fails too */
+    if (OP == BCE && !(xv >= A(0) && xv <= A(1) && yv >= A(0) && yv <= A(1))) raise_flag(a.err);
     const A lv = OP == KL_DIV ? kl_loss(xv, yv, log_target)
                : OP == BCE    ? bce_loss(xv, yv, wv)
                               : bce_logits_loss(xv, yv, wv, has_pw, pv);
@@ -64,10 +68,11 @@ __global__ void __launch_bounds__(BLOCK) elementwise(
         const double* gscale, long long gss0, long long gss1, long long gss2,
         T* loss, long long ls0, long long ls1, long long ls2, int want_loss,
         T* g, long long gs0, long long gs1, long long gs2, int want_grad,
-        double* partial) {
+        int* err, double* partial) {
     const ElemArgs<T> a = {x, d0, d1, d2, xs0, xs1, xs2, y, ys0, ys1, ys2, w, ws0, ws1, ws2,
                            pw, ps0, ps1, ps2, has_pw, log_target, gscale, gss0, gss1, gss2,
-                           loss, ls0, ls1, ls2, want_loss, g, gs0, gs1, gs2, want_grad};
+                           loss, ls0, ls1, ls2, want_loss, g, gs0, gs1, gs2, want_grad,
+                           err};
     __shared__ double slots[BLOCK / 32];
     const long long n = d0 * d1 * d2;
     double acc = 0.0;

@@ -124,6 +124,24 @@ template <> struct narrow_to<double> { FX_HD static double from(double v) { retu
 template <> struct narrow_to<bf16> { FX_HD static bf16 from(float v) { return to_bf16(v); } };
 template <> struct narrow_to<f16> { FX_HD static f16 from(float v) { return to_f16(v); } };
 
+/* A double to float rounded to odd: truncated toward zero, its last bit set when inexact.
+ * Rounding that to a 16-bit type gives the double's own nearest value: float keeps more
+ * than two bits beyond either 16-bit type, so no second rounding can land on a tie. */
+FX_HD float to_float_odd(double d) {
+    float f = (float)d;
+    if ((double)f != d && d == d) {
+        unsigned int b = bits_from_f32(f);
+        if (fabs((double)f) > fabs(d)) b -= 1;     /* rounded away from zero: one step back */
+        f = f32_from_bits(b | 1u);
+    }
+    return f;
+}
+
+/* A float64 result (a reduced loss) in the output's dtype, rounded once. */
+template <class T> FX_HD T narrow_double(double v) { return narrow_to<T>::from(to_float_odd(v)); }
+template <> FX_HD float narrow_double<float>(double v) { return (float)v; }
+template <> FX_HD double narrow_double<double>(double v) { return v; }
+
 /* Overloads so that one template body serves float and double arithmetic. */
 FX_HD float fx_exp(float v) { return expf(v); }
 FX_HD double fx_exp(double v) { return exp(v); }
@@ -137,6 +155,85 @@ FX_HD float fx_max(float a, float b) { return fmaxf(a, b); }
 FX_HD double fx_max(double a, double b) { return fmax(a, b); }
 FX_HD bool fx_isnan(float v) { return v != v; }
 FX_HD bool fx_isnan(double v) { return v != v; }
+
+/* ---- lanes: the threads that share a row or a reduction ----------------------------------
+ * Every body that reduces is written once over a Lanes type: HostLanes (one lane, on the
+ * host or a thread per row), WarpLanes (a warp's butterfly shuffles) or BlockLanes (the
+ * warps' slots in index order). Each combines in a fixed order, so every lane ends with the
+ * same bits, and repeats are bit-identical. */
+
+/* Set an error flag (bit 0) that the host reads after the call. */
+FX_HD void raise_flag(int* err) {
+#if defined(__CUDA_ARCH__)
+    atomicOr(err, 1);
+#else
+    *err |= 1;
+#endif
+}
+
+/* One lane per row, on the host (the CI test) or in a thread-per-row kernel. */
+struct HostLanes {
+    static const int NL = 1;
+    FX_HD int lanes() const { return 1; }
+    FX_HD int lane() const { return 0; }
+    template <class A> FX_HD A max(A v) const { return v; }
+    template <class A> FX_HD A sum(A v) const { return v; }
+    FX_HD void sync() const {}
+    FX_HD void flag(int* err) const { raise_flag(err); }
+};
+
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+
+/* NL lanes of one warp per row (NL <= 32, a power of two): butterfly shuffles, so every lane
+ * ends with the same bits. */
+template <int NL_> struct WarpLanes {
+    static const int NL = NL_;
+    __device__ int lanes() const { return NL; }
+    __device__ int lane() const { return (int)(threadIdx.x % NL); }
+    template <class A> __device__ A max(A v) const {
+#pragma unroll
+        for (int o = NL / 2; o > 0; o >>= 1) v = fx_max(v, __shfl_xor_sync(0xffffffffu, v, o, NL));
+        return v;
+    }
+    template <class A> __device__ A sum(A v) const {
+#pragma unroll
+        for (int o = NL / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o, NL);
+        return v;
+    }
+    __device__ void sync() const { __syncwarp(); }
+    __device__ void flag(int* err) const { atomicOr(err, 1); }
+};
+
+/* All BLOCK threads on one row: warp butterflies, then the warps' slots in index order. */
+template <int BLOCK, class A> struct BlockLanes {
+    static const int NL = BLOCK;
+    A* slots;
+    __device__ int lanes() const { return NL; }
+    __device__ int lane() const { return (int)threadIdx.x; }
+    template <bool MAX> __device__ A reduce(A v) const {
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            const A u = __shfl_xor_sync(0xffffffffu, v, o);
+            v = MAX ? fx_max(v, u) : v + u;
+        }
+        if ((threadIdx.x & 31) == 0) slots[threadIdx.x >> 5] = v;
+        __syncthreads();
+        A r = slots[0];
+        for (int k = 1; k < BLOCK / 32; ++k) r = MAX ? fx_max(r, slots[k]) : r + slots[k];
+        __syncthreads();
+        return r;
+    }
+    __device__ A max(A v) const { return reduce<true>(v); }
+    __device__ A sum(A v) const { return reduce<false>(v); }
+    __device__ void sync() const { __syncthreads(); }
+    __device__ void flag(int* err) const { atomicOr(err, 1); }
+};
+
+template <int NL, int BLOCK, class A> struct LanesFor { typedef BlockLanes<BLOCK, A> type; };
+template <int BLOCK, class A> struct LanesFor<1, BLOCK, A> { typedef HostLanes type; };
+template <int BLOCK, class A> struct LanesFor<32, BLOCK, A> { typedef WarpLanes<32> type; };
+
+#endif
 
 /* ---- class-axis rows ---------------------------------------------------------------------
  * A row's statistics, gathered by the lanes of a row and combined in a fixed order:

@@ -50,23 +50,6 @@ template <class T, class TI> struct RowArgs {
     int* err;
 };
 
-/* One lane per row, on the host (the CI test) or in a thread-per-row kernel. */
-struct HostLanes {
-    static const int NL = 1;
-    FX_HD int lanes() const { return 1; }
-    FX_HD int lane() const { return 0; }
-    template <class A> FX_HD A max(A v) const { return v; }
-    template <class A> FX_HD A sum(A v) const { return v; }
-    FX_HD void sync() const {}
-    FX_HD void flag(int* err) const {
-#if defined(__CUDA_ARCH__)
-        atomicOr(err, 1);
-#else
-        *err |= 1;
-#endif
-    }
-};
-
 /* Four elements of T as one vector access moves them: 16 bytes of float32, 8 of the 16-bit
  * types, 32 of float64 (two 16-byte accesses). */
 template <class T> struct alignas(4 * sizeof(T) < 16 ? 4 * sizeof(T) : 16) Vec4 {
@@ -384,55 +367,6 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
 }
 
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
-
-/* NL lanes of one warp per row (NL <= 32, a power of two): butterfly shuffles, so every lane
- * ends with the same bits. */
-template <int NL_> struct WarpLanes {
-    static const int NL = NL_;
-    __device__ int lanes() const { return NL; }
-    __device__ int lane() const { return (int)(threadIdx.x % NL); }
-    template <class A> __device__ A max(A v) const {
-#pragma unroll
-        for (int o = NL / 2; o > 0; o >>= 1) v = fx_max(v, __shfl_xor_sync(0xffffffffu, v, o, NL));
-        return v;
-    }
-    template <class A> __device__ A sum(A v) const {
-#pragma unroll
-        for (int o = NL / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o, NL);
-        return v;
-    }
-    __device__ void sync() const { __syncwarp(); }
-    __device__ void flag(int* err) const { atomicOr(err, 1); }
-};
-
-/* All BLOCK threads on one row: warp butterflies, then the warps' slots in index order. */
-template <int BLOCK, class A> struct BlockLanes {
-    static const int NL = BLOCK;
-    A* slots;
-    __device__ int lanes() const { return NL; }
-    __device__ int lane() const { return (int)threadIdx.x; }
-    template <bool MAX> __device__ A reduce(A v) const {
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) {
-            const A u = __shfl_xor_sync(0xffffffffu, v, o);
-            v = MAX ? fx_max(v, u) : v + u;
-        }
-        if ((threadIdx.x & 31) == 0) slots[threadIdx.x >> 5] = v;
-        __syncthreads();
-        A r = slots[0];
-        for (int k = 1; k < BLOCK / 32; ++k) r = MAX ? fx_max(r, slots[k]) : r + slots[k];
-        __syncthreads();
-        return r;
-    }
-    __device__ A max(A v) const { return reduce<true>(v); }
-    __device__ A sum(A v) const { return reduce<false>(v); }
-    __device__ void sync() const { __syncthreads(); }
-    __device__ void flag(int* err) const { atomicOr(err, 1); }
-};
-
-template <int NL, int BLOCK, class A> struct LanesFor { typedef BlockLanes<BLOCK, A> type; };
-template <int BLOCK, class A> struct LanesFor<1, BLOCK, A> { typedef HostLanes type; };
-template <int BLOCK, class A> struct LanesFor<32, BLOCK, A> { typedef WarpLanes<32> type; };
 
 /* FX_MIN_BLOCKS (default 1) lets a 512-thread block use up to 128 registers a thread.
  * Capped at 64 for two such blocks, the row body spills (ptxas) in most ops and dtypes. */
