@@ -11,7 +11,10 @@ backend's own argument tuples (``_gpu_plan.row_args``). It varies what the backe
   per row of 256, 512 or 1024 threads, with the row cached in shared memory (where it fits)
   or streamed;
 - ``FX_IN_FLIGHT``: the vector loads each lane keeps in flight (2, 4, 8);
-- ``FX_MIN_BLOCKS``: the blocks per multiprocessor the register allocation must allow.
+- ``FX_MIN_BLOCKS``: the blocks per multiprocessor the register allocation must allow;
+- on sm_90, a cluster of 2, 4 or 8 blocks of 512 threads per row (``fx::rows_cluster``),
+  each block caching its slice of the row, so that rows too long for one multiprocessor's
+  shared memory are read once from HBM (the backend streams them, reading them twice).
 
 Each variant gets the median of CUDA-event-timed launches, ``floor bytes / time`` as a % of
 the copy bandwidth measured in the same run, its registers per thread, spilled bytes and
@@ -49,6 +52,10 @@ CONFIGS = ((32, 128, False), (32, 256, False),
            (512, 512, True), (512, 512, False),
            (1024, 1024, True), (1024, 1024, False))
 WARP_MAX_C = 8192
+# (K * 512 lanes, 512 threads, cached): K blocks of a cluster per row, compiled on sm_90
+# only, with the backend's knobs, as a module of their own (one that fails to compile
+# leaves the others)
+CLUSTER_CONFIGS = ((1024, 512, True), (2048, 512, True), (4096, 512, True))
 # What a variant's output may differ from the backend's kernel by, relative to the largest
 # |value|: a block of another size adds a row's terms in another order.
 TOLERANCE = {"float32": 1e-5, "bfloat16": 2.0 ** -7}
@@ -70,12 +77,21 @@ def modules():
     return out
 
 
+def cluster_modules():
+    """The sm_90 modules of cluster configs: ``(dtype, options, names)``."""
+    return [(dtype, S.OPTIONS, [S.row_kernel(OP, dtype, TARGET, c) for c in CLUSTER_CONFIGS])
+            for dtype in DTYPES]
+
+
 def runs_at(C, itemsize, knobs, smem_limit):
     """The configs timed at C classes: warps only up to WARP_MAX_C, a cache only where the
-    row fits the device's shared memory per block."""
-    return [c for c in module_configs(knobs)
+    row (a cluster block: its slice) fits the device's shared memory per block. Clusters
+    with the backend's knobs only (those not compiled are skipped)."""
+    configs = module_configs(knobs) + (list(CLUSTER_CONFIGS) if knobs == S.TUNING_DEFAULTS
+                                       else [])
+    return [c for c in configs
             if not (c[0] == 32 and C > WARP_MAX_C)
-            and not (c[2] and P.row_cache_bytes(C, itemsize) > smem_limit)]
+            and not P.row_shared_bytes(C, c, itemsize) > smem_limit]
 
 
 def is_backend_choice(C, itemsize, knobs, config):
@@ -213,6 +229,19 @@ def compile_all(cp, dtypes, log):
             functions = {}
         compiled[dtype, tuple(sorted(knobs.items()))] = functions
         log(f"compiled {dtype} {knobs}: {time.perf_counter() - t0:.1f} s")
+    if int(cp.cuda.Device().compute_capability) < 90:
+        log("no clusters before sm_90: cluster variants not swept")
+        return compiled
+    for dtype, options, names in cluster_modules():
+        if dtype not in dtypes:
+            continue
+        try:
+            mod = cp.RawModule(code=S.source("rows.cu"), options=options,
+                               name_expressions=names)
+            compiled[dtype, tuple(sorted(S.TUNING_DEFAULTS.items()))].update(
+                {c: mod.get_function(n) for c, n in zip(CLUSTER_CONFIGS, names)})
+        except Exception as exc:
+            log(f"{dtype} clusters did not compile: {str(exc)[:2000]}")
     return compiled
 
 
@@ -241,8 +270,10 @@ def table(results, calls):
         lines += header
         for r in mine:
             mark = " (backend)" if r["backend"] else ""
+            mapping = (f"cluster of {r['lanes'] // r['block']} x {r['block']}"
+                       if r["lanes"] > r["block"] else f"{r['lanes']}/{r['block']}")
             lines.append(
-                f"| {r['lanes']}/{r['block']}{mark} | {r['cached']} | {r['FX_IN_FLIGHT']} | "
+                f"| {mapping}{mark} | {r['cached']} | {r['FX_IN_FLIGHT']} | "
                 f"{r['FX_MIN_BLOCKS']} | {r['ms']:.3f} | {r['pct_copy']:.0f}% | {r['regs']} | "
                 f"{r['spill_bytes']} | {r['blocks_per_sm']} | "
                 f"{'yes' if r['agrees'] else 'NO'} |")

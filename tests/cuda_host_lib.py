@@ -23,6 +23,7 @@ def build(directory):
                    check=True, capture_output=True, timeout=300)
     lib = ctypes.CDLL(out)
     lib.fx_host_set_lanes.argtypes = [ctypes.c_int]
+    lib.fx_host_set_cluster.argtypes = [ctypes.c_int]
     for name, res, arg in (("fx_host_to_f16", ctypes.c_ushort, ctypes.c_float),
                            ("fx_host_from_f16", ctypes.c_float, ctypes.c_ushort),
                            ("fx_host_to_bf16", ctypes.c_ushort, ctypes.c_float),

@@ -231,12 +231,18 @@ class HostKernel:
                  for a in args]
         code = cuda_host_lib.DTYPE_CODES.get(self.dtype)
         if self.kind == "rows":
-            params = re.match(r"fx::rows<(\d+), [^,]+, ([^,]+), (\d+), (\d+), (\w+)>",
-                              self.name)
-            target = 0 if params.group(2) == "int" else 1
-            cached = params.group(5) == "true"
-            assert self.lib.fx_host_rows(int(params.group(1)), code, target, int(cached),
-                                         *cargs) == 0
+            params = re.match(r"fx::rows(_cluster)?<(\d+), [^,]+, ([^,]+), (\d+), (\d+), "
+                              r"(\w+)>", self.name)
+            target = 0 if params.group(3) == "int" else 1
+            cached = params.group(6) == "true"
+            if params.group(1):                  # a cluster of K blocks per row
+                assert grid[0] % int(params.group(4)) == 0
+                self.lib.fx_host_set_cluster(int(params.group(4)))
+            try:
+                assert self.lib.fx_host_rows(int(params.group(2)), code, target,
+                                             int(cached), *cargs) == 0
+            finally:
+                self.lib.fx_host_set_cluster(1)
         elif self.kind == "elementwise":
             assert self.lib.fx_host_elementwise(S.ELEMENTWISE_OPS[self.op], code,
                                                 _ll(grid[0]), _ll(block[0]), *cargs) == 0

@@ -74,6 +74,9 @@ def nvcc_runs(tmp_path_factory, gpu_sweep):
     for dtype, knobs in SWEEP_VARIANTS:
         options, names = _sweep_module(gpu_sweep, dtype, knobs)
         jobs["sweep", dtype] = "rows.cu", options, names, "sm_90"
+    jobs["sweep", "clusters"] = ("rows.cu", S.OPTIONS,
+                                 [n for _, _, names in gpu_sweep.cluster_modules()
+                                  for n in names], "sm_90")
     runs = {}
     for key, (file, options, names, arch) in jobs.items():
         d = tmp_path_factory.mktemp(f"nvcc_{arch}")
@@ -100,15 +103,17 @@ def _entries(nvcc_runs, key):
 
 @once
 @pytest.mark.usefixtures("nvcc_runs")    # nvcc compiles on the other core meanwhile
-def test_every_module_compiles_with_nvrtc():
+def test_every_module_compiles_with_nvrtc(gpu_sweep):
     """NVRTC is what CuPy's RawModule runs: each module as one program, with the backend's
     options and name expressions, every name lowered (cuda-bindings + the NVRTC wheel work
-    without a driver)."""
+    without a driver). gpu_sweep.py's cluster modules too (sm_90)."""
     nvrtc = pytest.importorskip("cuda.bindings.nvrtc")
     ok = nvrtc.nvrtcResult.NVRTC_SUCCESS
     options = [o.encode() for o in S.OPTIONS] + [b"-arch=sm_90",
                                                  b"--device-as-default-execution-space"]
-    for kind, op, dtype, file, names in S.all_modules():
+    clusters = [("rows", "ce_index", dtype, "rows.cu", names)
+                for dtype, _, names in gpu_sweep.cluster_modules()]
+    for kind, op, dtype, file, names in S.all_modules() + clusters:
         err, prog = nvrtc.nvrtcCreateProgram(S.source(file).encode(), file.encode(), 0, [], [])
         assert err == ok
         for name in names:
@@ -157,6 +162,33 @@ def test_sweep_variants_compile_with_nvcc(nvcc_runs, dtype):
     cap = 65536 // (512 * knobs["FX_MIN_BLOCKS"])
     block512 = [int(used[e]) for e in entries if "Li512ELi512E" in e]
     assert block512 and max(block512) <= cap, (cap, block512)
+
+
+@needs_nvcc
+@once
+def test_cluster_kernels_compile_for_sm_90(nvcc_runs):
+    """gpu_sweep.py's cluster-per-row kernels (distributed shared memory, cluster barriers;
+    inline PTX, no headers) build for sm_90 without spills."""
+    log, entries = _entries(nvcc_runs, ("sweep", "clusters"))
+    assert all("rows_cluster" in e for e in entries)
+    spills = dict(re.findall(r"Function properties for (\w+)\n\s+\d+ bytes stack frame, "
+                             r"(\d+) bytes spill stores", log))
+    assert set(spills) == set(entries) and set(spills.values()) == {"0"}, spills
+
+
+def test_cluster_plans():
+    """A cluster config's grid is a multiple of its blocks, and each block caches a slice
+    of whole vectors, at least C / K classes."""
+    for C, k in ((128256, 4), (128256, 2), (3, 8), (50000, 8)):
+        config = (512 * k, 512, True)
+        per = P.cluster_slice_classes(C, k)
+        assert per % 8 == 0 and -(-C // k) <= per < -(-C // k) + 8
+        assert P.row_shared_bytes(C, config, 4) == P.row_cache_bytes(per, 4)
+        for nrows in (1, 7, 16384):
+            grid = P.row_grid(nrows, config, 132)
+            assert grid % k == 0 and k <= grid <= k * nrows
+    assert S.row_kernel("ce_index", "bfloat16", "int64", (2048, 512, True)) == \
+        "fx::rows_cluster<0, fx::bf16, long long, 4, 512, true>"
 
 
 def test_tuning_options_name_known_knobs():
@@ -220,7 +252,9 @@ def test_16_bit_conversions_match_numpy(cuda_host):
 def _rows(host, op, x, *, t=None, q=None, w=None, eps=0.0, go=None, ignore_index=-100,
           axis=1, cached=False, in_place=False, lanes=1):
     """Run fx::rows's body for `op` on `x` (class axis `axis`) with `lanes` lanes per row
-    (threads meeting at every reduction) and return (rows, out, err)."""
+    (threads meeting at every reduction), or ``("cluster", K)``: rows_cluster's body, K
+    blocks of one lane on each row, each on its slice of the classes. Returns (rows, out,
+    err)."""
     xm = np.moveaxis(x, axis, 1)
     outer, C = xm.shape[0], xm.shape[1]
     x3 = xm.reshape(outer, C, -1)
@@ -244,18 +278,24 @@ def _rows(host, op, x, *, t=None, q=None, w=None, eps=0.0, go=None, ignore_index
                       w=None if w is None else np.ascontiguousarray(w, np.float64), eps=eps,
                       gscale2=gs2, rows_out=rows, g3=g3, err=err)
     target = 0 if t is not None and t.dtype == np.int32 else 1
-    host.fx_host_set_lanes(lanes)
+    cluster = lanes[1] if isinstance(lanes, tuple) else 1
+    host.fx_host_set_lanes(1 if cluster > 1 else lanes)
+    host.fx_host_set_cluster(cluster)
     try:
         code = host.fx_host_rows(S.ROW_OPS[op], DTYPE_CODES[x.dtype.name], target,
                                  int(cached), *map(_c, args))
     finally:
         host.fx_host_set_lanes(1)
+        host.fx_host_set_cluster(1)
     assert code == 0
     out = None if g3 is None else np.moveaxis(g3.reshape(xm.shape), 1, axis)
     return rows.reshape(xm.shape[:1] + xm.shape[2:]), out, int(err[0])
 
 
 _close = cuda_host_lib.assert_close
+# one lane, three lanes meeting at each reduction, a cluster of three blocks on slices
+LANES = [1, 3, ("cluster", 3)]
+LANE_IDS = ["1 lane", "3 lanes", "cluster of 3"]
 
 
 def _data(rng, shape, dtype, scale=3.0):
@@ -288,7 +328,7 @@ def _layout(rng, name, dtype):
     return x, spec["axis"]
 
 
-@pytest.mark.parametrize("lanes", [1, 3], ids=["1 lane", "3 lanes"])
+@pytest.mark.parametrize("lanes", LANES, ids=LANE_IDS)
 @pytest.mark.parametrize("cached", [False, True], ids=["global", "cached"])
 @pytest.mark.parametrize("dtype", list(NP_DTYPES))
 @pytest.mark.parametrize("layout", list(LAYOUTS))
@@ -328,7 +368,8 @@ def test_cross_entropy_non_finite_and_in_place(cuda_host, dtype):
                  NP_DTYPES[dtype])
     t = np.array([0, 1, 2, 0, 1, -100, 2, 2])
     for eps, cached, lanes in ((0.0, False, 1), (0.2, False, 1), (0.2, True, 1),
-                               (0.0, False, 2), (0.2, False, 2), (0.2, True, 2)):
+                               (0.0, False, 2), (0.2, False, 2), (0.2, True, 2),
+                               (0.0, True, ("cluster", 2)), (0.2, True, ("cluster", 2))):
         go = np.ones(len(t))
         rows, grad, _ = _rows(cuda_host, "ce_index", x, t=t, eps=eps, go=go, cached=cached,
                               lanes=lanes)
@@ -342,7 +383,8 @@ def test_cross_entropy_non_finite_and_in_place(cuda_host, dtype):
     want, want_grad = fx.cross_entropy(x2, t2, reduction="none", return_grad=True,
                                        grad_output=np.ones(5), weight=np.linspace(1, 2, 300),
                                        label_smoothing=0.1)
-    for cached, lanes in ((False, 1), (True, 1), (False, 4), (True, 4)):
+    for cached, lanes in ((False, 1), (True, 1), (False, 4), (True, 4),
+                          (True, ("cluster", 3)), (False, ("cluster", 3))):
         work = x2.copy()
         rows, grad, _ = _rows(cuda_host, "ce_index", work, t=t2, go=np.ones(5), in_place=True,
                               w=np.linspace(1, 2, 300), eps=0.1, cached=cached, lanes=lanes)
@@ -353,7 +395,7 @@ def test_cross_entropy_non_finite_and_in_place(cuda_host, dtype):
 def test_invalid_targets_flag_the_error_and_poison_their_row(cuda_host):
     x = np.zeros((4, 3), np.float32)
     for op in ("ce_index", "nll"):
-        for bad, lanes in ((3, 1), (-1, 2), (-101, 3)):
+        for bad, lanes in ((3, 1), (-1, 2), (-101, 3), (3, ("cluster", 2))):
             t = np.array([0, bad, 2, -100])
             rows, grad, err = _rows(cuda_host, op, x, t=t, go=np.ones(4), lanes=lanes)
             assert err == 1
@@ -363,7 +405,7 @@ def test_invalid_targets_flag_the_error_and_poison_their_row(cuda_host):
         assert err == 0
 
 
-@pytest.mark.parametrize("lanes", [1, 3], ids=["1 lane", "3 lanes"])
+@pytest.mark.parametrize("lanes", LANES, ids=LANE_IDS)
 @pytest.mark.parametrize("cached", [False, True], ids=["global", "cached"])
 @pytest.mark.parametrize("dtype", list(NP_DTYPES))
 @pytest.mark.parametrize("layout", list(LAYOUTS))
@@ -385,7 +427,7 @@ def test_cross_entropy_probability_rows(cuda_host, lanes, layout, dtype, cached)
     _close(grad, want_grad, dtype, "grad")
 
 
-@pytest.mark.parametrize("lanes", [1, 3], ids=["1 lane", "3 lanes"])
+@pytest.mark.parametrize("lanes", LANES, ids=LANE_IDS)
 @pytest.mark.parametrize("dtype", list(NP_DTYPES))
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_nll_rows(cuda_host, lanes, layout, dtype):
@@ -403,7 +445,7 @@ def test_nll_rows(cuda_host, lanes, layout, dtype):
     _close(grad, want_grad, dtype, "grad")
 
 
-@pytest.mark.parametrize("lanes", [1, 3], ids=["1 lane", "3 lanes"])
+@pytest.mark.parametrize("lanes", LANES, ids=LANE_IDS)
 @pytest.mark.parametrize("cached", [False, True], ids=["global", "cached"])
 @pytest.mark.parametrize("dtype", list(NP_DTYPES))
 @pytest.mark.parametrize("layout", list(LAYOUTS))
@@ -421,7 +463,8 @@ def test_transforms_non_finite(cuda_host):
     x = np.array([[1.0, np.inf, 0.0], [np.inf, np.nan, 0.0], [-np.inf, -np.inf, -np.inf],
                   [np.nan, 1.0, 2.0], [1e300, -1e300, 0.0], [np.nan, -np.inf, -np.inf],
                   [-np.inf, 0.0, 1.0]])
-    for cached, lanes in ((False, 1), (True, 1), (False, 2), (True, 2)):
+    for cached, lanes in ((False, 1), (True, 1), (False, 2), (True, 2),
+                          (True, ("cluster", 2))):
         rows, _, _ = _rows(cuda_host, "logsumexp", x, cached=cached, lanes=lanes)
         _close(rows, fx.logsumexp(x, axis=1), "float64", "logsumexp")
         for op, fn in (("softmax", fx.softmax), ("log_softmax", fx.log_softmax)):

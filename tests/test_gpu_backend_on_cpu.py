@@ -303,9 +303,14 @@ def test_sweep_times_the_backends_own_kernel_at_every_shape(gpu_sweep):
     assert len({tuple(sorted(k.items())) for k in gpu_sweep.KNOBS}) == len(gpu_sweep.KNOBS)
     for dtype, knobs, options, names in gpu_sweep.modules():
         assert options == S.tuning_options(**knobs) and len(names) == len(set(names))
-    # a row cache only where the device can hold it
+    # a row cache only where the device can hold it: at 128256 classes, a cluster's
+    # slices of 4 or 8 blocks (float32), 2 or more (bfloat16)
     f32_big = gpu_sweep.runs_at(128256, 4, S.TUNING_DEFAULTS, H100_SMEM)
-    assert f32_big and not any(c[2] for c in f32_big)
+    assert f32_big and {c for c in f32_big if c[2]} == {(2048, 512, True), (4096, 512, True)}
+    assert {c for c in gpu_sweep.runs_at(128256, 2, S.TUNING_DEFAULTS, H100_SMEM)
+            if c[2] and c[0] > c[1]} == set(gpu_sweep.CLUSTER_CONFIGS)
+    assert not any(c[0] > c[1] for c in gpu_sweep.runs_at(128256, 4, gpu_sweep.KNOBS[1],
+                                                          H100_SMEM))
     assert any(c[2] for c in gpu_sweep.runs_at(32000, 4, S.TUNING_DEFAULTS, H100_SMEM))
     assert not any(c[0] == 32 for c in f32_big)
 
@@ -350,6 +355,11 @@ def test_sweep_flags_a_variant_that_disagrees(gpu, gpu_sweep, cuda_host, monkeyp
             compiled[d, tuple(sorted(knobs.items()))] = {
                 c: HostKernel(cuda_host, "rows", "ce_index", d, n)
                 for c, n in zip(configs, names)}
+    for d, _, names in gpu_sweep.cluster_modules():
+        if d == dtype:
+            compiled[d, tuple(sorted(S.TUNING_DEFAULTS.items()))].update(
+                {c: HostKernel(cuda_host, "rows", "ce_index", d, n)
+                 for c, n in zip(gpu_sweep.CLUSTER_CONFIGS, names)})
     wrong_knobs = tuple(sorted(gpu_sweep.KNOBS[1].items()))
     wrong, hole = (32, 256, False), (256, 256, False)
 
@@ -391,9 +401,12 @@ def test_sweep_flags_a_variant_that_disagrees(gpu, gpu_sweep, cuda_host, monkeyp
             assert r["unwritten"] == 0 and r["grad_err"] > 1e-5
     if C <= gpu_sweep.WARP_MAX_C:
         assert any(r["lanes"] == 32 for r in results)
+    assert {c for c in gpu_sweep.CLUSTER_CONFIGS} <= {
+        (r["lanes"], r["block"], r["cached"]) for r in results if r["agrees"]}
     assert call["call_ms"] > 0 and call["torch_eager_ms"] > 0
     text = gpu_sweep.table(results, {(N, C, dtype): call})
     assert text.count("| NO |") == 2 and "(backend)" in text and "with the fastest agreeing variant" in text
+    assert "| cluster of 4 x 512 | True |" in text
 
 
 @pytest.mark.parametrize("script", ["gpu_check.py", "gpu_profile.py", "gpu_sweep.py"])

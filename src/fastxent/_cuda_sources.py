@@ -46,7 +46,9 @@ ROW_OPS = {"ce_index": 0, "ce_prob": 1, "nll": 2, "logsumexp": 3, "softmax": 4,
 INDEX_OPS = ("ce_index", "nll")
 ELEMENTWISE_OPS = {"bce": 0, "bce_logits": 1, "kl_div": 2}
 
-# (lanes per row, threads per block, row cached in shared memory); see rows.cu.
+# (lanes per row, threads per block, row cached in shared memory); see rows.cu. Lanes a
+# multiple of the block (K blocks of a cluster per row, sm_90) name rows_cluster, which the
+# backend does not choose yet: benchmarks/gpu_sweep.py times it.
 THREAD_PER_ROW = (1, 128, False)
 WARP_PER_ROW = (32, 128, False)
 BLOCK_PER_ROW = (512, 512, False)
@@ -69,7 +71,8 @@ def row_kernel(op: str, dtype: str, target: str | None, config) -> str:
     """The name expression of one class-axis kernel instantiation."""
     lanes, block, cached = config
     ti = TARGETS[target] if op in INDEX_OPS else "long long"
-    return (f"fx::rows<{ROW_OPS[op]}, {DTYPES[dtype]}, {ti}, {lanes}, {block}, "
+    kernel, width = ("rows_cluster", lanes // block) if lanes > block else ("rows", lanes)
+    return (f"fx::{kernel}<{ROW_OPS[op]}, {DTYPES[dtype]}, {ti}, {width}, {block}, "
             f"{'true' if cached else 'false'}>")
 
 

@@ -41,11 +41,20 @@ def row_config(C: int, class_stride: int, itemsize: int):
 
 def row_grid(nrows: int, config, n_sm: int) -> int:
     """Blocks for a grid-stride loop over the rows: enough to fill the device, bounded so that
-    every block keeps working."""
+    every block keeps working. A cluster config's grid is a multiple of its K blocks."""
     lanes, block, _ = config
+    bound = n_sm * (2048 // block) * 4
+    if lanes > block:
+        k = lanes // block
+        return int(k * max(1, min(nrows, bound // k)))
     rows_per_block = block // lanes
     needed = -(-nrows // rows_per_block)
-    return int(max(1, min(needed, n_sm * (2048 // block) * 4)))
+    return int(max(1, min(needed, bound)))
+
+
+def cluster_slice_classes(C: int, k: int) -> int:
+    """The classes each of a cluster's k blocks holds (rows.cu: cluster_slice_begin)."""
+    return (-(-C // k) + 7) // 8 * 8
 
 
 def row_cache_bytes(C: int, itemsize: int) -> int:
@@ -55,7 +64,12 @@ def row_cache_bytes(C: int, itemsize: int) -> int:
 
 
 def row_shared_bytes(C: int, config, itemsize: int) -> int:
-    return row_cache_bytes(C, itemsize) if config[2] else 0
+    """Dynamic shared memory per block: the row cache, or a cluster block's slice of it."""
+    lanes, block, cached = config
+    if not cached:
+        return 0
+    return row_cache_bytes(cluster_slice_classes(C, lanes // block) if lanes > block else C,
+                           itemsize)
 
 
 def row_args(x3, *, t2=None, ignore_index=-100, q3=None, w=None, eps=0.0, gscale2=None,

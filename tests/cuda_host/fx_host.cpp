@@ -29,6 +29,9 @@ struct ThreadLanes {
     Meeting* meet;
     int lanes() const { return NL_; }
     int lane() const { return id; }
+    int first_class(int) const { return 0; }
+    int end_class(int C) const { return C; }
+    bool leader() const { return id == 0; }
     template <class A, bool MAX> A reduce(A v) const {
         meet->values[id] = (double)v;
         meet->barrier.arrive_and_wait();
@@ -43,7 +46,19 @@ struct ThreadLanes {
     void flag(int* err) const { __atomic_fetch_or(err, 1, __ATOMIC_RELAXED); }
 };
 
+/* A K-block cluster on one row (rows_cluster), each block one thread with one lane: it
+ * visits its own slice of the classes, with its own row cache; reductions meet across the
+ * blocks, in rank order. */
+struct ClusterThreads : ThreadLanes {
+    int lanes() const { return 1; }
+    int lane() const { return 0; }
+    int first_class(int C) const { return cluster_slice_begin(C, NL_, id); }
+    int end_class(int C) const { return cluster_slice_begin(C, NL_, id + 1); }
+    bool leader() const { return id == 0; }
+};
+
 int g_lanes = 1;      /* lanes per row for the next fx_host_rows call */
+int g_cluster = 1;    /* blocks per row (a cluster) for the next fx_host_rows call */
 
 /* f(T()) for the storage type of a dtype code (0 float32, 1 float64, 2 float16, 3 bfloat16),
  * and f(TI()) for a target code (0 int32, 1 int64): 0, or 1 for an unknown code. */
@@ -69,18 +84,23 @@ template <int OP, bool CACHED, class T, class TI>
 void run_rows(const RowArgs<T, TI>& a) {
     std::vector<T> cache(CACHED ? row_cache_elems(a.C) : 1);
     const long long nrows = a.outer * a.inner;
-    if (g_lanes == 1) {
+    if (g_lanes == 1 && g_cluster == 1) {
         const HostLanes lanes;
         for (long long r = 0; r < nrows; ++r) row_work<OP, CACHED>(lanes, a, r, true, cache.data());
         return;
     }
-    Meeting meet(g_lanes);
+    const int n = g_cluster > 1 ? g_cluster : g_lanes;
+    Meeting meet(n);
     std::vector<std::thread> threads;
-    for (int id = 0; id < g_lanes; ++id) {
+    for (int id = 0; id < n; ++id) {
         threads.emplace_back([&, id] {
-            const ThreadLanes lanes{g_lanes, id, &meet};
+            const ThreadLanes lanes{n, id, &meet};
+            std::vector<T> own(cache.size());        /* a cluster block's own cache */
             for (long long r = 0; r < nrows; ++r) {
-                row_work<OP, CACHED>(lanes, a, r, true, cache.data());
+                if (g_cluster > 1)
+                    row_work<OP, CACHED>(ClusterThreads{lanes}, a, r, true, own.data());
+                else
+                    row_work<OP, CACHED>(lanes, a, r, true, cache.data());
                 meet.barrier.arrive_and_wait();      /* the next row overwrites the cache */
             }
         });
@@ -219,6 +239,9 @@ unsigned int fx_host_narrow_double(int dtype, double v) {
 
 /* Lanes per row for the following fx_host_rows calls (1 by default). */
 void fx_host_set_lanes(int n) { g_lanes = n > 0 ? n : 1; }
+
+/* Blocks of a cluster per row for the following fx_host_rows calls (1: no cluster). */
+void fx_host_set_cluster(int k) { g_cluster = k > 0 ? k : 1; }
 
 /* The 16-bit conversions, for the round-trip test against NumPy / ml_dtypes. */
 unsigned short fx_host_to_f16(float v) { return to_f16(v).bits; }

@@ -158,9 +158,12 @@ FX_HD bool fx_isnan(double v) { return v != v; }
 
 /* ---- lanes: the threads that share a row or a reduction ----------------------------------
  * Every body that reduces is written once over a Lanes type: HostLanes (one lane, on the
- * host or a thread per row), WarpLanes (a warp's butterfly shuffles) or BlockLanes (the
- * warps' slots in index order). Each combines in a fixed order, so every lane ends with the
- * same bits, and repeats are bit-identical. */
+ * host or a thread per row), WarpLanes (a warp's butterfly shuffles), BlockLanes (the
+ * warps' slots in index order) or, in rows.cu, ClusterLanes (a cluster's blocks, each with
+ * a slice of the row). Each combines in a fixed order, so every lane ends with the same
+ * bits, and repeats are bit-identical. Besides lanes() and lane(), which stride through the
+ * classes a lane visits, a Lanes type names those classes ([first_class, end_class) of C)
+ * and the one lane that writes the row's results (leader). */
 
 /* Set an error flag (bit 0) that the host reads after the call. */
 FX_HD void raise_flag(int* err) {
@@ -176,6 +179,9 @@ struct HostLanes {
     static const int NL = 1;
     FX_HD int lanes() const { return 1; }
     FX_HD int lane() const { return 0; }
+    FX_HD int first_class(int) const { return 0; }
+    FX_HD int end_class(int C) const { return C; }
+    FX_HD bool leader() const { return true; }
     template <class A> FX_HD A max(A v) const { return v; }
     template <class A> FX_HD A sum(A v) const { return v; }
     FX_HD void sync() const {}
@@ -190,6 +196,9 @@ template <int NL_> struct WarpLanes {
     static const int NL = NL_;
     __device__ int lanes() const { return NL; }
     __device__ int lane() const { return (int)(threadIdx.x % NL); }
+    __device__ int first_class(int) const { return 0; }
+    __device__ int end_class(int C) const { return C; }
+    __device__ bool leader() const { return lane() == 0; }
     template <class A> __device__ A max(A v) const {
 #pragma unroll
         for (int o = NL / 2; o > 0; o >>= 1) v = fx_max(v, __shfl_xor_sync(0xffffffffu, v, o, NL));
@@ -210,6 +219,9 @@ template <int BLOCK, class A> struct BlockLanes {
     A* slots;
     __device__ int lanes() const { return NL; }
     __device__ int lane() const { return (int)threadIdx.x; }
+    __device__ int first_class(int) const { return 0; }
+    __device__ int end_class(int C) const { return C; }
+    __device__ bool leader() const { return threadIdx.x == 0; }
     template <bool MAX> __device__ A reduce(A v) const {
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) {

@@ -208,8 +208,12 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
     const int NL = L.lanes(), lane = L.lane(), C = a.C;
     const long long o = active ? row / a.inner : 0, i = active ? row - o * a.inner : 0;
     const T* xr = a.x + o * a.so + i * a.si;
-    T* gr = a.g + o * a.gso + i * a.gsi;
-    const int n = active ? C : 0;           /* inactive lanes still join every reduction */
+    /* These lanes visit classes [c0, c0 + n): the whole row, except in a cluster, where each
+     * block holds its own slice (the class index below is c0 + the slice's c). */
+    const int c0 = L.first_class(C);
+    const int n = active ? L.end_class(C) - c0 : 0;    /* inactive lanes join every reduction */
+    const T* xs = xr + c0 * a.sc;
+    T* gs = a.g + o * a.gso + i * a.gsi + c0 * a.gsc;
     const A eps = A(a.eps);
     const A nan = A(nan_f()), inf = A(inf_f());
 
@@ -232,7 +236,7 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
 
     if (OP == NLL) {
         L.sync();                           /* x[y] is read by every lane before any write */
-        if (active && lane == 0) {
+        if (active && L.leader()) {
             a.rows_out[row] = invalid ? (double)nan : (y >= 0 ? (double)(-wy * xy) : 0.0);
             if (invalid) L.flag(a.err);
         }
@@ -240,14 +244,14 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
             const A scale = A(a.gscale[o * a.gss_o + i * a.gss_i]);
             const A fill = invalid ? nan : A(0);
             for (int c = lane; c < n; c += NL) {
-                gr[c * a.gsc] = narrow_to<T>::from(c == y ? -scale * wy : fill);
+                gs[c * a.gsc] = narrow_to<T>::from(c0 + c == y ? -scale * wy : fill);
             }
         }
         return;
     }
 
     const T* qr = a.q + o * a.qso + i * a.qsi;
-    const Split sx = split_row(xr, n, a.sc);
+    const Split sx = split_row(xs, n, a.sc);
     /* the cache starts where the row's first full vector lines up with a vector boundary */
     T* kc = cache + ((4 - sx.head) & 3);
     RowSums<A> s = {A(0), A(0), A(0)};
@@ -269,7 +273,7 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
     if (CACHED) {
         /* pass 1: the maximum (NaN skipped; it reaches the sum through exp), the row copied
          * into the cache on the way */
-        visit_row(L, xr, a.sc, n, sx, [&](int c, const T* v, int k) {
+        visit_row(L, xs, a.sc, n, sx, [&](int c, const T* v, int k) {
             for (int e = 0; e < k; ++e) m = fx_max(m, A(widen(v[e])));
             put_values(kc, 1, c, v, k);
         });
@@ -281,7 +285,7 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
             for (int e = 0; e < k; ++e) {
                 const A x = A(widen(v[e])), ex = fx_exp(x - m);
                 s.total += ex;
-                add_relative(c + e, x);
+                add_relative(c0 + c + e, x);
                 kept[e] = narrow_to<T>::from(ex);
             }
             if (KEEP_E) put_values(kc, 1, c, kept, k);
@@ -291,7 +295,7 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
          * grows (online softmax), so the logits are read once here. A -inf logit adds 0
          * (exp(-inf - max) for any finite max); a row without a finite or +inf max is
          * NaN below, as exp(-inf - -inf) makes it in the two-pass form. */
-        visit_row(L, xr, a.sc, n, sx, [&](int, const T* v, int k) {
+        visit_row(L, xs, a.sc, n, sx, [&](int, const T* v, int k) {
             for (int e = 0; e < k; ++e) online_add<OP>(A(widen(v[e])), m, s);
         });
         const A M = L.max(m);
@@ -303,8 +307,8 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
         }
         /* pass 2 (smoothing, probabilities): the sums relative to the max */
         if ((OP == CE_INDEX && eps > A(0)) || OP == CE_PROB) {
-            visit_row(L, xr, a.sc, n, sx, [&](int c, const T* v, int k) {
-                for (int e = 0; e < k; ++e) add_relative(c + e, A(widen(v[e])));
+            visit_row(L, xs, a.sc, n, sx, [&](int c, const T* v, int k) {
+                for (int e = 0; e < k; ++e) add_relative(c0 + c + e, A(widen(v[e])));
             });
         }
     }
@@ -314,17 +318,18 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
     if (!active) return;
 
     /* pass 3: the row's loss and its outputs, from the cache or the logits; e_of(v) is
-     * exp(x - m) of the value read (the cached exponential itself, or from the logit) */
+     * exp(x - m) of the value read (the cached exponential itself, or from the logit). The
+     * class index of the slice's c is c0 + c. */
     auto e_of = [&](A v) { return (CACHED && KEEP_E) ? v : fx_exp(v - m); };
     auto write = [&](auto fn) {
-        if (CACHED) write_row(L, (const T*)kc, 1, sx, gr, a.gsc, n, fn);
-        else write_row(L, xr, a.sc, sx, gr, a.gsc, n, fn);
+        if (CACHED) write_row(L, (const T*)kc, 1, sx, gs, a.gsc, n, fn);
+        else write_row(L, xs, a.sc, sx, gs, a.gsc, n, fn);
     };
     const A W = a.has_w ? s.a : A(C);
     const A scale = (OP == CE_INDEX || OP == CE_PROB) && a.want_grad
                         ? A(a.gscale[o * a.gss_o + i * a.gss_i]) : A(0);
     if (OP == CE_INDEX) {
-        if (lane == 0) {
+        if (L.leader()) {
             const A loss = invalid ? nan : (y < 0 ? A(0) : index_row_loss(m, s, xy, wy, W, eps, C));
             a.rows_out[row] = (double)loss;
             if (invalid) L.flag(a.err);
@@ -337,20 +342,22 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
             const IndexGrad<A> k = index_row_grad(s, wy, W, eps, C, scale);
             const A gy = index_target_grad(k, m, s, xy, wy, eps, C, scale);
             write([&](int c, A v) {
-                return c == y ? gy : k.ka * e_of(v) - k.kb * (a.has_w ? A(a.w[c]) : A(1));
+                return c0 + c == y ? gy
+                                   : k.ka * e_of(v) - k.kb * (a.has_w ? A(a.w[c0 + c]) : A(1));
             });
         }
     } else if (OP == CE_PROB) {
-        if (lane == 0) a.rows_out[row] = (double)prob_row_loss(s);
+        if (L.leader()) a.rows_out[row] = (double)prob_row_loss(s);
         if (a.want_grad) {
             const A k = scale * s.a / s.total;
             write([&](int c, A v) {
-                const A wq = (a.has_w ? A(a.w[c]) : A(1)) * smoothed(A(widen(qr[c * a.qsc])), eps, C);
+                const A wq = (a.has_w ? A(a.w[c0 + c]) : A(1)) *
+                             smoothed(A(widen(qr[(c0 + c) * a.qsc])), eps, C);
                 return k * e_of(v) - scale * wq;
             });
         }
     } else if (OP == LSE) {
-        if (lane == 0) {
+        if (L.leader()) {
             A lse = m + fx_log(s.total);
             if (s.a > A(0)) lse = nan;                  /* any NaN logit */
             else if (m == inf) lse = inf;
@@ -368,23 +375,24 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
 
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 
+/* The row kernels' parameters, in _gpu_plan.row_args's order, and the RowArgs they make. */
+#define FX_ROW_PARAMS                                                                       \
+    const T *x, long long outer, int C, long long inner, long long so, long long sc,        \
+        long long si, const TI *t, long long tso, long long tsi, long long ignore_index,    \
+        const T *q, long long qso, long long qsc, long long qsi, const double *w, int has_w, \
+        double eps, const double *gscale, long long gss_o, long long gss_i,                  \
+        double *rows_out, T *g, long long gso, long long gsc, long long gsi, int want_grad, \
+        int *err
+#define FX_ROW_ARGS                                                                         \
+    {x, outer, C, inner, so, sc, si, t, tso, tsi, ignore_index, q, qso, qsc, qsi, w, has_w, \
+     eps, gscale, gss_o, gss_i, rows_out, g, gso, gsc, gsi, want_grad, err}
+
 /* FX_MIN_BLOCKS (default 1) lets a 512-thread block use up to 128 registers a thread.
  * Capped at 64 for two such blocks, the row body spills (ptxas) in most ops and dtypes. */
 template <int OP, class T, class TI, int NL, int BLOCK, bool CACHED>
-__global__ void __launch_bounds__(BLOCK, FX_MIN_BLOCKS) rows(
-        const T* x, long long outer, int C, long long inner,
-        long long so, long long sc, long long si,
-        const TI* t, long long tso, long long tsi, long long ignore_index,
-        const T* q, long long qso, long long qsc, long long qsi,
-        const double* w, int has_w, double eps,
-        const double* gscale, long long gss_o, long long gss_i,
-        double* rows_out,
-        T* g, long long gso, long long gsc, long long gsi, int want_grad,
-        int* err) {
+__global__ void __launch_bounds__(BLOCK, FX_MIN_BLOCKS) rows(FX_ROW_PARAMS) {
     typedef typename acc_of<T>::type A;
-    const RowArgs<T, TI> a = {x, outer, C, inner, so, sc, si, t, tso, tsi, ignore_index,
-                              q, qso, qsc, qsi, w, has_w, eps, gscale, gss_o, gss_i,
-                              rows_out, g, gso, gsc, gsi, want_grad, err};
+    const RowArgs<T, TI> a = FX_ROW_ARGS;
     __shared__ A slots[BLOCK / 32];
     extern __shared__ __align__(16) unsigned char fx_dynamic[];
     typename LanesFor<NL, BLOCK, A>::type lanes;
@@ -399,6 +407,121 @@ __global__ void __launch_bounds__(BLOCK, FX_MIN_BLOCKS) rows(
                              reinterpret_cast<T*>(fx_dynamic));
         if (CACHED) __syncthreads();        /* the next row overwrites the cache */
     }
+}
+
+#endif
+
+/* ---- a cluster per row (sm_90) ------------------------------------------------------------
+ * A row too long for one multiprocessor's shared memory is split over the K blocks of a
+ * thread-block cluster: each caches its own slice of the classes, so the logits are read
+ * once from HBM where the streamed kernel reads them twice. A reduction combines the
+ * blocks' values through distributed shared memory, every block in rank order (the same
+ * bits in each). Not yet chosen by the backend: benchmarks/gpu_sweep.py times it against
+ * the streamed kernel (issue 4's 128256-class rows). */
+
+/* The first class of block `rank`'s slice of C over K blocks (rank K: C). Slices are a
+ * multiple of 8 classes, so each starts on a vector boundary where the row does. */
+FX_HD int cluster_slice_begin(int C, int K, int rank) {
+    const long long per = ((C + K - 1) / K + 7) / 8 * 8;
+    return per * rank < C ? (int)(per * rank) : C;
+}
+
+#if (defined(__CUDACC__) || defined(__CUDACC_RTC__)) && \
+    (!defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900)
+
+__device__ unsigned int cluster_rank() {
+    unsigned int r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+    return r;
+}
+
+/* Every thread of the cluster arrives (its shared-memory writes released) and waits for
+ * the others (theirs acquired). */
+__device__ void cluster_barrier() {
+    asm volatile("barrier.cluster.arrive.release.aligned;\n\t"
+                 "barrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+
+/* The distributed-shared-memory address of this block's shared `p` in the block of cluster
+ * rank `rank`, and the values there. */
+__device__ unsigned int cluster_address(const void* p, unsigned int rank) {
+    unsigned long long shared;
+    unsigned int remote;
+    asm volatile("cvta.to.shared.u64 %0, %1;" : "=l"(shared) : "l"((unsigned long long)p));
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;"
+                 : "=r"(remote) : "r"((unsigned int)shared), "r"(rank));
+    return remote;
+}
+
+__device__ float cluster_load(const float* p, unsigned int rank) {
+    float v;
+    asm volatile("ld.shared::cluster.f32 %0, [%1];"
+                 : "=f"(v) : "r"(cluster_address(p, rank)) : "memory");
+    return v;
+}
+
+__device__ double cluster_load(const double* p, unsigned int rank) {
+    double v;
+    asm volatile("ld.shared::cluster.f64 %0, [%1];"
+                 : "=d"(v) : "r"(cluster_address(p, rank)) : "memory");
+    return v;
+}
+
+/* The BLOCK threads of each of a cluster's K blocks on one row, each block on its slice.
+ * A reduction: BlockLanes within the block, the block's value into one of two slots
+ * (alternating: a slot is written again two reductions later, after the next barrier has
+ * seen every block finish reading it), a cluster barrier, then the K blocks' slots. */
+template <int K, int BLOCK, class A> struct ClusterLanes {
+    static const int NL = BLOCK;
+    BlockLanes<BLOCK, A> block;
+    A* pair;                        /* this block's two cluster slots */
+    unsigned int rank;
+    mutable unsigned int phase;
+    __device__ int lanes() const { return BLOCK; }
+    __device__ int lane() const { return (int)threadIdx.x; }
+    __device__ int first_class(int C) const { return cluster_slice_begin(C, K, rank); }
+    __device__ int end_class(int C) const { return cluster_slice_begin(C, K, rank + 1); }
+    __device__ bool leader() const { return rank == 0 && threadIdx.x == 0; }
+    template <bool MAX> __device__ A reduce(A v) const {
+        v = block.template reduce<MAX>(v);
+        A* mine = pair + (phase++ & 1u);
+        if (threadIdx.x == 0) *mine = v;
+        cluster_barrier();
+        A r = cluster_load(mine, 0);
+#pragma unroll
+        for (int k = 1; k < K; ++k) {
+            const A u = cluster_load(mine, k);
+            r = MAX ? fx_max(r, u) : r + u;
+        }
+        return r;
+    }
+    __device__ A max(A v) const { return reduce<true>(v); }
+    __device__ A sum(A v) const { return reduce<false>(v); }
+    __device__ void sync() const { cluster_barrier(); }
+    __device__ void flag(int* err) const { atomicOr(err, 1); }
+};
+
+/* K consecutive blocks (a cluster) per row; the grid is a multiple of K. */
+template <int OP, class T, class TI, int K, int BLOCK, bool CACHED>
+__global__ void __cluster_dims__(K, 1, 1) __launch_bounds__(BLOCK, 1)
+rows_cluster(FX_ROW_PARAMS) {
+    typedef typename acc_of<T>::type A;
+    const RowArgs<T, TI> a = FX_ROW_ARGS;
+    __shared__ A slots[BLOCK / 32];
+    __shared__ A pair[2];
+    extern __shared__ __align__(16) unsigned char fx_dynamic[];
+    ClusterLanes<K, BLOCK, A> lanes;
+    lanes.block.slots = slots;
+    lanes.pair = pair;
+    lanes.rank = cluster_rank();
+    lanes.phase = 0;
+    const long long nrows = outer * inner;
+    /* the loop bound is uniform over the cluster: every block reaches every barrier */
+    for (long long row = blockIdx.x / K; row < nrows; row += gridDim.x / K) {
+        row_work<OP, CACHED>(lanes, a, row, true, reinterpret_cast<T*>(fx_dynamic));
+        if (CACHED) __syncthreads();        /* the next row overwrites the cache */
+    }
+    cluster_barrier();          /* no block exits while another may still read its slots */
 }
 
 #endif
