@@ -485,12 +485,14 @@ WORK_PER_CALL = {
     "cross_entropy none": ["zeros", "kernel rows", "copy to host", "astype"],
     "cross_entropy probabilities mean": ["zeros", "fused fastxent_mean", "kernel rows",
                                          "kernel total"],
+    "cross_entropy probabilities none": ["kernel rows", "astype"],
     "nll_loss mean": ["zeros", "kernel mean_scale", "kernel rows", "copy to host",
                       "kernel total"],
     "binary_cross_entropy mean": ["fused fastxent_mean", "zeros", "kernel elementwise",
                                   "copy to host", "kernel total"],
     "binary_cross_entropy_with_logits mean": ["fused fastxent_mean", "zeros",
                                               "kernel elementwise", "kernel total"],
+    "binary_cross_entropy_with_logits none": ["kernel elementwise"],
     "softmax": ["kernel rows"],
 }
 
@@ -516,10 +518,14 @@ def test_device_work_per_call(gpu, call):
         "cross_entropy none": lambda: fx.cross_entropy(x, t, reduction="none",
                                                        return_grad=True),
         "cross_entropy probabilities mean": lambda: fx.cross_entropy(x, p, return_grad=True),
+        "cross_entropy probabilities none": lambda: fx.cross_entropy(
+            x, p, reduction="none", return_grad=True, grad_output=gpu.dev(np.ones(64))),
         "nll_loss mean": lambda: fx.nll_loss(x, t, return_grad=True),
         "binary_cross_entropy mean": lambda: fx.binary_cross_entropy(p, p, return_grad=True),
         "binary_cross_entropy_with_logits mean": lambda: fx.binary_cross_entropy_with_logits(
             x, p, return_grad=True),
+        "binary_cross_entropy_with_logits none": lambda: fx.binary_cross_entropy_with_logits(
+            x, p, reduction="none", return_grad=True, grad_output=gpu.dev(np.ones((64, 100)))),
         "softmax": lambda: fx.softmax(x),
     }
     calls[call]()                       # the first call also makes the cached 1.0

@@ -322,8 +322,9 @@ def _class_call(fn, op, input, target, *, weight, ignore_index, reduction, label
     outer, inner = math.prod(x.shape[:ax]), math.prod(x.shape[ax + 1:])
     go = _grad_output(grad_output, red, loss_shape) if want else None
     w = None if weight is None else cp.ascontiguousarray(_device(weight, cp.float64))
-    # the error flag and reduce.cu's two tickets, zeroed by one memset
-    flags = cp.zeros(3, cp.int32)
+    # the error flag and reduce.cu's two tickets, zeroed by one memset (probabilities
+    # flag nothing, and "none" takes no ticket)
+    flags = cp.zeros(3, cp.int32) if not (probs and red == "none") else None
 
     scale = None
     if probs:
@@ -376,7 +377,8 @@ def _class_call(fn, op, input, target, *, weight, ignore_index, reduction, label
         _defer(err, IndexError, f"target held a class index outside [0, {C}) that is not "
                                 f"ignore_index={ignore} (found on the device; the loss and "
                                 f"gradient rows of those targets are NaN)")
-    loss = _reduce(rows, red, denominator, loss_shape, x.dtype, partial, flags[2:])
+    loss = _reduce(rows, red, denominator, loss_shape, x.dtype, partial,
+                   None if red == "none" else flags[2:])
     return (loss, finish()) if want else loss
 
 
@@ -482,13 +484,17 @@ def _elementwise_call(op, input, target, *, weight=None, pos_weight=None, reduct
     grid = P.elementwise_grid(max(n, 1), _n_sm(cp.cuda.Device().id))
     # every launched block writes its partial; no launch, no partials
     block_totals = cp.empty(grid if n else 0, cp.float64)
-    flags = cp.zeros(2, cp.int32)       # binary_cross_entropy's value flag, total's ticket
+    # binary_cross_entropy's value flag and total's ticket; the other losses never write
+    # the flag, so without a total they are passed the partials (a valid pointer)
+    flags = cp.zeros(2, cp.int32) if probabilities or not per_element else None
     if n:
         k = len(operands)
         args = P.elementwise_args(x3, views[1], w3=views[2] if op != "kl_div" else None,
                                   pw3=views[k] if pos_weight is not None else None,
                                   log_target=log_target, gscale3=views[k + 1] if want else None,
-                                  loss3=loss3, g3=g3, err=flags[:1], partial=block_totals)
+                                  loss3=loss3, g3=g3,
+                                  err=block_totals if flags is None else flags[:1],
+                                  partial=block_totals)
         name = S.elementwise_kernel(op, cdt.name)
         _kernel("elementwise", op, cdt.name, name)((grid,), (S.ELEMENTWISE_BLOCK,), args)
     if probabilities:       # after every check made at the call: a refused call defers none
