@@ -267,3 +267,47 @@ def test_dask_cupy_chunks(chunks, reduction):
     with pytest.raises(IndexError, match=r"\[0, 40\)"):
         fxd.cross_entropy(xd, bad, reduction=reduction).compute()
     assert not _gpu._pending
+
+
+@pytest.mark.parametrize("k", [2, 4, 8])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_cluster_per_row_matches_the_cpu(k, dtype):
+    """rows_cluster (sm_90; gpu_sweep.py's variant, not yet the backend's choice): K blocks
+    per row, each caching its slice, combine their reductions over distributed shared
+    memory. Losses and gradient against the CPU backend, with smoothing and weights, an
+    ignored row, and the same bits on a repeat."""
+    from fastxent import _cuda_sources as S
+    from fastxent import _gpu_plan as P
+    if int(cp.cuda.Device().compute_capability) < 90:
+        pytest.skip("thread-block clusters need sm_90")
+    rng = np.random.default_rng(7)
+    N, C = 37, 128256
+    x = (rng.standard_normal((N, C)) * 3).astype(DTYPES[dtype])
+    t = rng.integers(0, C, N)
+    t[5] = -100
+    w = rng.uniform(0.5, 2, C)
+    want, want_grad = fx.cross_entropy(x, t, weight=w, label_smoothing=0.1,
+                                       reduction="none", return_grad=True)
+    config = (512 * k, 512, True)
+    name = S.row_kernel("ce_index", dtype, "int64", config)
+    fn = cp.RawModule(code=S.source("rows.cu"), options=S.OPTIONS,
+                      name_expressions=[name]).get_function(name)
+    smem = P.row_shared_bytes(C, config, x.itemsize)
+    fn.max_dynamic_shared_size_bytes = smem
+    xg, tg = cp.asarray(x), cp.asarray(t)
+    outs = []
+    for _ in range(2):
+        g = cp.full(x.shape, np.nan, x.dtype) if dtype == "float32" else cp.empty_like(xg)
+        rows, err = cp.full(N, np.nan), cp.zeros(1, cp.int32)
+        args = P.row_args(xg.reshape(N, C, 1), t2=tg.reshape(N, 1), w=cp.asarray(w),
+                          eps=0.1, gscale2=cp.ones((N, 1)), rows_out=rows,
+                          g3=g.reshape(N, C, 1), err=err)
+        n_sm = cp.cuda.Device().attributes["MultiProcessorCount"]
+        fn((P.row_grid(N, config, n_sm),), (512,), args, shared_mem=smem)
+        outs.append((rows, g))
+        assert int(err[0]) == 0
+    _close(outs[0][0], want, dtype)
+    _close(outs[0][1], want_grad, dtype)
+    assert cp.array_equal(outs[0][0], outs[1][0])
+    assert cp.array_equal(outs[0][1].view(cp.uint16 if dtype == "bfloat16" else cp.uint32),
+                          outs[1][1].view(cp.uint16 if dtype == "bfloat16" else cp.uint32))
