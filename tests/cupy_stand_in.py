@@ -45,7 +45,7 @@ _NO_WORK = {"broadcast_to", "empty_like", "reshape", "may_share_memory", "shares
 
 
 def _did(what):
-    if not getattr(_inside, "depth", 0):
+    if not getattr(_inside, "depth", 0) and not getattr(_inside, "listed", False):
         WORK.append(what)
 
 
@@ -74,6 +74,9 @@ class ndarray(np.ndarray):
         super().__setitem__(key, value)
 
     def __getitem__(self, key):
+        if isinstance(key, np.ndarray) or (isinstance(key, tuple) and any(
+                isinstance(k, np.ndarray) for k in key)):
+            _did("take")                    # advanced indexing: a gather kernel
         item = super().__getitem__(key)
         # CuPy has no scalars: an element is a 0-d array
         return on_device(np.asarray(item)) if isinstance(item, np.generic) else item
@@ -127,9 +130,14 @@ def _wrap(fn, work=None):
     """`fn` returning device arrays; `work` names what it asks of the device (None: nothing,
     an allocation or a view)."""
     def call(*args, **kwargs):
-        if work:
-            _did(work)
-        return on_device(fn(*args, **kwargs))
+        if not work:
+            return on_device(fn(*args, **kwargs))
+        _did(work)
+        _inside.listed = True               # once: not again for the ufunc it calls
+        try:
+            return on_device(fn(*args, **kwargs))
+        finally:
+            _inside.listed = False
     return call
 
 
