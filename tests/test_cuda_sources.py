@@ -492,11 +492,7 @@ def _elementwise(host, op, x, y, *, w=None, pw=None, log_target=False, go=None):
     assert host.fx_host_elementwise(S.ELEMENTWISE_OPS[op], DTYPE_CODES[x.dtype.name],
                                     _c(np.int64(grid)), _c(np.int64(block)),
                                     *map(_c, args)) == 0
-    flagged[0] = int(err[0])
-    return loss, grad, partial.sum()
-
-
-flagged = [0]       # the last _elementwise call's error flag
+    return loss, grad, partial.sum(), int(err[0])
 
 
 @pytest.mark.parametrize("dtype", list(NP_DTYPES))
@@ -517,7 +513,7 @@ def test_elementwise_losses(cuda_host, dtype):
         ("kl_div", logits, dict(log_target=True), fx.kl_div, dict(log_target=True)),
     ]
     for op, xin, kw, fn, fkw in cases:
-        loss, grad, total = _elementwise(cuda_host, op, xin, y, go=go, **kw)
+        loss, grad, total, _ = _elementwise(cuda_host, op, xin, y, go=go, **kw)
         want, want_grad = fn(xin, y, reduction="none", return_grad=True, grad_output=go,
                              **fkw)
         _close(loss, want, dtype, f"{op} loss")
@@ -530,21 +526,21 @@ def test_elementwise_losses(cuda_host, dtype):
 def test_elementwise_non_finite(cuda_host):
     x = np.array([np.inf, -np.inf, np.nan, 40.0, -40.0, 0.0])
     y = np.array([1.0, 0.0, 1.0, 1.0, 1.0, 0.5])
-    loss, grad, _ = _elementwise(cuda_host, "bce_logits", x, y, go=np.ones(6))
+    loss, grad, _, _ = _elementwise(cuda_host, "bce_logits", x, y, go=np.ones(6))
     want, want_grad = fx.binary_cross_entropy_with_logits(x, y, reduction="none",
                                                           return_grad=True,
                                                           grad_output=np.ones(6))
     _close(loss, want, "float64", "loss")
     _close(grad, want_grad, "float64", "grad")
     p = np.array([0.0, 1.0, 0.0, 1.0, 0.5, 1e-30])
-    loss, grad, _ = _elementwise(cuda_host, "bce", p, np.array([1.0, 0.0, 0.0, 1.0, 1.0, 1.0]),
-                                 go=np.ones(6))
+    y = np.array([1.0, 0.0, 0.0, 1.0, 1.0, 1.0])
+    loss, grad, _, err = _elementwise(cuda_host, "bce", p, y, go=np.ones(6))
     want, want_grad = fx.binary_cross_entropy(p, np.array([1.0, 0.0, 0.0, 1.0, 1.0, 1.0]),
                                               reduction="none", return_grad=True,
                                               grad_output=np.ones(6))
     _close(loss, want, "float64", "bce loss")
     _close(grad, want_grad, "float64", "bce grad")
-    assert flagged[0] == 0
+    assert err == 0
 
 
 @pytest.mark.parametrize("dtype", list(NP_DTYPES))
@@ -556,13 +552,10 @@ def test_bce_flags_values_outside_the_unit_interval(cuda_host, dtype):
         for which in ("input", "target"):
             x, y = good.copy(), good[::-1].copy()
             (x if which == "input" else y)[1] = bad
-            _elementwise(cuda_host, "bce", x, y, go=np.ones(4))
-            assert flagged[0] == 1, (bad, which)
+            assert _elementwise(cuda_host, "bce", x, y, go=np.ones(4))[3] == 1, (bad, which)
             for op in ("bce_logits", "kl_div"):
-                _elementwise(cuda_host, op, x, y, go=np.ones(4))
-                assert flagged[0] == 0, op
-    _elementwise(cuda_host, "bce", good, good[::-1].copy())
-    assert flagged[0] == 0
+                assert _elementwise(cuda_host, op, x, y, go=np.ones(4))[3] == 0, op
+    assert _elementwise(cuda_host, "bce", good, good[::-1].copy())[3] == 0
 
 
 # --- reduce.cu: "mean"'s denominator and scale, the reduced loss -------------------------

@@ -182,7 +182,8 @@ int fx_host_rows(int op, int dtype, int target, int cached, const void* x, long 
 
 /* op, dtype, grid and block, then fx::elementwise's arguments: a partial per block. */
 int fx_host_elementwise(int op, int dtype, long long grid, long long block, const void* x,
-                        long long d0, long long d1, long long d2, long long xs0, long long xs1, long long xs2,
+                        long long d0, long long d1, long long d2, long long xs0,
+                        long long xs1, long long xs2,
                         const void* y, long long ys0, long long ys1, long long ys2,
                         const double* w, long long ws0, long long ws1, long long ws2,
                         const double* pw, long long ps0, long long ps1, long long ps2,

@@ -6,8 +6,9 @@
  * A grid-stride loop over the elements; each block adds its threads' losses in double in a
  * fixed order and writes one partial sum, which reduce.cu's total adds: deterministic for a
  * given grid, no float atomics. A binary_cross_entropy input or target outside [0, 1] sets
- * bit 0 of *err (an integer atomic), which the host raises as a ValueError. The gradient may be the input itself (each element is read before
- * it is written, by the same thread). elem_work is host+device: the CI host test runs it.
+ * bit 0 of *err (an integer atomic), which the host raises as a ValueError. The gradient
+ * may be the input itself (each element is read before it is written, by the same thread).
+ * elem_work is host+device: the CI host test runs it.
  */
 #include "fx_device.cuh"
 
