@@ -33,7 +33,9 @@ def _refuse_host(value):
             _refuse_host(v)
 
 
-_inside = threading.local()      # .depth: NumPy functions running on stand-in arrays
+# .depth: NumPy functions running on stand-in arrays; .listed: inside an operation that
+# WORK lists already (its inner operations are not listed again)
+_inside = threading.local()
 
 # What a call asked the device to do, in order: each entry would be a launch, a memset or
 # a copy on a GPU, each of which costs CuPy's host tens of microseconds (allocations and
@@ -45,7 +47,7 @@ _NO_WORK = {"broadcast_to", "empty_like", "reshape", "may_share_memory", "shares
 
 
 def _did(what):
-    if not getattr(_inside, "depth", 0) and not getattr(_inside, "listed", False):
+    if not getattr(_inside, "depth", 0) and not getattr(_inside, "listed", 0):
         WORK.append(what)
 
 
@@ -133,11 +135,11 @@ def _wrap(fn, work=None):
         if not work:
             return on_device(fn(*args, **kwargs))
         _did(work)
-        _inside.listed = True               # once: not again for the ufunc it calls
+        _inside.listed = getattr(_inside, "listed", 0) + 1   # not again for its ufunc
         try:
             return on_device(fn(*args, **kwargs))
         finally:
-            _inside.listed = False
+            _inside.listed -= 1
     return call
 
 
@@ -192,11 +194,11 @@ def _fuse(fn):
     """cupy.fuse: the function's array operations, run unfused, listed as one kernel."""
     def fused(*args):
         _did("fused " + fn.__name__)
-        _inside.depth = getattr(_inside, "depth", 0) + 1
+        _inside.listed = getattr(_inside, "listed", 0) + 1
         try:
             return fn(*args)
         finally:
-            _inside.depth -= 1
+            _inside.listed -= 1
     return fused
 
 
