@@ -320,7 +320,7 @@ def _class_call(fn, op, input, target, *, weight, ignore_index, reduction, label
     C = x.shape[ax]
     loss_shape = x.shape[:ax] + x.shape[ax + 1:]
     outer, inner = math.prod(x.shape[:ax]), math.prod(x.shape[ax + 1:])
-    go = _grad_output(grad_output, red, loss_shape) if want else None
+    go = _grad_output(grad_output, red, loss_shape) if want else _float64(None)
     w = None if weight is None else cp.ascontiguousarray(_device(weight, cp.float64))
     # the error flag and reduce.cu's two tickets, zeroed by one memset (probabilities
     # flag nothing, and "none" takes no ticket)
@@ -339,8 +339,7 @@ def _class_call(fn, op, input, target, *, weight, ignore_index, reduction, label
         t2 = _index_targets(t, C, ignore).reshape(outer, inner)
         denominator = None
         if red == "mean":
-            denominator, scale = _mean_scale(t2, ignore, w, C, go if want else _float64(None),
-                                             flags[1:2])
+            denominator, scale = _mean_scale(t2, ignore, w, C, go, flags[1:2])
         kop = op
     x3 = _whole_elements(V.class_view(xk, ax))
 

@@ -146,9 +146,9 @@ void elementwise_op(int op, const ElemArgs<T>& a, long long grid, long long bloc
 
 /* A reduce.cu kernel's blocks one after another, then its last block's step. */
 template <class Args, class Part, class Last>
-void run_reduce(const Args& a, long long grid, double* partials, Part part, Last last) {
+void run_reduce(const Args& a, long long grid, Part part, Last last) {
     const HostLanes lanes;
-    for (long long b = 0; b < grid; ++b) partials[b] = part(lanes, a, grid, b);
+    for (long long b = 0; b < grid; ++b) a.partials[b] = part(lanes, a, grid, b);
     last(lanes, a, grid);
 }
 
@@ -211,7 +211,7 @@ int fx_host_mean_scale(int target, long long grid, const void* t, long long n, l
         typedef decltype(ti) TI;
         const MeanScaleArgs<TI> a = {(const TI*)t, n, inner, tso, tsi, ignore_index, C, w,
                                      has_w, grad_output, partials, out};
-        run_reduce(a, grid, partials, [](auto& L, auto& a, long long G, long long b) {
+        run_reduce(a, grid, [](auto& L, auto& a, long long G, long long b) {
             return mean_scale_part(L, a, G, b); },
                    [](auto& L, auto& a, long long G) { mean_scale_last(L, a, G); });
     });
@@ -225,7 +225,7 @@ int fx_host_total(int dtype, long long grid, const double* values, long long n, 
         typedef decltype(tag) T;
         const TotalArgs<T> a = {values, n, mode, denominator, denominator_value, partials,
                                 (T*)out};
-        run_reduce(a, grid, partials, [](auto& L, auto& a, long long G, long long b) {
+        run_reduce(a, grid, [](auto& L, auto& a, long long G, long long b) {
             return total_part(L, a, G, b); },
                    [](auto& L, auto& a, long long G) { total_last(L, a, G); });
     });

@@ -81,16 +81,9 @@ __global__ void __launch_bounds__(BLOCK) elementwise(
          k += (long long)gridDim.x * BLOCK) {
         acc += elem_work<OP>(a, k);
     }
-    /* the block's partial: butterfly within warps, then the warps' slots in index order */
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-    if ((threadIdx.x & 31) == 0) slots[threadIdx.x >> 5] = acc;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        double total = slots[0];
-        for (int j = 1; j < BLOCK / 32; ++j) total += slots[j];
-        partial[blockIdx.x] = total;
-    }
+    const BlockLanes<BLOCK, double> lanes = {slots};     /* a fixed order of the lanes */
+    const double total = lanes.sum(acc);
+    if (threadIdx.x == 0) partial[blockIdx.x] = total;
 }
 
 #endif

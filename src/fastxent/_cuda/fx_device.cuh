@@ -210,7 +210,7 @@ template <int NL_> struct WarpLanes {
         return v;
     }
     __device__ void sync() const { __syncwarp(); }
-    __device__ void flag(int* err) const { atomicOr(err, 1); }
+    __device__ void flag(int* err) const { raise_flag(err); }
 };
 
 /* All BLOCK threads on one row: warp butterflies, then the warps' slots in index order. */
@@ -238,7 +238,7 @@ template <int BLOCK, class A> struct BlockLanes {
     __device__ A max(A v) const { return reduce<true>(v); }
     __device__ A sum(A v) const { return reduce<false>(v); }
     __device__ void sync() const { __syncthreads(); }
-    __device__ void flag(int* err) const { atomicOr(err, 1); }
+    __device__ void flag(int* err) const { raise_flag(err); }
 };
 
 template <int NL, int BLOCK, class A> struct LanesFor { typedef BlockLanes<BLOCK, A> type; };

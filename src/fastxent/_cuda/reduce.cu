@@ -39,7 +39,7 @@ FX_HD double mean_of(double total, double denominator) {
 }
 
 /* A value another block wrote: read past the (incoherent) L1 cache on the device. */
-FX_HD double load_shared_result(const double* p) {
+FX_HD double load_from_other_block(const double* p) {
 #if defined(__CUDA_ARCH__)
     return *(const volatile double*)p;
 #else
@@ -47,12 +47,19 @@ FX_HD double load_shared_result(const double* p) {
 #endif
 }
 
+/* The lanes' sum of item(k) over block b's slice of n items (G blocks), in a fixed order. */
+template <class Lanes, class F>
+FX_HD double slice_sum(const Lanes& L, long long n, long long G, long long b, F item) {
+    const Slice s = block_slice(n, G, b);
+    double acc = 0.0;
+    for (long long k = s.begin + L.lane(); k < s.end; k += L.lanes()) acc += item(k);
+    return L.sum(acc);
+}
+
 /* The lanes' sum of partials[0, G), in a fixed order. */
 template <class Lanes> FX_HD double sum_partials(const Lanes& L, const double* partials,
                                                  long long G) {
-    double acc = 0.0;
-    for (long long j = L.lane(); j < G; j += L.lanes()) acc += load_shared_result(partials + j);
-    return L.sum(acc);
+    return slice_sum(L, G, 1, 0, [&](long long j) { return load_from_other_block(partials + j); });
 }
 
 /* mean_scale: "mean"'s denominator over class-index targets t (outer, inner) and the
@@ -69,14 +76,12 @@ template <class TI> struct MeanScaleArgs {
 template <class TI, class Lanes>
 FX_HD double mean_scale_part(const Lanes& L, const MeanScaleArgs<TI>& a, long long G,
                              long long b) {
-    const Slice s = block_slice(a.n, G, b);
-    double acc = 0.0;
-    for (long long k = s.begin + L.lane(); k < s.end; k += L.lanes()) {
+    return slice_sum(L, a.n, G, b, [&](long long k) {
         const long long o = k / a.inner, i = k - o * a.inner;
         const long long tv = (long long)a.t[o * a.tso + i * a.tsi];
-        if (tv != a.ignore_index && tv >= 0 && tv < a.C) acc += a.has_w ? a.w[tv] : 1.0;
-    }
-    return L.sum(acc);
+        if (tv == a.ignore_index || tv < 0 || tv >= a.C) return 0.0;
+        return a.has_w ? a.w[tv] : 1.0;
+    });
 }
 
 template <class TI, class Lanes>
@@ -98,10 +103,7 @@ template <class T> struct TotalArgs {
 
 template <class T, class Lanes>
 FX_HD double total_part(const Lanes& L, const TotalArgs<T>& a, long long G, long long b) {
-    const Slice s = block_slice(a.n, G, b);
-    double acc = 0.0;
-    for (long long k = s.begin + L.lane(); k < s.end; k += L.lanes()) acc += a.values[k];
-    return L.sum(acc);
+    return slice_sum(L, a.n, G, b, [&](long long k) { return a.values[k]; });
 }
 
 template <class T, class Lanes>
@@ -130,6 +132,15 @@ __device__ bool publish_partial(double part, double* partials, unsigned int* cou
     return last;
 }
 
+/* A reduce.cu kernel: this block's part(lanes, G, b), and in the last block last(lanes, G). */
+template <int BLOCK, class Args, class Part, class Last>
+__device__ void two_stage(const Args& a, unsigned int* counter, Part part, Last last) {
+    __shared__ double slots[BLOCK / 32];
+    const BlockLanes<BLOCK, double> lanes = {slots};
+    if (publish_partial(part(lanes, a, gridDim.x, blockIdx.x), a.partials, counter))
+        last(lanes, a, gridDim.x);
+}
+
 template <class TI, int BLOCK>
 __global__ void __launch_bounds__(BLOCK) mean_scale(
         const TI* t, long long n, long long inner, long long tso, long long tsi,
@@ -137,11 +148,10 @@ __global__ void __launch_bounds__(BLOCK) mean_scale(
         const double* grad_output, double* partials, unsigned int* counter, double* out) {
     const MeanScaleArgs<TI> a = {t, n, inner, tso, tsi, ignore_index, C, w, has_w,
                                  grad_output, partials, out};
-    __shared__ double slots[BLOCK / 32];
-    BlockLanes<BLOCK, double> lanes;
-    lanes.slots = slots;
-    const double part = mean_scale_part(lanes, a, gridDim.x, blockIdx.x);
-    if (publish_partial(part, partials, counter)) mean_scale_last(lanes, a, gridDim.x);
+    two_stage<BLOCK>(a, counter,
+                     [](const auto& L, const auto& a, long long G, long long b) {
+                         return mean_scale_part(L, a, G, b); },
+                     [](const auto& L, const auto& a, long long G) { mean_scale_last(L, a, G); });
 }
 
 template <class T, int BLOCK>
@@ -149,11 +159,10 @@ __global__ void __launch_bounds__(BLOCK) total(
         const double* values, long long n, int mode, const double* denominator,
         double denominator_value, double* partials, unsigned int* counter, T* out) {
     const TotalArgs<T> a = {values, n, mode, denominator, denominator_value, partials, out};
-    __shared__ double slots[BLOCK / 32];
-    BlockLanes<BLOCK, double> lanes;
-    lanes.slots = slots;
-    const double part = total_part(lanes, a, gridDim.x, blockIdx.x);
-    if (publish_partial(part, partials, counter)) total_last(lanes, a, gridDim.x);
+    two_stage<BLOCK>(a, counter,
+                     [](const auto& L, const auto& a, long long G, long long b) {
+                         return total_part(L, a, G, b); },
+                     [](const auto& L, const auto& a, long long G) { total_last(L, a, G); });
 }
 
 #endif

@@ -498,7 +498,7 @@ template <int K, int BLOCK, class A> struct ClusterLanes {
     __device__ A max(A v) const { return reduce<true>(v); }
     __device__ A sum(A v) const { return reduce<false>(v); }
     __device__ void sync() const { cluster_barrier(); }
-    __device__ void flag(int* err) const { atomicOr(err, 1); }
+    __device__ void flag(int* err) const { raise_flag(err); }
 };
 
 /* K consecutive blocks (a cluster) per row; the grid is a multiple of K. */
