@@ -117,3 +117,59 @@ def test_uint64_targets_beyond_int64_are_rejected_not_wrapped():
     t = np.array([0, 2**63 + 1], np.uint64)
     with pytest.raises(IndexError, match=str(2**63 + 1)):
         fx.cross_entropy(np.zeros((2, 3)), t)
+
+
+# --- ndarray subclasses ------------------------------------------------------------------
+
+_RNG = np.random.default_rng(7)
+_XS = _RNG.standard_normal((5, 4))
+_P = 1 / (1 + np.exp(-_XS))
+_SUBCLASS_CALLS = {
+    "cross_entropy": lambda a: fx.cross_entropy(a, np.array([0, 3, 1, 2, 0]), return_grad=True),
+    "cross_entropy probs": lambda a: fx.cross_entropy(_XS, np.exp(a) / 8, return_grad=True),
+    "nll_loss": lambda a: fx.nll_loss(a, np.array([0, 3, 1, 2, 0]), reduction="none"),
+    "bce": lambda a: fx.binary_cross_entropy(_P, _P, weight=a, return_grad=True),
+    "bce_with_logits": lambda a: fx.binary_cross_entropy_with_logits(a, _P, return_grad=True),
+    "kl_div": lambda a: fx.kl_div(a, _P, return_grad=True),
+    "softmax": lambda a: fx.softmax(a, axis=0),
+    "log_softmax": lambda a: fx.log_softmax(a),
+    "logsumexp": lambda a: fx.logsumexp(a, keepdims=True),
+}
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+@pytest.mark.parametrize("name", list(_SUBCLASS_CALLS))
+@pytest.mark.parametrize("wrap", [np.matrix, np.ma.masked_array], ids=["matrix", "unmasked"])
+def test_ndarray_subclasses_are_read_as_their_base_arrays(name, wrap):
+    # np.matrix stays 2-d through every reshape; the kernels see its base array instead.
+    call = _SUBCLASS_CALLS[name]
+    got, want = call(wrap(_XS)), call(_XS)
+    got, want = (got, want) if isinstance(got, tuple) else ((got,), (want,))
+    for g, w in zip(got, want):
+        assert type(g) is np.ndarray
+        np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("call,argument", [
+    (lambda m: fx.cross_entropy(m, np.zeros(5, int)), "input"),
+    (lambda m: fx.cross_entropy(_XS, np.ma.masked_array(np.zeros(5, int), m.mask[:, 0])),
+     "target"),
+    (lambda m: fx.cross_entropy(_XS, np.zeros(5, int), weight=m[0]), "weight"),
+    (lambda m: fx.binary_cross_entropy_with_logits(_XS, _P, pos_weight=m), "pos_weight"),
+    (lambda m: fx.kl_div(_XS, m), "target"),
+    (lambda m: fx.softmax(m), "x"),
+])
+def test_masked_elements_are_refused_not_dropped(call, argument):
+    masked = np.ma.masked_array(np.abs(_XS), mask=np.eye(5, 4, dtype=bool))
+    with pytest.raises(TypeError, match=f"^{argument} must not have masked elements"):
+        call(masked)
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+def test_a_matrix_grad_out_receives_the_gradient():
+    target = np.array([0, 3, 1, 2, 0])
+    buffer = np.matrix(np.full((5, 4), np.nan))
+    loss, grad = fx.cross_entropy(_XS, target, return_grad=True, grad_out=buffer)
+    np.testing.assert_array_equal(np.asarray(buffer), fx.cross_entropy(
+        _XS, target, return_grad=True)[1])
+    assert np.shares_memory(grad, buffer)

@@ -75,8 +75,14 @@ def axis(value, ndim: int, name: str = "axis") -> int:
 # --- arrays ---------------------------------------------------------------------------
 
 def _asarray(name: str, value) -> np.ndarray:
-    if isinstance(value, np.ndarray):
+    if type(value) is np.ndarray:
         return value
+    # A subclass goes to its base ndarray: np.matrix keeps two dimensions through every
+    # reshape, and a masked array's mask would be silently dropped, so one with masked
+    # elements is refused rather than read as if nothing were masked.
+    if isinstance(value, np.ma.MaskedArray) and np.ma.is_masked(value):
+        raise TypeError(f"{name} must not have masked elements; fill them (np.ma.filled) "
+                        f"first, or leave elements out with weight= or ignore_index=")
     try:
         return np.asarray(value)
     except (TypeError, ValueError) as exc:
@@ -462,6 +468,7 @@ def grad_out(value, input, others) -> np.ndarray | None:
         return None
     if not isinstance(value, np.ndarray):
         raise TypeError(f"grad_out must be a NumPy array; got {type(value).__name__}")
+    value = np.asarray(value)       # a subclass's base array, which writes through to it
     x = np.asarray(input)
     if value.shape != x.shape:
         raise ValueError(f"grad_out must have the input's shape {x.shape}; got {value.shape}")
