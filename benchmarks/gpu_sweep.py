@@ -12,9 +12,13 @@ backend's own argument tuples (``_gpu_plan.row_args``). It varies what the backe
   or streamed;
 - ``FX_IN_FLIGHT``: the vector loads each lane keeps in flight (2, 4, 8);
 - ``FX_MIN_BLOCKS``: the blocks per multiprocessor the register allocation must allow;
-- on sm_90, a cluster of 2, 4 or 8 blocks of 512 threads per row (``fx::rows_cluster``),
-  each block caching its slice of the row, so that rows too long for one multiprocessor's
-  shared memory are read once from HBM (the backend streams them, reading them twice).
+- on sm_90, a cluster of 2, 4 or 8 blocks of 512 or 256 threads per row
+  (``fx::rows_cluster``), each block caching its slice of the row, so that rows too long
+  for one multiprocessor's shared memory are read once from HBM (the backend streams them,
+  reading them twice), and so that two 256-thread blocks on slices of different rows share
+  a multiprocessor where one 512-thread block holds it alone (16384 x 32000 float32: the
+  backend's one block per multiprocessor cannot overlap its arithmetic and reductions with
+  its memory traffic).
 
 Each variant gets the median of CUDA-event-timed launches, ``floor bytes / time`` as a % of
 the copy bandwidth measured in the same run, its registers per thread, spilled bytes and
@@ -52,10 +56,12 @@ CONFIGS = ((32, 128, False), (32, 256, False),
            (512, 512, True), (512, 512, False),
            (1024, 1024, True), (1024, 1024, False))
 WARP_MAX_C = 8192
-# (K * 512 lanes, 512 threads, cached): K blocks of a cluster per row, compiled on sm_90
-# only, with the backend's knobs, as a module of their own (one that fails to compile
-# leaves the others)
-CLUSTER_CONFIGS = ((1024, 512, True), (2048, 512, True), (4096, 512, True))
+# (K * block lanes, block threads, cached): K blocks of a cluster per row, compiled on
+# sm_90 only, with the backend's knobs, as a module of their own (one that fails to compile
+# leaves the others). Blocks of 256 threads are held to 128 registers, so that two share a
+# multiprocessor (rows.cu): at 16384 x 32000 float32, K = 2 gives each a 64 KB slice.
+CLUSTER_CONFIGS = ((1024, 512, True), (2048, 512, True), (4096, 512, True),
+                   (512, 256, True), (1024, 256, True), (2048, 256, True))
 # What a variant's output may differ from the backend's kernel by, relative to the largest
 # |value|: a block of another size adds a row's terms in another order.
 TOLERANCE = {"float32": 1e-5, "bfloat16": 2.0 ** -7}
@@ -92,6 +98,13 @@ def runs_at(C, itemsize, knobs, smem_limit):
     return [c for c in configs
             if not (c[0] == 32 and C > WARP_MAX_C)
             and not P.row_shared_bytes(C, c, itemsize) > smem_limit]
+
+
+def min_blocks(knobs, config):
+    """The blocks per multiprocessor the kernel's registers allow for: FX_MIN_BLOCKS, or a
+    cluster kernel's own (rows.cu: 512 threads' worth)."""
+    lanes, block, _ = config
+    return max(1, 512 // block) if lanes > block else knobs["FX_MIN_BLOCKS"]
 
 
 def is_backend_choice(C, itemsize, knobs, config):
@@ -274,7 +287,7 @@ def table(results, calls):
                        if r["lanes"] > r["block"] else f"{r['lanes']}/{r['block']}")
             lines.append(
                 f"| {mapping}{mark} | {r['cached']} | {r['FX_IN_FLIGHT']} | "
-                f"{r['FX_MIN_BLOCKS']} | {r['ms']:.3f} | {r['pct_copy']:.0f}% | {r['regs']} | "
+                f"{min_blocks(r, (r['lanes'], r['block'], r['cached']))} | {r['ms']:.3f} | {r['pct_copy']:.0f}% | {r['regs']} | "
                 f"{r['spill_bytes']} | {r['blocks_per_sm']} | "
                 f"{'yes' if r['agrees'] else 'NO'} |")
     return "\n".join(lines)

@@ -126,7 +126,21 @@ def test_every_module_compiles_with_nvrtc(gpu_sweep):
             pytest.fail(f"{op} {dtype}: {log.decode()[:3000]}")
         for name in names:
             assert nvrtc.nvrtcGetLoweredName(prog, name.encode())[0] == ok, name
+        if (kind, op, dtype, file, names) in clusters:
+            _check_cluster_launch_bounds(nvrtc, prog, len(names))
         nvrtc.nvrtcDestroyProgram(prog)
+
+
+def _check_cluster_launch_bounds(nvrtc, prog, n):
+    """Each cluster kernel's PTX asks for 512 threads' worth of blocks per multiprocessor:
+    a 256-thread block two (so each keeps to 128 registers), a 512-thread block one."""
+    size = nvrtc.nvrtcGetPTXSize(prog)[1]
+    ptx = b" " * size
+    nvrtc.nvrtcGetPTX(prog, ptx)
+    bounds = re.findall(r"\.maxntid (\d+), 1, 1\s+\.minnctapersm (\d+)\s+\.explicitcluster",
+                        ptx.decode())
+    assert len(bounds) == n and {(b, m) for b, m in bounds} == {("512", "1"), ("256", "2")}, \
+        bounds
 
 
 @needs_nvcc
@@ -174,6 +188,11 @@ def test_cluster_kernels_compile_for_sm_90(nvcc_runs):
     spills = dict(re.findall(r"Function properties for (\w+)\n\s+\d+ bytes stack frame, "
                              r"(\d+) bytes spill stores", log))
     assert set(spills) == set(entries) and set(spills.values()) == {"0"}, spills
+    # a cluster block of 256 threads is held to two blocks' registers per multiprocessor
+    used = dict(re.findall(r"Compiling entry function '(\w+)' for 'sm_90'\n.*?"
+                           r"Used (\d+) registers", log, re.S))
+    block256 = [int(used[e]) for e in entries if "Li256ELb1E" in e]
+    assert block256 and max(block256) <= 128, block256
 
 
 def test_cluster_plans():

@@ -7,6 +7,7 @@ itself runs: dispatch from the public functions, validation, target conversion, 
 denominator on the "device", gradient scales, grad_out and in-place gradients, reductions,
 and the deferred value errors. The real device runs test_gpu.py.
 """
+import re
 import types
 
 import numpy as np
@@ -306,7 +307,8 @@ def test_sweep_times_the_backends_own_kernel_at_every_shape(gpu_sweep):
     # a row cache only where the device can hold it: at 128256 classes, a cluster's
     # slices of 4 or 8 blocks (float32), 2 or more (bfloat16)
     f32_big = gpu_sweep.runs_at(128256, 4, S.TUNING_DEFAULTS, H100_SMEM)
-    assert f32_big and {c for c in f32_big if c[2]} == {(2048, 512, True), (4096, 512, True)}
+    assert f32_big and {c for c in f32_big if c[2]} == {
+        (2048, 512, True), (4096, 512, True), (1024, 256, True), (2048, 256, True)}
     assert {c for c in gpu_sweep.runs_at(128256, 2, S.TUNING_DEFAULTS, H100_SMEM)
             if c[2] and c[0] > c[1]} == set(gpu_sweep.CLUSTER_CONFIGS)
     assert not any(c[0] > c[1] for c in gpu_sweep.runs_at(128256, 4, gpu_sweep.KNOBS[1],
@@ -407,6 +409,8 @@ def test_sweep_flags_a_variant_that_disagrees(gpu, gpu_sweep, cuda_host, monkeyp
     text = gpu_sweep.table(results, {(N, C, dtype): call})
     assert text.count("| NO |") == 2 and "(backend)" in text and "with the fastest agreeing variant" in text
     assert "| cluster of 4 x 512 | True |" in text
+    # a 256-thread cluster block is held to two blocks' registers per multiprocessor
+    assert re.search(r"\| cluster of 2 x 256 \| True \| 4 \| 2 \|", text)
 
 
 @pytest.mark.parametrize("script", ["gpu_check.py", "gpu_profile.py", "gpu_sweep.py"])

@@ -501,9 +501,15 @@ template <int K, int BLOCK, class A> struct ClusterLanes {
     __device__ void flag(int* err) const { raise_flag(err); }
 };
 
-/* K consecutive blocks (a cluster) per row; the grid is a multiple of K. */
+/* K consecutive blocks (a cluster) per row; the grid is a multiple of K. Blocks smaller
+ * than 512 threads are held to 512 threads' registers per multiprocessor (at most 128 a
+ * thread, which the row body fits without spilling), so that two or four of them, each on
+ * a slice of another row, can share a multiprocessor: one block's arithmetic and
+ * reductions then overlap another's memory traffic, which a 512-thread block alone on its
+ * multiprocessor cannot. */
 template <int OP, class T, class TI, int K, int BLOCK, bool CACHED>
-__global__ void __cluster_dims__(K, 1, 1) __launch_bounds__(BLOCK, 1)
+__global__ void __cluster_dims__(K, 1, 1)
+__launch_bounds__(BLOCK, BLOCK < 512 ? 512 / BLOCK : 1)
 rows_cluster(FX_ROW_PARAMS) {
     typedef typename acc_of<T>::type A;
     const RowArgs<T, TI> a = FX_ROW_ARGS;
