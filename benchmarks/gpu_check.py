@@ -3,12 +3,14 @@ against torch CUDA (eager and torch.compile, Liger-Kernel when importable).
 
     PYTHONUNBUFFERED=1 python benchmarks/gpu_check.py --out OUTDIR [--quick] [--budget-s 540]
 
-Correctness runs first (fastxent on the device against torch in float64 on the device, and
-against fastxent's CPU backend): poisoned outputs, every option, repeats bit-identical.
-Timings are medians of CUDA-event-timed repeats after warm-up; each kernel is reported as
-``floor bytes / time`` (one read of the logits, plus one write of the gradient when fused)
-in GB/s and as a % of the device-to-device copy bandwidth measured in the same run. The
-short table is printed last; results.json goes to --out.
+Correctness runs first (cross_entropy on the device against torch in float64 on the
+device): every option, repeats bit-identical. Timings are medians of CUDA-event-timed
+repeats after warm-up; each kernel is reported as ``floor bytes / time`` (one read of the
+logits, plus one write of the gradient when fused) in GB/s and as a % of the
+device-to-device copy bandwidth measured in the same run: cross_entropy against torch eager,
+torch.compile and Liger-Kernel, then every other kernel against torch eager, each also
+checked against torch in float64 on its timed inputs. The short tables are printed last;
+results.json goes to --out.
 """
 from __future__ import annotations
 
@@ -199,6 +201,137 @@ def timings(cp, fx, torch, copy_gbs, quick, log, deadline):
     return rows
 
 
+# The other kernels' shapes: the class-axis ops at issue 4's vocabulary size, the element-wise
+# losses over 2**27 elements (half a GB of float32 per operand).
+CLASS_SHAPE, ELEMENT_SHAPE = (16384, 32000), (16384, 8192)
+TOLERANCE = {"float64": 1e-10, "float32": 2e-5, "float16": 4e-3, "bfloat16": 3e-2}
+
+
+def _other_ops(fx, F, torch, x, t, e, p, y):
+    """Every kernel besides cross_entropy: ``name -> (fused, floor bytes, ours, input,
+    theirs)``.
+
+    `x` (N, C) logits and `t` class indices; `e`, `p` and `y` element-wise operands of one
+    shape: logits, probabilities inside (0, 1) (binary_cross_entropy's input), and
+    probabilities as targets. ``ours()`` returns fastxent's outputs: the value, and for a
+    fused loss its gradient. ``theirs(v)`` is torch's value for the input tensor `v` (any
+    dtype), whose backward gives the gradient."""
+    s = x.dtype.itemsize
+    n_class, n_elem = x.size * s, e.size * s
+    lp = fx.log_softmax(x)                      # nll_loss's and kl_div's log-probabilities
+    le = fx.log_softmax(e)
+    tt, yt = torch.from_dlpack(t), torch.from_dlpack(y)
+    return {
+        "nll_loss": (True, n_class + t.size * t.itemsize,
+                     lambda: fx.nll_loss(lp, t, return_grad=True), lp,
+                     lambda v: F.nll_loss(v, tt)),
+        "logsumexp": (False, n_class, lambda: (fx.logsumexp(x),), x,
+                      lambda v: torch.logsumexp(v, 1)),
+        "softmax": (False, 2 * n_class, lambda: (fx.softmax(x),), x,
+                    lambda v: torch.softmax(v, 1)),
+        "log_softmax": (False, 2 * n_class, lambda: (fx.log_softmax(x),), x,
+                        lambda v: torch.log_softmax(v, 1)),
+        "binary_cross_entropy_with_logits": (
+            True, 3 * n_elem,
+            lambda: fx.binary_cross_entropy_with_logits(e, y, return_grad=True), e,
+            lambda v: F.binary_cross_entropy_with_logits(v, yt.to(v.dtype))),
+        "binary_cross_entropy": (
+            True, 3 * n_elem, lambda: fx.binary_cross_entropy(p, y, return_grad=True), p,
+            lambda v: F.binary_cross_entropy(v, yt.to(v.dtype))),
+        "kl_div": (True, 3 * n_elem,
+                   lambda: fx.kl_div(le, y, reduction="batchmean", return_grad=True), le,
+                   lambda v: F.kl_div(v, yt.to(v.dtype), reduction="batchmean")),
+    }
+
+
+def _torch_error(ours, want):
+    """max |ours - want| over max |want|, on the device (the arrays stay where they are)."""
+    diff = (ours.double() - want.double()).abs().max().item()
+    return diff / max(want.double().abs().max().item(), 1e-30)
+
+
+def other_kernels(cp, fx, torch, copy_gbs, log, deadline, *, dtypes=("float32", "bfloat16"),
+                  class_shape=CLASS_SHAPE, element_shape=ELEMENT_SHAPE):
+    """Every kernel besides cross_entropy, float32 and bfloat16: fastxent's time and torch
+    eager's (a fused loss with its backward), and fastxent's error against torch in float64
+    on the same inputs. Returns (rows, failures); an op not started by `deadline` is
+    skipped."""
+    import ml_dtypes
+    F = torch.nn.functional
+    rows, failures = [], []
+    for dname in dtypes:
+        dt = ml_dtypes.bfloat16 if dname == "bfloat16" else np.dtype(dname)
+        rng = np.random.default_rng(3)
+        N, C = class_shape
+        x = cp.asarray((rng.standard_normal((N, C)) * 3).astype(dt))
+        t = cp.asarray(rng.integers(0, C, N))
+        host_e = rng.standard_normal(element_shape) * 3
+        e = cp.asarray(host_e.astype(dt))
+        p = cp.asarray(np.clip(1 / (1 + np.exp(-host_e)), 0.01, 0.99).astype(dt))
+        y = cp.asarray(rng.uniform(size=element_shape).astype(dt))
+        for name, (fused, floor, ours, v, theirs) in _other_ops(
+                fx, F, torch, x, t, e, p, y).items():
+            if time.perf_counter() > deadline:
+                log(f"budget spent: {name} {dname} not timed")
+                continue
+            got = ours()
+            ref_in = torch.from_dlpack(v).double().requires_grad_(fused)
+            ref = theirs(ref_in)
+            errs = [_torch_error(torch.from_dlpack(got[0]), ref.detach())]
+            if fused:
+                ref.backward()
+                errs.append(_torch_error(torch.from_dlpack(got[1]), ref_in.grad))
+            del ref_in, ref
+            vt = torch.from_dlpack(v).detach()
+            leaf = vt.clone().requires_grad_(True)
+
+            def torch_call(theirs=theirs, fused=fused, leaf=leaf, vt=vt):
+                if fused:
+                    leaf.grad = None
+                    theirs(leaf).backward()
+                else:
+                    theirs(vt)
+            row = dict(op=name, shape=list(v.shape), dtype=dname, fused=fused,
+                       floor_gb=floor / 1e9, error=max(errs),
+                       ok=bool(max(errs) <= TOLERANCE[dname]))
+            for who, fn in (("fastxent", ours), ("torch eager", torch_call)):
+                try:
+                    row[f"{who} ms"] = _median_ms(cp, fn)
+                except Exception as exc:            # e.g. an op torch lacks for a dtype
+                    log(f"{name} {dname} {who}: {exc}")
+            ms = row.get("fastxent ms")
+            if ms:
+                row["pct_copy"] = 100 * floor / (ms * 1e-3) / 1e9 / copy_gbs
+                if row.get("torch eager ms"):
+                    row["x_vs_torch_eager"] = row["torch eager ms"] / ms
+            if not row["ok"]:
+                failures.append(row)
+            rows.append(row)
+            log(f"{name} {dname}: error {row['error']:.1e}, "
+                f"{ms if ms is None else f'{ms:.3f} ms'}")
+            del leaf, vt, got
+        del x, t, e, p, y
+        cp.get_default_memory_pool().free_all_blocks()
+        torch.cuda.empty_cache()
+    fx._gpu.check_errors()
+    return rows, failures
+
+
+def other_table(rows):
+    """The other kernels' rows as a markdown table."""
+    out = ["| op | shape | dtype | fused | error | ms | % of copy | torch eager ms | "
+           "x torch eager |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+
+    def num(r, key, fmt):
+        return format(r[key], fmt) if r.get(key) is not None else "-"
+    for r in rows:
+        out.append(f"| {r['op']} | {' x '.join(map(str, r['shape']))} | {r['dtype']} | "
+                   f"{r['fused']} | {r['error']:.1e}{'' if r['ok'] else ' FAIL'} | "
+                   f"{num(r, 'fastxent ms', '.3f')} | {num(r, 'pct_copy', '.0f')} | "
+                   f"{num(r, 'torch eager ms', '.3f')} | {num(r, 'x_vs_torch_eager', '.2f')} |")
+    return "\n".join(out)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="gpu_check_out")
@@ -232,9 +365,13 @@ def main(argv=None):
     failures, n_cases = correctness(cp, fx, torch, log)
     log(f"correctness: {n_cases - len(failures)} / {n_cases} cases pass")
     rows = timings(cp, fx, torch, copy_gbs, args.quick, log, deadline)
+    others, other_failures = other_kernels(cp, fx, torch, copy_gbs, log, deadline,
+                                           dtypes=("float32",) if args.quick else
+                                           ("float32", "bfloat16"))
+    failures += other_failures
     with open(os.path.join(args.out, "results.json"), "w") as fh:
-        json.dump(dict(env=env, copy_gbs=copy_gbs, failures=failures, timings=rows), fh,
-                  indent=1)
+        json.dump(dict(env=env, copy_gbs=copy_gbs, failures=failures, timings=rows,
+                       other_kernels=others), fh, indent=1)
     with open(os.path.join(args.out, "log.txt"), "w") as fh:
         fh.write("\n".join(lines))
     print("\n| N | C | dtype | variant | ms | floor GB | GB/s | % of copy | x torch eager fb |")
@@ -244,6 +381,7 @@ def main(argv=None):
         print(f"| {r['N']} | {r['C']} | {r['dtype']} | {r['variant']} | {r['ms']:.3f} | "
               f"{r['floor_gb']:.2f} | {r['gbs']:.0f} | {r['pct_copy']:.0f}% | "
               f"{'' if x_t is None else f'{x_t:.2f}'} |")
+    print("\n" + other_table(others))
     return 1 if failures else 0
 
 

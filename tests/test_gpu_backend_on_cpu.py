@@ -413,6 +413,39 @@ def test_sweep_flags_a_variant_that_disagrees(gpu, gpu_sweep, cuda_host, monkeyp
     assert re.search(r"\| cluster of 2 x 256 \| True \| 4 \| 2 \|", text)
 
 
+@pytest.mark.parametrize("spoil", [None, "softmax", "binary_cross_entropy"])
+def test_gpu_check_times_every_other_kernel(gpu, gpu_sweep, monkeypatch, spoil):
+    """gpu_check.other_kernels end to end on the stand-in (torch on the CPU): every kernel
+    besides cross_entropy is timed against torch and checked against torch in float64 on
+    the same inputs; a kernel whose value or gradient is off is reported as failing."""
+    import sys
+    gpu_check = sys.modules["gpu_check"]          # imported by gpu_sweep
+    torch = pytest.importorskip("torch")
+    cp = _sweep_cupy(gpu)
+    if spoil is not None:
+        real = getattr(fx, spoil)
+
+        def spoiled(*args, **kwargs):
+            out = real(*args, **kwargs)
+            wrong = out[1] if isinstance(out, tuple) else out    # the gradient, or the value
+            wrong.reshape(-1)[3] += 0.01 * float(abs(wrong).max())
+            return out
+        monkeypatch.setattr(fx, spoil, spoiled)
+    log = []
+    rows, failures = gpu_check.other_kernels(
+        cp, fx, torch, 1000.0, log.append, deadline=float("inf"), dtypes=("float32",),
+        class_shape=(6, 40), element_shape=(5, 8))
+    ops = ("nll_loss", "logsumexp", "softmax", "log_softmax",
+           "binary_cross_entropy_with_logits", "binary_cross_entropy", "kl_div")
+    assert [r["op"] for r in rows] == list(ops) and len(log) == len(ops)
+    for r in rows:
+        assert r["fastxent ms"] > 0 and r["torch eager ms"] > 0 and r["pct_copy"] > 0
+        assert r["ok"] is (r["op"] != spoil), r
+    assert [r["op"] for r in failures] == ([] if spoil is None else [spoil])
+    table = gpu_check.other_table(rows)
+    assert table.count("\n") == len(ops) + 1 and table.count("FAIL") == len(failures)
+
+
 @pytest.mark.parametrize("script", ["gpu_check.py", "gpu_profile.py", "gpu_sweep.py"])
 def test_gpu_scripts_compile(script):
     import pathlib
