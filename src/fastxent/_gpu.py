@@ -183,13 +183,19 @@ def _grad_output(grad_output, red, loss_shape):
     return _float64(grad_output)
 
 
-def _scale(go, red, denominator, loss_shape):
-    """d total / d loss from the checked `go`: loss-shaped for "none", else 0-d; "mean"
-    divides by a denominator the host knows."""
+def _scale(grad_output, go, red, denominator, loss_shape):
+    """d total / d loss from the checked `go` (`grad_output` on the device) as the kernels
+    take it: a device array (loss-shaped for "none", else 0-d) and a number it is multiplied
+    by. "mean" divides by a denominator the host knows: for the default grad_output by that
+    number, 1 / denominator (1.0 times it is exact), which spares a kernel in every call."""
     cp = _cp()
     if red == "none":
-        return cp.broadcast_to(go, loss_shape)
-    return go if red == "sum" else _mean(go, denominator)
+        return cp.broadcast_to(go, loss_shape), 1.0
+    if red == "sum":
+        return go, 1.0
+    if grad_output is None:
+        return go, (1.0 / denominator if denominator else float("nan"))
+    return _mean(go, denominator), 1.0
 
 
 @functools.lru_cache(maxsize=None)
@@ -245,7 +251,7 @@ def _reduce(rows, red, denominator, loss_shape, dtype, partial, counter):
 # --- class-axis problems -------------------------------------------------------------------
 
 def _launch_rows(op, x3, *, t2=None, ignore_index=-100, q3=None, w=None, eps=0.0,
-                 gscale2=None, g3=None, err=None):
+                 gscale2=None, gmul=1.0, g3=None, err=None):
     """Run fx::rows for `op`; returns its float64 per-row results. `err`: a zeroed int32 (1,)
     flag, which the class-index ops set for an invalid target (the others never read it)."""
     cp = _cp()
@@ -263,7 +269,7 @@ def _launch_rows(op, x3, *, t2=None, ignore_index=-100, q3=None, w=None, eps=0.0
         kernel.max_dynamic_shared_size_bytes = smem
     grid = P.row_grid(outer * inner, config, _n_sm(cp.cuda.Device().id))
     args = P.row_args(x3, t2=t2, ignore_index=ignore_index, q3=q3, w=w, eps=eps,
-                      gscale2=gscale2, rows_out=rows, g3=g3, err=err)
+                      gscale2=gscale2, gmul=gmul, rows_out=rows, g3=g3, err=err)
     kernel((grid,), (config[1],), args, shared_mem=smem)
     return rows
 
@@ -344,9 +350,10 @@ def _class_call(fn, op, input, target, *, weight, ignore_index, reduction, label
     x3 = _whole_elements(V.class_view(xk, ax))
 
     g3 = gscale2 = finish = None
+    gmul = 1.0
     if want:
         if scale is None:
-            scale = _scale(go, red, denominator, loss_shape)
+            scale, gmul = _scale(grad_output, go, red, denominator, loss_shape)
         gscale2 = (scale.reshape(outer, inner) if red == "none"
                    else cp.broadcast_to(scale, (outer, inner)))
         if grad_out is not None and grad_out.dtype == xk.dtype:
@@ -371,7 +378,7 @@ def _class_call(fn, op, input, target, *, weight, ignore_index, reduction, label
 
     err = None if probs else flags[:1]
     rows = _launch_rows(kop, x3, t2=t2, ignore_index=ignore, q3=q3, w=w, eps=eps,
-                        gscale2=gscale2, g3=g3, err=err)
+                        gscale2=gscale2, gmul=gmul, g3=g3, err=err)
     if err is not None:
         _defer(err, IndexError, f"target held a class index outside [0, {C}) that is not "
                                 f"ignore_index={ignore} (found on the device; the loss and "
@@ -461,9 +468,11 @@ def _elementwise_call(op, input, target, *, weight=None, pos_weight=None, reduct
                         (1.0 if batch_denominator else n))
     per_element = red == "none"
     inputs = [xk, *operands]
+    gmul = 1.0
     if want:
         go = _grad_output(grad_output, "none" if per_element else red, shape)
-        scale = _scale(go, "none" if per_element else red, denominator, shape)
+        scale, gmul = _scale(grad_output, go, "none" if per_element else red, denominator,
+                             shape)
         inputs.append(cp.broadcast_to(scale, shape))
     # Every operand in the input's memory order, its dimensions merged (the CPU path's
     # views): consecutive threads read neighbouring elements of a Fortran-ordered or
@@ -491,6 +500,7 @@ def _elementwise_call(op, input, target, *, weight=None, pos_weight=None, reduct
         args = P.elementwise_args(x3, views[1], w3=views[2] if op != "kl_div" else None,
                                   pw3=views[k] if pos_weight is not None else None,
                                   log_target=log_target, gscale3=views[k + 1] if want else None,
+                                  gmul=gmul,
                                   loss3=loss3, g3=g3,
                                   err=block_totals if flags is None else flags[:1],
                                   partial=block_totals)

@@ -73,12 +73,12 @@ def row_shared_bytes(C: int, config, itemsize: int) -> int:
 
 
 def row_args(x3, *, t2=None, ignore_index=-100, q3=None, w=None, eps=0.0, gscale2=None,
-             rows_out, g3=None, err):
+             gmul=1.0, rows_out, g3=None, err):
     """Arguments of ``fx::rows`` for an (outer, C, inner) view `x3`.
 
     `t2` (outer, inner) class indices (int32/int64), `q3` probabilities of x3's shape, `w`
     float64 (C,) class weights, `gscale2` float64 (outer, inner) d total / d loss (zero
-    strides broadcast), `rows_out` float64 (outer * inner,), `g3` the gradient or transform
+    strides broadcast) times the number `gmul`, `rows_out` float64 (outer * inner,), `g3` the gradient or transform
     output of x3's shape, `err` an int32 (1,) flag (None for the ops that never flag). Absent
     operands are passed as x3 or rows_out (valid pointers the kernel never reads or writes).
     """
@@ -96,7 +96,7 @@ def row_args(x3, *, t2=None, ignore_index=-100, q3=None, w=None, eps=0.0, gscale
         q, _el(q, 0), _el(q, 1), _el(q, 2),
         wv, np.int32(w is not None), np.float64(eps),
         gs, _el(gs, 0) if gscale2 is not None else zero,
-        _el(gs, 1) if gscale2 is not None else zero,
+        _el(gs, 1) if gscale2 is not None else zero, np.float64(gmul),
         rows_out,
         g, _el(g, 0), _el(g, 1), _el(g, 2), np.int32(g3 is not None),
         err if err is not None else rows_out,
@@ -109,9 +109,10 @@ def elementwise_grid(n: int, n_sm: int) -> int:
 
 
 def elementwise_args(x3, y3, *, w3=None, pw3=None, log_target=False, gscale3=None,
-                     loss3=None, g3=None, err, partial):
+                     gmul=1.0, loss3=None, g3=None, err, partial):
     """Arguments of ``fx::elementwise`` for (d0, d1, d2) views of equal shape (stride 0
-    broadcasts); absent operands are passed as x3 with zero strides. `err`: a zeroed int32
+    broadcasts); absent operands are passed as x3 with zero strides. The gradient scale is
+    `gscale3` times the number `gmul`, as in `row_args`. `err`: a zeroed int32
     (1,) flag (binary_cross_entropy's values outside [0, 1]); `partial`: float64, one per
     block."""
     d0, d1, d2 = x3.shape
@@ -127,7 +128,7 @@ def elementwise_args(x3, y3, *, w3=None, pw3=None, log_target=False, gscale3=Non
         *op(w3, w3 is not None),
         *op(pw3, pw3 is not None), np.int32(pw3 is not None),
         np.int32(bool(log_target)),
-        *op(gscale3, gscale3 is not None),
+        *op(gscale3, gscale3 is not None), np.float64(gmul),
         *op(loss3, loss3 is not None), np.int32(loss3 is not None),
         *op(g3, g3 is not None), np.int32(g3 is not None),
         err, partial,

@@ -163,8 +163,8 @@ int fx_host_rows(int op, int dtype, int target, int cached, const void* x, long 
                  const void* t, long long tso, long long tsi, long long ignore_index,
                  const void* q, long long qso, long long qsc, long long qsi, const double* w,
                  int has_w, double eps, const double* gscale, long long gss_o,
-                 long long gss_i, double* rows_out, void* g, long long gso, long long gsc,
-                 long long gsi, int want_grad, int* err) {
+                 long long gss_i, double gmul, double* rows_out, void* g, long long gso,
+                 long long gsc, long long gsi, int want_grad, int* err) {
     int unknown = 0;
     unknown |= with_target(target, [&](auto ti) {
         unknown |= with_dtype(dtype, [&](auto tag) {
@@ -172,8 +172,8 @@ int fx_host_rows(int op, int dtype, int target, int cached, const void* x, long 
             typedef decltype(ti) TI;
             const RowArgs<T, TI> a = {(const T*)x, outer, C, inner, so, sc, si, (const TI*)t,
                                       tso, tsi, ignore_index, (const T*)q, qso, qsc, qsi, w,
-                                      has_w, eps, gscale, gss_o, gss_i, rows_out, (T*)g, gso,
-                                      gsc, gsi, want_grad, err};
+                                      has_w, eps, gscale, gss_o, gss_i, gmul, rows_out,
+                                      (T*)g, gso, gsc, gsi, want_grad, err};
             unknown |= rows_op(op, cached, a);
         });
     });
@@ -188,7 +188,7 @@ int fx_host_elementwise(int op, int dtype, long long grid, long long block, cons
                         const double* w, long long ws0, long long ws1, long long ws2,
                         const double* pw, long long ps0, long long ps1, long long ps2,
                         int has_pw, int log_target, const double* gscale, long long gss0,
-                        long long gss1, long long gss2, void* loss, long long ls0,
+                        long long gss1, long long gss2, double gmul, void* loss, long long ls0,
                         long long ls1, long long ls2, int want_loss, void* g, long long gs0,
                         long long gs1, long long gs2, int want_grad, int* err,
                         double* partial) {
@@ -196,7 +196,7 @@ int fx_host_elementwise(int op, int dtype, long long grid, long long block, cons
         typedef decltype(tag) T;
         const ElemArgs<T> a = {(const T*)x, d0, d1, d2, xs0, xs1, xs2, (const T*)y, ys0, ys1,
                                ys2, w, ws0, ws1, ws2, pw, ps0, ps1, ps2, has_pw, log_target,
-                               gscale, gss0, gss1, gss2, (T*)loss, ls0, ls1, ls2, want_loss,
+                               gscale, gss0, gss1, gss2, gmul, (T*)loss, ls0, ls1, ls2, want_loss,
                                (T*)g, gs0, gs1, gs2, want_grad, err};
         elementwise_op(op, a, grid, block, partial);
     });

@@ -22,7 +22,7 @@ template <class T> struct ElemArgs {
     const double* w; long long ws0, ws1, ws2;
     const double* pw; long long ps0, ps1, ps2; int has_pw;
     int log_target;
-    const double* gscale; long long gss0, gss1, gss2;
+    const double* gscale; long long gss0, gss1, gss2; double gmul;   /* as rows.cu's */
     T* loss; long long ls0, ls1, ls2; int want_loss;
     T* g; long long gs0, gs1, gs2; int want_grad;
     int* err;
@@ -55,7 +55,7 @@ template <int OP, class T> FX_HD double elem_work(const ElemArgs<T>& a, long lon
                               : bce_logits_loss(xv, yv, wv, has_pw, pv);
     if (a.want_loss) a.loss[i0 * a.ls0 + i1 * a.ls1 + i2 * a.ls2] = narrow_to<T>::from(lv);
     if (a.want_grad) {
-        const A scale = A(a.gscale[i0 * a.gss0 + i1 * a.gss1 + i2 * a.gss2]);
+        const A scale = A(a.gscale[i0 * a.gss0 + i1 * a.gss1 + i2 * a.gss2] * a.gmul);
         const A gv = OP == KL_DIV ? kl_grad(yv, log_target, scale)
                    : OP == BCE    ? bce_grad(xv, yv, wv, scale)
                                   : bce_logits_grad(xv, yv, wv, has_pw, pv, scale);
@@ -74,13 +74,13 @@ __global__ void __launch_bounds__(BLOCK) elementwise(
         const double* w, long long ws0, long long ws1, long long ws2,
         const double* pw, long long ps0, long long ps1, long long ps2, int has_pw,
         int log_target,
-        const double* gscale, long long gss0, long long gss1, long long gss2,
+        const double* gscale, long long gss0, long long gss1, long long gss2, double gmul,
         T* loss, long long ls0, long long ls1, long long ls2, int want_loss,
         T* g, long long gs0, long long gs1, long long gs2, int want_grad,
         int* err, double* partial) {
     const ElemArgs<T> a = {x, d0, d1, d2, xs0, xs1, xs2, y, ys0, ys1, ys2, w, ws0, ws1, ws2,
                            pw, ps0, ps1, ps2, has_pw, log_target, gscale, gss0, gss1, gss2,
-                           loss, ls0, ls1, ls2, want_loss, g, gs0, gs1, gs2, want_grad,
+                           gmul, loss, ls0, ls1, ls2, want_loss, g, gs0, gs1, gs2, want_grad,
                            err};
     __shared__ double slots[BLOCK / 32];
     const long long n = d0 * d1 * d2;

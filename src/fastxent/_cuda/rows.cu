@@ -44,7 +44,10 @@ template <class T, class TI> struct RowArgs {
     const TI* t; long long tso, tsi, ignore_index;
     const T* q; long long qso, qsc, qsi;
     const double* w; int has_w; double eps;
-    const double* gscale; long long gss_o, gss_i;
+    /* d total / d loss of a row: gscale[o gss_o + i gss_i] * gmul. gmul is a factor the
+     * host knows (1 / n for a "mean" over a count it knows), passed by value so that the
+     * default grad_output needs no device scalar made in each call. */
+    const double* gscale; long long gss_o, gss_i; double gmul;
     double* rows_out;
     T* g; long long gso, gsc, gsi; int want_grad;
     int* err;
@@ -241,7 +244,7 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
             if (invalid) L.flag(a.err);
         }
         if (active && a.want_grad) {
-            const A scale = A(a.gscale[o * a.gss_o + i * a.gss_i]);
+            const A scale = A(a.gscale[o * a.gss_o + i * a.gss_i] * a.gmul);
             const A fill = invalid ? nan : A(0);
             for (int c = lane; c < n; c += NL) {
                 gs[c * a.gsc] = narrow_to<T>::from(c0 + c == y ? -scale * wy : fill);
@@ -327,7 +330,7 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
     };
     const A W = a.has_w ? s.a : A(C);
     const A scale = (OP == CE_INDEX || OP == CE_PROB) && a.want_grad
-                        ? A(a.gscale[o * a.gss_o + i * a.gss_i]) : A(0);
+                        ? A(a.gscale[o * a.gss_o + i * a.gss_i] * a.gmul) : A(0);
     if (OP == CE_INDEX) {
         if (L.leader()) {
             const A loss = invalid ? nan : (y < 0 ? A(0) : index_row_loss(m, s, xy, wy, W, eps, C));
@@ -380,12 +383,12 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
     const T *x, long long outer, int C, long long inner, long long so, long long sc,        \
         long long si, const TI *t, long long tso, long long tsi, long long ignore_index,    \
         const T *q, long long qso, long long qsc, long long qsi, const double *w, int has_w, \
-        double eps, const double *gscale, long long gss_o, long long gss_i,                  \
+        double eps, const double *gscale, long long gss_o, long long gss_i, double gmul,     \
         double *rows_out, T *g, long long gso, long long gsc, long long gsi, int want_grad, \
         int *err
 #define FX_ROW_ARGS                                                                         \
     {x, outer, C, inner, so, sc, si, t, tso, tsi, ignore_index, q, qso, qsc, qsi, w, has_w, \
-     eps, gscale, gss_o, gss_i, rows_out, g, gso, gsc, gsi, want_grad, err}
+     eps, gscale, gss_o, gss_i, gmul, rows_out, g, gso, gsc, gsi, want_grad, err}
 
 /* FX_MIN_BLOCKS (default 1) lets a 512-thread block use up to 128 registers a thread.
  * Capped at 64 for two such blocks, the row body spills (ptxas) in most ops and dtypes. */
