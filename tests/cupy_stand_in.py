@@ -33,6 +33,15 @@ def _refuse_host(value):
             _refuse_host(v)
 
 
+def _refuse_other_devices(arrays):
+    """CuPy's element-wise kernels refuse an array that is not on the current device."""
+    for a in arrays:
+        if isinstance(a, ndarray) and a.device_id != current_device():
+            raise ValueError(f"Array device must be same as the current device: array device "
+                             f"= {a.device_id} while current = {current_device()}")
+
+
+# .device: the current device's id;
 # .depth: NumPy functions running on stand-in arrays; .listed: inside an operation that
 # WORK lists already (its inner operations are not listed again)
 _inside = threading.local()
@@ -51,8 +60,24 @@ def _did(what):
         WORK.append(what)
 
 
+def current_device():
+    """The current device's id (``with cp.cuda.Device(k):`` sets it), 0 by default."""
+    return getattr(_inside, "device", 0)
+
+
 class ndarray(np.ndarray):
-    """NumPy memory under a CuPy-like type (its module name is what the dispatch checks)."""
+    """NumPy memory under a CuPy-like type (its module name is what the dispatch checks).
+    Like CuPy's, an array lives on a device: a new one on the current device, a view on its
+    base's."""
+
+    def __array_finalize__(self, obj):
+        self.device_id = getattr(obj, "device_id", None)
+        if self.device_id is None:
+            self.device_id = current_device()
+
+    @property
+    def device(self):
+        return Device(self.device_id)
 
     @property
     def data(self):
@@ -89,6 +114,7 @@ class ndarray(np.ndarray):
         if not getattr(_inside, "depth", 0):
             _refuse_host(inputs)
             _refuse_host(kwargs)
+            _refuse_other_devices(inputs)
         _did(ufunc.__name__ if method == "__call__" else f"{ufunc.__name__}.{method}")
         plain = [i.view(np.ndarray) if isinstance(i, ndarray) else i for i in inputs]
         out = kwargs.get("out")
@@ -176,9 +202,20 @@ class Event:
 
 
 class Device:
-    def __init__(self, device=0):
-        self.id = device
+    """A device by id (the current one without); ``with`` makes it current."""
+
+    def __init__(self, device=None):
+        self.id = current_device() if device is None else device
         self.attributes = {"MultiProcessorCount": 3}
+        self._outer = []
+
+    def __enter__(self):
+        self._outer.append(current_device())
+        _inside.device = self.id
+        return self
+
+    def __exit__(self, *exc):
+        _inside.device = self._outer.pop()
 
 
 class _Module(types.SimpleNamespace):
@@ -237,6 +274,9 @@ class HostKernel:
         _did("kernel " + (self.kind if self.kind != "reduce" else
                           self.name[4:self.name.index("<")]))
         assert isinstance(grid, tuple) and isinstance(block, tuple)
+        # a kernel runs on the current device; another device's memory would fault there
+        assert all(a.device_id == current_device() for a in args if isinstance(a, ndarray)), \
+            ([a.device_id for a in args if isinstance(a, ndarray)], current_device())
         cargs = [cuda_host_lib.c_arg(np.asarray(a) if isinstance(a, np.ndarray) else a)
                  for a in args]
         code = cuda_host_lib.DTYPE_CODES.get(self.dtype)

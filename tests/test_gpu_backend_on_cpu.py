@@ -578,3 +578,69 @@ def test_device_work_per_call(gpu, call):
     calls[call]()
     assert cupy_stand_in.WORK == WORK_PER_CALL[call]
     _gpu.check_errors()
+
+
+# --- several devices ----------------------------------------------------------------------
+
+_ON_DEVICE_CALLS = {
+    "cross_entropy": lambda d, x, t, y: fx.cross_entropy(d(x), d(t), weight=d(np.ones(5)),
+                                                         return_grad=True),
+    "cross_entropy probabilities": lambda d, x, t, y: fx.cross_entropy(d(x), d(y),
+                                                                       return_grad=True),
+    "nll_loss": lambda d, x, t, y: fx.nll_loss(d(x), d(t), return_grad=True),
+    "binary_cross_entropy": lambda d, x, t, y: fx.binary_cross_entropy(d(y), d(y),
+                                                                       return_grad=True),
+    "binary_cross_entropy_with_logits": lambda d, x, t, y: fx.binary_cross_entropy_with_logits(
+        d(x), d(y), pos_weight=d(np.full(5, 2.0)), return_grad=True),
+    "kl_div": lambda d, x, t, y: fx.kl_div(d(x), d(y), return_grad=True),
+    "softmax": lambda d, x, t, y: fx.softmax(d(x)),
+    "log_softmax": lambda d, x, t, y: fx.log_softmax(d(x), axis=0),
+    "logsumexp": lambda d, x, t, y: fx.logsumexp(d(x), keepdims=True),
+}
+
+
+def _operands():
+    rng = np.random.default_rng(11)
+    return (rng.standard_normal((4, 5)).astype(np.float32), rng.integers(0, 5, 4),
+            rng.uniform(0.1, 0.9, (4, 5)).astype(np.float32))
+
+
+@pytest.mark.parametrize("name", list(_ON_DEVICE_CALLS))
+def test_a_call_runs_on_its_inputs_device(gpu, name):
+    """Arrays made under ``with cp.cuda.Device(1)`` and a call made outside it: the kernels
+    run on device 1 (the stand-in asserts that every launch's arrays are on the current
+    device: another device's memory would fault there), and so do the results; the current
+    device is left as it was."""
+    call, (x, t, y) = _ON_DEVICE_CALLS[name], _operands()
+    want = call(lambda a: a, x, t, y)
+    with gpu.cp.cuda.Device(1):
+        operands = [gpu.dev(a) for a in (x, t, y, np.ones(5), np.full(5, 2.0))]
+    table = {id(a): d for a, d in zip((x, t, y), operands)}
+
+    def on_1(a):
+        return table.get(id(a)) if id(a) in table else _device_1(gpu, a)
+    got = call(on_1, x, t, y)
+    got, want = (got, want) if isinstance(got, tuple) else ((got,), (want,))
+    for g, w in zip(got, want):
+        assert g.device.id == 1
+        _close(g, w, "float32")
+    assert gpu.cp.cuda.Device().id == 0
+    _gpu.check_errors()
+
+
+def _device_1(gpu, a):
+    with gpu.cp.cuda.Device(1):
+        return gpu.dev(a)
+
+
+@pytest.mark.parametrize("argument", ["target", "weight", "grad_output", "grad_out"])
+def test_an_argument_on_another_device_is_refused(gpu, argument):
+    x, t, _ = _operands()
+    kwargs = dict(target=gpu.dev(t), weight=gpu.dev(np.ones(5)), grad_output=gpu.dev(
+        np.array(1.0)), grad_out=gpu.dev(np.empty_like(x)))
+    kwargs[argument] = _device_1(gpu, np.asarray(kwargs[argument]))
+    target = kwargs.pop("target")
+    with pytest.raises(ValueError, match=f"^{argument} must be on the input's device "
+                                         f"\\(GPU 0\\); got an array on GPU 1$"):
+        fx.cross_entropy(gpu.dev(x), target, return_grad=True, **kwargs)
+    assert not gpu.kernels

@@ -44,6 +44,25 @@ def _cpx():
     return cupyx
 
 
+def _on_input_device(fn):
+    """`fn` run on its first argument's device. CuPy launches a kernel on the current device,
+    and a kernel given another device's memory faults there, which ends the CUDA context:
+    so every other device array among the arguments must be on that device too, or the call
+    is refused before anything runs. Results are made there."""
+    params = fn.__code__.co_varnames[1:fn.__code__.co_argcount]
+
+    @functools.wraps(fn)
+    def call(first, *args, **kwargs):
+        device = first.device
+        for name, value in (*zip(params, args), *kwargs.items()):
+            if is_gpu_array(value) and value.device.id != device.id:
+                raise ValueError(f"{name} must be on the input's device (GPU {device.id}); "
+                                 f"got an array on GPU {value.device.id}")
+        with device:
+            return fn(first, *args, **kwargs)
+    return call
+
+
 @functools.lru_cache(maxsize=None)
 def _module(kind: str, op: str, dtype: str, device: int):
     cp = _cp()
@@ -299,6 +318,7 @@ def _mean_scale(t2, ignore, w, C, go, counter):
     return buf[0], buf[1]
 
 
+@_on_input_device
 def index_denominator(t, ignore, w, C):
     """"mean"'s denominator of class-index targets `t` (int32 / int64, any shape) and
     float64 weights `w` (or None), as a float64 0-d device array."""
@@ -388,10 +408,12 @@ def _class_call(fn, op, input, target, *, weight, ignore_index, reduction, label
     return (loss, finish()) if want else loss
 
 
+@_on_input_device
 def cross_entropy(input, target, **options):
     return _class_call("cross_entropy", "ce_index", input, target, **options)
 
 
+@_on_input_device
 def nll_loss(input, target, **options):
     return _class_call("nll_loss", "nll", input, target, label_smoothing=0.0, **options)
 
@@ -413,6 +435,7 @@ def _transform(op, x, axis):
     return out3.reshape(x.shape), x2, ax
 
 
+@_on_input_device
 def logsumexp64(x, axis):
     """The float64 log-sum-exp over `axis` (None: every element) with x's shape less that
     axis (0-d for None), and the axis as a non-negative int."""
@@ -420,6 +443,7 @@ def logsumexp64(x, axis):
     return rows.reshape(x2.shape[:ax] + x2.shape[ax + 1:] if axis is not None else ()), ax
 
 
+@_on_input_device
 def logsumexp(x, axis=-1, keepdims=False):
     keepdims = V.flag("keepdims", keepdims)
     rows, ax = logsumexp64(x, axis)
@@ -430,10 +454,12 @@ def logsumexp(x, axis=-1, keepdims=False):
     return out.reshape(x.shape[:ax] + (1,) + x.shape[ax + 1:]) if keepdims else out
 
 
+@_on_input_device
 def softmax(x, axis=-1):
     return _transform("softmax", x, axis)[0]
 
 
+@_on_input_device
 def log_softmax(x, axis=-1):
     return _transform("log_softmax", x, axis)[0]
 
@@ -522,6 +548,7 @@ def _elementwise_call(op, input, target, *, weight=None, pos_weight=None, reduct
     return loss, grad_out
 
 
+@_on_input_device
 def binary_cross_entropy(input, target, *, weight=None, reduction="mean", return_grad=False,
                          grad_output=None, grad_out=None, partial=False):
     return _elementwise_call("bce", input, target, weight=weight, reduction=reduction,
@@ -529,6 +556,7 @@ def binary_cross_entropy(input, target, *, weight=None, reduction="mean", return
                              grad_out=grad_out, probabilities=True, partial=partial)
 
 
+@_on_input_device
 def binary_cross_entropy_with_logits(input, target, *, weight=None, pos_weight=None,
                                      reduction="mean", return_grad=False, grad_output=None,
                                      grad_out=None, partial=False):
@@ -538,6 +566,7 @@ def binary_cross_entropy_with_logits(input, target, *, weight=None, pos_weight=N
                              grad_out=grad_out, probabilities=False, partial=partial)
 
 
+@_on_input_device
 def kl_div(input, target, *, reduction="mean", log_target=False, return_grad=False,
            grad_output=None, grad_out=None, partial=False):
     return _elementwise_call("kl_div", input, target, reduction=reduction,
