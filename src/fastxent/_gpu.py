@@ -44,6 +44,18 @@ def _cpx():
     return cupyx
 
 
+_DTYPE_NAMES = {}
+
+
+def _name(dtype) -> str:
+    """``dtype.name``, which NumPy builds in Python at each use (about 2 us; a call needs it
+    for every kernel name)."""
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = dtype.name
+    return name
+
+
 def _on_input_device(fn):
     """`fn` run on its first argument's device. CuPy launches a kernel on the current device,
     and a kernel given another device's memory faults there, which ends the CUDA context:
@@ -161,7 +173,7 @@ def _device(a, dtype=None):
 
 def _input(x, name="input"):
     check_errors(wait=False)
-    if x.dtype.name not in _SUPPORTED:
+    if _name(x.dtype) not in _SUPPORTED:
         V.float_array(name, V.stand_in(x))            # raises the CPU path's TypeError
     return x
 
@@ -256,7 +268,7 @@ def _total(values, red, denominator, dtype, partial, counter):
         mode, den, den_value = "mean by value", None, float(denominator)
     args = P.total_args(values, mode=mode, denominator=den, denominator_value=den_value,
                         partials=cp.empty(grid, cp.float64), counter=counter, out=out)
-    _reduce_kernel(S.total_kernel(out.dtype.name))((grid,), (S.REDUCE_BLOCK,), args)
+    _reduce_kernel(S.total_kernel(_name(out.dtype)))((grid,), (S.REDUCE_BLOCK,), args)
     return out
 
 
@@ -278,9 +290,9 @@ def _launch_rows(op, x3, *, t2=None, ignore_index=-100, q3=None, w=None, eps=0.0
     rows = cp.empty(outer * inner, cp.float64)
     if rows.size == 0:
         return rows
-    dtype = x3.dtype.name
+    dtype = _name(x3.dtype)
     config = P.row_config(C, x3.strides[1] // x3.itemsize, x3.itemsize)
-    target = None if t2 is None else t2.dtype.name
+    target = None if t2 is None else _name(t2.dtype)
     name = S.row_kernel(op, dtype, target, config)
     kernel = _kernel("rows", op, dtype, name)
     smem = P.row_shared_bytes(C, config, x3.itemsize)
@@ -314,7 +326,7 @@ def _mean_scale(t2, ignore, w, C, go, counter):
     buf = cp.empty(2 + grid, cp.float64)             # denominator, scale, block partials
     args = P.mean_scale_args(t2, ignore_index=ignore, C=C, w=w, grad_output=go,
                              partials=buf[2:], counter=counter, out=buf[:2])
-    _reduce_kernel(S.mean_scale_kernel(t2.dtype.name))((grid,), (S.REDUCE_BLOCK,), args)
+    _reduce_kernel(S.mean_scale_kernel(_name(t2.dtype)))((grid,), (S.REDUCE_BLOCK,), args)
     return buf[0], buf[1]
 
 
@@ -530,8 +542,8 @@ def _elementwise_call(op, input, target, *, weight=None, pos_weight=None, reduct
                                   loss3=loss3, g3=g3,
                                   err=block_totals if flags is None else flags[:1],
                                   partial=block_totals)
-        name = S.elementwise_kernel(op, cdt.name)
-        _kernel("elementwise", op, cdt.name, name)((grid,), (S.ELEMENTWISE_BLOCK,), args)
+        name = S.elementwise_kernel(op, _name(cdt))
+        _kernel("elementwise", op, _name(cdt), name)((grid,), (S.ELEMENTWISE_BLOCK,), args)
     if probabilities:       # after every check made at the call: a refused call defers none
         _defer(flags[:1], ValueError, "input and target of binary_cross_entropy must hold "
                                       "values in [0, 1] (found on the device)")
