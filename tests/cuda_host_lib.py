@@ -10,7 +10,7 @@ import numpy as np
 from fastxent import _cuda_sources as S
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DTYPE_CODES = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 3}
+DTYPE_CODES = S.DTYPE_CODES
 
 
 def build(directory):

@@ -169,6 +169,18 @@ def _wrap(fn, work=None):
     return call
 
 
+def _poisoned(make):
+    """`make` (np.empty or np.empty_like) with every byte set: NaN in any float dtype, -1 in
+    any integer one. A device's fresh memory holds whatever was there before, so reading
+    an element no kernel wrote is a bug, which this makes show."""
+    def poisoned(*args, **kwargs):
+        a = make(*args, **kwargs)
+        # its own buffer of nbytes, in some order of the axes (empty_like keeps the input's)
+        ctypes.memset(a.__array_interface__["data"][0], 0xFF, a.nbytes)
+        return a
+    return poisoned
+
+
 def _copied(out, a):
     return not (isinstance(a, np.ndarray)
                 and np.shares_memory(out.view(np.ndarray), a.view(np.ndarray)))
@@ -245,7 +257,7 @@ def fake_cupy():
         uint64=np.uint64, nan=np.nan,
         asarray=_asarray,
         asnumpy=lambda a: np.array(a),
-        empty=_wrap(np.empty), empty_like=_wrap(np.empty_like),
+        empty=_wrap(_poisoned(np.empty)), empty_like=_wrap(_poisoned(np.empty_like)),
         zeros=_wrap(np.zeros, "zeros"), full=_wrap(np.full, "full"),
         where=_wrap(np.where, "where"),
         broadcast_to=_wrap(lambda a, s: np.broadcast_to(a, s, subok=True)),

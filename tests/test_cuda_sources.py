@@ -649,6 +649,41 @@ def test_total_sums_and_means(cuda_host, grid):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("grid", GRIDS)
+def test_elementwise_reduces_in_its_last_block(cuda_host, grid):
+    """A reduced element-wise loss needs no second kernel: the last block adds the blocks'
+    partials in index order and writes the sum or the mean, rounded once to the result's
+    dtype (the input's, or float64); a loss of no element too (0, or NaN for a mean)."""
+    rng = np.random.default_rng(grid)
+    for n in (13, 1, 0):
+        x, y = rng.standard_normal(n) * 3, rng.uniform(size=n)
+        want_sum = fx.binary_cross_entropy_with_logits(x, y, reduction="sum")
+        for mode, den in (("sum", 0.0), ("mean by value", 4.5), ("mean by value", 0.0)):
+            for dtype, np_dtype in NP_DTYPES.items():
+                out = np.full((), np.nan, np_dtype)
+                partial = np.full(grid, np.nan)
+                args = P.elementwise_args(
+                    x.reshape(1, 1, -1), y.reshape(1, 1, -1),
+                    w3=np.broadcast_to(np.ones(1), (1, 1, n)), err=np.zeros(1, np.int32),
+                    partial=partial, counter=np.zeros(1, np.int32), mode=mode,
+                    denominator_value=den, out=out)
+                assert cuda_host.fx_host_elementwise(
+                    S.ELEMENTWISE_OPS["bce_logits"], DTYPE_CODES["float64"],
+                    _c(np.int64(grid)), _c(np.int64(4)), *map(_c, args)) == 0
+                total = 0.0
+                for p in partial:               # the last block's order: block index
+                    total += p
+                np.testing.assert_allclose(total, want_sum, rtol=1e-13, atol=1e-13)
+                value = total if mode == "sum" else (total / den if den else np.nan)
+                if dtype == "float64":
+                    np.testing.assert_array_equal(out, value)
+                else:
+                    bits = np.uint32 if dtype == "float32" else np.uint16
+                    want = np.array(cuda_host.fx_host_narrow_double(DTYPE_CODES[dtype],
+                                                                    value), bits)
+                    assert out.view(bits) == want, (n, mode, den, dtype)
+
+
 def _nearest(d, dtype):
     """The value of `dtype` nearest the double d, ties to even, by exact arithmetic."""
     from fractions import Fraction

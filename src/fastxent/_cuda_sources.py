@@ -38,6 +38,9 @@ def tuning_options(**knobs) -> tuple:
 # NumPy dtype name -> C++ storage type.
 DTYPES = {"float32": "float", "float64": "double", "float16": "fx::f16",
           "bfloat16": "fx::bf16"}
+# The kernels' codes of the dtypes where a dtype is an argument (fx_device.cuh:
+# store_double_as); the g++ host build's entry points take the same.
+DTYPE_CODES = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 3}
 # Class-index target dtypes the kernels read directly (others are converted to int64).
 TARGETS = {"int32": "int", "int64": "long long"}
 

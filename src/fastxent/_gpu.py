@@ -253,7 +253,7 @@ def _reduce_kernel(name):
 
 def _total(values, red, denominator, dtype, partial, counter):
     """The reduced loss as a 0-d `dtype` array, by one kernel (fx::total) over the float64
-    `values` (per-row losses, or block partials): their sum, or for "mean" that over
+    per-row losses `values`: their sum, or for "mean" that over
     `denominator` (a device scalar, or a number the host knows). With `partial`, the float64
     sum itself: the Dask path adds its blocks' sums before it divides, as on the CPU.
     `counter`: one zeroed int32 for the kernel's ticket."""
@@ -528,12 +528,16 @@ def _elementwise_call(op, input, target, *, weight=None, pos_weight=None, reduct
         g3 = cp.empty(shape3, cdt)
 
     grid = P.elementwise_grid(max(n, 1), _n_sm(cp.cuda.Device().id))
-    # every launched block writes its partial; no launch, no partials
-    block_totals = cp.empty(grid if n else 0, cp.float64)
-    # binary_cross_entropy's value flag and total's ticket; the other losses never write
-    # the flag, so without a total they are passed the partials (a valid pointer)
+    launch = n > 0 or not per_element       # the reduced loss of no element is written too
+    # every launched block writes its partial
+    block_totals = cp.empty(grid if launch else 0, cp.float64)
+    # binary_cross_entropy's value flag and the reduction's ticket; the other losses never
+    # write the flag, so without a reduction they are passed the partials (a valid pointer)
     flags = cp.zeros(2, cp.int32) if probabilities or not per_element else None
-    if n:
+    # the reduced loss, which the kernel's last block writes: the float64 sum itself for
+    # the Dask path (it adds its blocks' sums before it divides, as on the CPU)
+    out = None if per_element else cp.empty((), np.float64 if partial else x.dtype)
+    if launch:
         k = len(operands)
         args = P.elementwise_args(x3, views[1], w3=views[2] if op != "kl_div" else None,
                                   pw3=views[k] if pos_weight is not None else None,
@@ -541,16 +545,16 @@ def _elementwise_call(op, input, target, *, weight=None, pos_weight=None, reduct
                                   gmul=gmul,
                                   loss3=loss3, g3=g3,
                                   err=block_totals if flags is None else flags[:1],
-                                  partial=block_totals)
+                                  partial=block_totals,
+                                  counter=None if per_element else flags[1:],
+                                  mode="sum" if partial or red == "sum" else "mean by value",
+                                  denominator_value=denominator, out=out)
         name = S.elementwise_kernel(op, _name(cdt))
         _kernel("elementwise", op, _name(cdt), name)((grid,), (S.ELEMENTWISE_BLOCK,), args)
     if probabilities:       # after every check made at the call: a refused call defers none
         _defer(flags[:1], ValueError, "input and target of binary_cross_entropy must hold "
                                       "values in [0, 1] (found on the device)")
-    if per_element:
-        loss = from_views(loss3, perm, pshape).astype(x.dtype, copy=False)
-    else:
-        loss = _total(block_totals, red, denominator, x.dtype, partial, flags[1:])
+    loss = from_views(loss3, perm, pshape).astype(x.dtype, copy=False) if per_element else out
     if not want:
         return loss
     if grad_out is None:

@@ -180,7 +180,8 @@ int fx_host_rows(int op, int dtype, int target, int cached, const void* x, long 
     return unknown;
 }
 
-/* op, dtype, grid and block, then fx::elementwise's arguments: a partial per block. */
+/* op, dtype, grid and block, then fx::elementwise's arguments: a partial per block, and for
+ * a reduced loss the result (the counter unused). */
 int fx_host_elementwise(int op, int dtype, long long grid, long long block, const void* x,
                         long long d0, long long d1, long long d2, long long xs0,
                         long long xs1, long long xs2,
@@ -191,7 +192,8 @@ int fx_host_elementwise(int op, int dtype, long long grid, long long block, cons
                         long long gss1, long long gss2, double gmul, void* loss, long long ls0,
                         long long ls1, long long ls2, int want_loss, void* g, long long gs0,
                         long long gs1, long long gs2, int want_grad, int* err,
-                        double* partial) {
+                        double* partial, unsigned int*, int finish, int mode,
+                        double denominator, void* out, int out_dtype) {
     return with_dtype(dtype, [&](auto tag) {
         typedef decltype(tag) T;
         const ElemArgs<T> a = {(const T*)x, d0, d1, d2, xs0, xs1, xs2, (const T*)y, ys0, ys1,
@@ -199,6 +201,8 @@ int fx_host_elementwise(int op, int dtype, long long grid, long long block, cons
                                gscale, gss0, gss1, gss2, gmul, (T*)loss, ls0, ls1, ls2, want_loss,
                                (T*)g, gs0, gs1, gs2, want_grad, err};
         elementwise_op(op, a, grid, block, partial);
+        if (finish)     /* the last block's step, once every block's partial is written */
+            elem_reduced(HostLanes(), partial, grid, mode, denominator, out, out_dtype);
     });
 }
 
@@ -231,11 +235,17 @@ int fx_host_total(int dtype, long long grid, const double* values, long long n, 
     });
 }
 
-/* fx::narrow_double, for the rounding test: the double's bits of T (16 or 32 of them). */
+/* fx::store_double_as (through narrow_double), for the rounding test: the double rounded to
+ * the coded dtype, as its bits (32 of float32, 16 of a 16-bit type). */
 unsigned int fx_host_narrow_double(int dtype, double v) {
-    if (dtype == 0) return bits_from_f32(narrow_double<float>(v));
-    if (dtype == 2) return narrow_double<f16>(v).bits;
-    return narrow_double<bf16>(v).bits;
+    float f;
+    unsigned short h;
+    if (dtype == 0) {
+        store_double_as(dtype, &f, v);
+        return bits_from_f32(f);
+    }
+    store_double_as(dtype, &h, v);
+    return h;
 }
 
 /* Lanes per row for the following fx_host_rows calls (1 by default). */

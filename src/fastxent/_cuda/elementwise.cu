@@ -4,8 +4,10 @@
  * (_cpu/_binary.pyx, _kldiv.pyx).
  *
  * A grid-stride loop over the elements; each block adds its threads' losses in double in a
- * fixed order and writes one partial sum, which reduce.cu's total adds: deterministic for a
- * given grid, no float atomics. A binary_cross_entropy input or target outside [0, 1] sets
+ * fixed order and writes one partial sum. For a reduced loss the kernel is the two stages
+ * of fx_device.cuh: the last block to finish adds the partials in index order and writes
+ * the sum or mean, so a reduced call needs no second kernel. Deterministic for a given
+ * grid, no float atomics. A binary_cross_entropy input or target outside [0, 1] sets
  * bit 0 of *err (an integer atomic), which the host raises as a ValueError. The gradient
  * may be the input itself (each element is read before it is written, by the same thread).
  * elem_work is host+device: the CI host test runs it.
@@ -64,8 +66,20 @@ template <int OP, class T> FX_HD double elem_work(const ElemArgs<T>& a, long lon
     return (double)lv;
 }
 
+/* The reduced loss from the blocks' G partials, in the block that finishes last, as one
+ * value of the dtype coded out_dtype (the input's, which an operand of a wider dtype may
+ * make differ from the kernel's T, or float64: the Dask path adds its blocks' sums). */
+template <class Lanes>
+FX_HD void elem_reduced(const Lanes& L, const double* partial, long long G, int mode,
+                        double denominator, void* out, int out_dtype) {
+    const double r = reduced(sum_partials(L, partial, G), mode, nullptr, denominator);
+    if (L.lane() == 0) store_double_as(out_dtype, out, r);
+}
+
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 
+/* finish: 0 for per-element losses (each block's partial is written, and nothing more), 1
+ * for a reduced loss (mode REDUCE_SUM or REDUCE_MEAN_BY_VALUE; counter zeroed). */
 template <int OP, class T, int BLOCK>
 __global__ void __launch_bounds__(BLOCK) elementwise(
         const T* x, long long d0, long long d1, long long d2,
@@ -77,7 +91,8 @@ __global__ void __launch_bounds__(BLOCK) elementwise(
         const double* gscale, long long gss0, long long gss1, long long gss2, double gmul,
         T* loss, long long ls0, long long ls1, long long ls2, int want_loss,
         T* g, long long gs0, long long gs1, long long gs2, int want_grad,
-        int* err, double* partial) {
+        int* err, double* partial, unsigned int* counter, int finish, int mode,
+        double denominator, void* out, int out_dtype) {
     const ElemArgs<T> a = {x, d0, d1, d2, xs0, xs1, xs2, y, ys0, ys1, ys2, w, ws0, ws1, ws2,
                            pw, ps0, ps1, ps2, has_pw, log_target, gscale, gss0, gss1, gss2,
                            gmul, loss, ls0, ls1, ls2, want_loss, g, gs0, gs1, gs2, want_grad,
@@ -91,7 +106,11 @@ __global__ void __launch_bounds__(BLOCK) elementwise(
     }
     const BlockLanes<BLOCK, double> lanes = {slots};     /* a fixed order of the lanes */
     const double total = lanes.sum(acc);
-    if (threadIdx.x == 0) partial[blockIdx.x] = total;
+    if (!finish) {
+        if (threadIdx.x == 0) partial[blockIdx.x] = total;
+    } else if (publish_partial(total, partial, counter)) {
+        elem_reduced(lanes, partial, gridDim.x, mode, denominator, out, out_dtype);
+    }
 }
 
 #endif

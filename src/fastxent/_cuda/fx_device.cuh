@@ -142,6 +142,15 @@ template <class T> FX_HD T narrow_double(double v) { return narrow_to<T>::from(t
 template <> FX_HD float narrow_double<float>(double v) { return (float)v; }
 template <> FX_HD double narrow_double<double>(double v) { return v; }
 
+/* v rounded once to the dtype coded `code` (_cuda_sources.DTYPE_CODES: 0 float32, 1 float64,
+ * 2 float16, 3 bfloat16), stored at out. */
+FX_HD void store_double_as(int code, void* out, double v) {
+    if (code == 0) *(float*)out = narrow_double<float>(v);
+    else if (code == 1) *(double*)out = v;
+    else if (code == 2) *(f16*)out = narrow_double<f16>(v);
+    else *(bf16*)out = narrow_double<bf16>(v);
+}
+
 /* Overloads so that one template body serves float and double arithmetic. */
 FX_HD float fx_exp(float v) { return expf(v); }
 FX_HD double fx_exp(double v) { return exp(v); }
@@ -244,6 +253,84 @@ template <int BLOCK, class A> struct BlockLanes {
 template <int NL, int BLOCK, class A> struct LanesFor { typedef BlockLanes<BLOCK, A> type; };
 template <int BLOCK, class A> struct LanesFor<1, BLOCK, A> { typedef HostLanes type; };
 template <int BLOCK, class A> struct LanesFor<32, BLOCK, A> { typedef WarpLanes<32> type; };
+
+#endif
+
+/* ---- two-stage reductions ----------------------------------------------------------------
+ * n items split into G contiguous slices, one per block: a block adds its slice in a fixed
+ * order and writes one float64 partial; the block that finishes last (an integer ticket,
+ * counted in memory the host zeroes) adds the G partials in index order. Deterministic for
+ * a given grid, and no float atomics. reduce.cu's kernels and the element-wise kernel's
+ * reduced loss use them. */
+
+/* "mean" divides by a denominator found on the device (REDUCE_MEAN_BY_POINTER) or known to
+ * the host (REDUCE_MEAN_BY_VALUE). */
+enum { REDUCE_SUM = 0, REDUCE_MEAN_BY_POINTER = 1, REDUCE_MEAN_BY_VALUE = 2 };
+
+/* Block b's slice of n items over G blocks. */
+struct Slice {
+    long long begin, end;
+};
+
+FX_HD Slice block_slice(long long n, long long G, long long b) {
+    const long long per = (n + G - 1) / G;
+    Slice s = {per * b, per * (b + 1)};
+    if (s.begin > n) s.begin = n;
+    if (s.end > n) s.end = n;
+    return s;
+}
+
+/* total / denominator; NaN for a zero denominator (PyTorch's mean over no counted item). */
+FX_HD double mean_of(double total, double denominator) {
+    return denominator == 0.0 ? (double)nan_f() : total / denominator;
+}
+
+/* A value another block wrote: read past the (incoherent) L1 cache on the device. */
+FX_HD double load_from_other_block(const double* p) {
+#if defined(__CUDA_ARCH__)
+    return *(const volatile double*)p;
+#else
+    return *p;
+#endif
+}
+
+/* The lanes' sum of item(k) over block b's slice of n items (G blocks), in a fixed order. */
+template <class Lanes, class F>
+FX_HD double slice_sum(const Lanes& L, long long n, long long G, long long b, F item) {
+    const Slice s = block_slice(n, G, b);
+    double acc = 0.0;
+    for (long long k = s.begin + L.lane(); k < s.end; k += L.lanes()) acc += item(k);
+    return L.sum(acc);
+}
+
+/* The lanes' sum of partials[0, G), in a fixed order. */
+template <class Lanes> FX_HD double sum_partials(const Lanes& L, const double* partials,
+                                                 long long G) {
+    return slice_sum(L, G, 1, 0, [&](long long j) { return load_from_other_block(partials + j); });
+}
+
+/* The reduced loss from the sum of its terms: the sum, or "mean" by a denominator on the
+ * device or one the host knows. */
+FX_HD double reduced(double total, int mode, const double* denominator,
+                     double denominator_value) {
+    if (mode == REDUCE_SUM) return total;
+    return mean_of(total, mode == REDUCE_MEAN_BY_POINTER ? *denominator : denominator_value);
+}
+
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+
+/* Publish this block's partial (lane 0's) and take a ticket: true in the block that
+ * finishes last, which then sees every block's partial. */
+__device__ bool publish_partial(double part, double* partials, unsigned int* counter) {
+    __shared__ bool last;
+    if (threadIdx.x == 0) {
+        partials[blockIdx.x] = part;
+        __threadfence();                    /* the partial is visible before the ticket */
+        last = atomicAdd(counter, 1u) == gridDim.x - 1;
+    }
+    __syncthreads();
+    return last;
+}
 
 #endif
 

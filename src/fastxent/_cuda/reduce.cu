@@ -3,11 +3,9 @@
  * reduced loss after it (total). Each replaces a handful of CuPy operations, each of which
  * costs the host more than these kernels cost the device at any but the largest shapes.
  *
- * Both read n items split into G contiguous slices, one per block. A block adds its slice in
- * a fixed order (each lane strides through it, then BlockLanes combines the lanes) and
- * writes one float64 partial; the block that finishes last (an integer ticket, counted in
- * memory the host zeroes) adds the G partials in index order and writes the result. So the
- * result is deterministic for a given grid, and no float atomics are used.
+ * Both are two-stage reductions (fx_device.cuh): each lane strides through its block's
+ * slice of the items, BlockLanes combines the lanes, and the last block to finish adds the
+ * blocks' partials in index order and writes the result.
  *
  * The block bodies are host+device functions: g++ runs them block after block in the CI
  * host test (tests/cuda_host), and the kernels below run them with device lanes.
@@ -15,52 +13,6 @@
 #include "fx_device.cuh"
 
 namespace fx {
-
-/* "mean" divides by a denominator found on the device (REDUCE_MEAN_BY_POINTER) or known to
- * the host (REDUCE_MEAN_BY_VALUE). */
-enum { REDUCE_SUM = 0, REDUCE_MEAN_BY_POINTER = 1, REDUCE_MEAN_BY_VALUE = 2 };
-
-/* Block b's slice of n items over G blocks. */
-struct Slice {
-    long long begin, end;
-};
-
-FX_HD Slice block_slice(long long n, long long G, long long b) {
-    const long long per = (n + G - 1) / G;
-    Slice s = {per * b, per * (b + 1)};
-    if (s.begin > n) s.begin = n;
-    if (s.end > n) s.end = n;
-    return s;
-}
-
-/* total / denominator; NaN for a zero denominator (PyTorch's mean over no counted item). */
-FX_HD double mean_of(double total, double denominator) {
-    return denominator == 0.0 ? (double)nan_f() : total / denominator;
-}
-
-/* A value another block wrote: read past the (incoherent) L1 cache on the device. */
-FX_HD double load_from_other_block(const double* p) {
-#if defined(__CUDA_ARCH__)
-    return *(const volatile double*)p;
-#else
-    return *p;
-#endif
-}
-
-/* The lanes' sum of item(k) over block b's slice of n items (G blocks), in a fixed order. */
-template <class Lanes, class F>
-FX_HD double slice_sum(const Lanes& L, long long n, long long G, long long b, F item) {
-    const Slice s = block_slice(n, G, b);
-    double acc = 0.0;
-    for (long long k = s.begin + L.lane(); k < s.end; k += L.lanes()) acc += item(k);
-    return L.sum(acc);
-}
-
-/* The lanes' sum of partials[0, G), in a fixed order. */
-template <class Lanes> FX_HD double sum_partials(const Lanes& L, const double* partials,
-                                                 long long G) {
-    return slice_sum(L, G, 1, 0, [&](long long j) { return load_from_other_block(partials + j); });
-}
 
 /* mean_scale: "mean"'s denominator over class-index targets t (outer, inner) and the
  * gradient scale grad_output / denominator, written to out[0] and out[1]. A target counts
@@ -108,29 +60,12 @@ FX_HD double total_part(const Lanes& L, const TotalArgs<T>& a, long long G, long
 
 template <class T, class Lanes>
 FX_HD void total_last(const Lanes& L, const TotalArgs<T>& a, long long G) {
-    const double total = sum_partials(L, a.partials, G);
-    if (L.lane() == 0) {
-        const double r = a.mode == REDUCE_SUM ? total
-                       : mean_of(total, a.mode == REDUCE_MEAN_BY_POINTER ? *a.denominator
-                                                                          : a.denominator_value);
-        a.out[0] = narrow_double<T>(r);
-    }
+    const double r = reduced(sum_partials(L, a.partials, G), a.mode, a.denominator,
+                             a.denominator_value);
+    if (L.lane() == 0) a.out[0] = narrow_double<T>(r);
 }
 
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
-
-/* Publish this block's partial (lane 0's) and take a ticket: true in the block that
- * finishes last, which then sees every block's partial. */
-__device__ bool publish_partial(double part, double* partials, unsigned int* counter) {
-    __shared__ bool last;
-    if (threadIdx.x == 0) {
-        partials[blockIdx.x] = part;
-        __threadfence();                    /* the partial is visible before the ticket */
-        last = atomicAdd(counter, 1u) == gridDim.x - 1;
-    }
-    __syncthreads();
-    return last;
-}
 
 /* A reduce.cu kernel: this block's part(lanes, G, b), and in the last block last(lanes, G). */
 template <int BLOCK, class Args, class Part, class Last>
