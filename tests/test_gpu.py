@@ -168,9 +168,10 @@ def test_broadcast_and_infinite_targets():
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_reductions_over_many_blocks(dtype):
-    """reduce.cu's kernels over hundreds of blocks, each adding its slice and the last one
-    the partials: a segmentation batch of 2**21 targets (21 classes, weights, ignored
-    pixels), and 2**20 element-wise losses; the same bits on a repeat."""
+    """Two-stage reductions over hundreds of blocks, each adding its slice and the last one
+    the partials: reduce.cu's kernels on a segmentation batch of 2**21 targets (21 classes,
+    weights, ignored pixels), and the element-wise kernel's own on 2**20 losses; the same
+    bits on a repeat."""
     rng = np.random.default_rng(6)
     x = (rng.standard_normal((32, 21, 256, 256)) * 3).astype(DTYPES[dtype])
     t = rng.integers(0, 21, (32, 256, 256))
