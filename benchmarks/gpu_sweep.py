@@ -285,9 +285,10 @@ def table(results, calls):
             mark = " (backend)" if r["backend"] else ""
             mapping = (f"cluster of {r['lanes'] // r['block']} x {r['block']}"
                        if r["lanes"] > r["block"] else f"{r['lanes']}/{r['block']}")
+            least = min_blocks(r, (r["lanes"], r["block"], r["cached"]))
             lines.append(
-                f"| {mapping}{mark} | {r['cached']} | {r['FX_IN_FLIGHT']} | "
-                f"{min_blocks(r, (r['lanes'], r['block'], r['cached']))} | {r['ms']:.3f} | {r['pct_copy']:.0f}% | {r['regs']} | "
+                f"| {mapping}{mark} | {r['cached']} | {r['FX_IN_FLIGHT']} | {least} | "
+                f"{r['ms']:.3f} | {r['pct_copy']:.0f}% | {r['regs']} | "
                 f"{r['spill_bytes']} | {r['blocks_per_sm']} | "
                 f"{'yes' if r['agrees'] else 'NO'} |")
     return "\n".join(lines)

@@ -78,9 +78,10 @@ def row_args(x3, *, t2=None, ignore_index=-100, q3=None, w=None, eps=0.0, gscale
 
     `t2` (outer, inner) class indices (int32/int64), `q3` probabilities of x3's shape, `w`
     float64 (C,) class weights, `gscale2` float64 (outer, inner) d total / d loss (zero
-    strides broadcast) times the number `gmul`, `rows_out` float64 (outer * inner,), `g3` the gradient or transform
-    output of x3's shape, `err` an int32 (1,) flag (None for the ops that never flag). Absent
-    operands are passed as x3 or rows_out (valid pointers the kernel never reads or writes).
+    strides broadcast), which the kernel multiplies by the number `gmul`, `rows_out` float64
+    (outer * inner,), `g3` the gradient or transform output of x3's shape, `err` an int32
+    (1,) flag (None for the ops that never flag). Absent operands are passed as x3 or
+    rows_out (valid pointers the kernel never reads or writes).
     """
     outer, C, inner = x3.shape
     t = t2 if t2 is not None else x3
@@ -113,11 +114,11 @@ def elementwise_args(x3, y3, *, w3=None, pw3=None, log_target=False, gscale3=Non
                      denominator_value=0.0, out=None):
     """Arguments of ``fx::elementwise`` for (d0, d1, d2) views of equal shape (stride 0
     broadcasts); absent operands are passed as x3 with zero strides. The gradient scale is
-    `gscale3` times the number `gmul`, as in `row_args`. `err`: a zeroed int32
-    (1,) flag (binary_cross_entropy's values outside [0, 1]); `partial`: float64, one per
-    block. With a zeroed uint32 / int32 (1,) `counter`, the kernel also writes the reduced
-    loss to the 0-d `out` (any of S.DTYPES, rounded once): `mode` "sum"
-    or "mean by value" (over `denominator_value`), a key of ``S.REDUCE_MODES``."""
+    `gscale3` times the number `gmul`, as in `row_args`. `err`: a zeroed int32 (1,) flag
+    (binary_cross_entropy's values outside [0, 1]); `partial`: float64, one per block. With
+    a zeroed uint32 / int32 (1,) `counter`, the kernel also writes the reduced loss to the
+    0-d `out` (any of S.DTYPES, rounded once): `mode` "sum" or "mean by value" (over
+    `denominator_value`), a key of ``S.REDUCE_MODES``."""
     d0, d1, d2 = x3.shape
 
     def op(a, present):
