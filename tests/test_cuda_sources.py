@@ -502,16 +502,17 @@ def _elementwise(host, op, x, y, *, w=None, pw=None, log_target=False, go=None):
     loss = np.full(shape, np.nan, x.dtype)
     grad = np.full(shape, np.nan, x.dtype)
     grid, block = 3, 4                  # several blocks' partials, some of them empty
-    partial = np.full(grid, np.nan)
+    total = np.full((), np.nan)
     err = np.zeros(1, np.int32)
     args = P.elementwise_args(x3, y3, w3=w3, pw3=pw3, log_target=log_target, gscale3=gs3,
                               loss3=loss.reshape(1, 1, -1),
                               g3=None if go is None else grad.reshape(1, 1, -1),
-                              err=err, partial=partial)
+                              err=err, counter=np.zeros(1, np.int32),
+                              partial=np.full(grid, np.nan), out=total)
     assert host.fx_host_elementwise(S.ELEMENTWISE_OPS[op], DTYPE_CODES[x.dtype.name],
                                     _c(np.int64(grid)), _c(np.int64(block)),
                                     *map(_c, args)) == 0
-    return loss, grad, partial.sum(), int(err[0])
+    return loss, grad, float(total), int(err[0])
 
 
 @pytest.mark.parametrize("dtype", list(NP_DTYPES))

@@ -251,21 +251,26 @@ def _reduce_kernel(name):
     return _kernel("reduce", "reduce", "any", name)
 
 
+def _reduction_mode(red, denominator, partial):
+    """How a kernel reduces (``S.REDUCE_MODES``): ``(mode, device denominator, number)``.
+    With `partial`, the float64 sum itself: the Dask path adds its blocks' sums before it
+    divides, as on the CPU."""
+    if partial or red == "sum":
+        return "sum", None, 0.0
+    if is_gpu_array(denominator):
+        return "mean by pointer", denominator, 0.0
+    return "mean by value", None, float(denominator)
+
+
 def _total(values, red, denominator, dtype, partial, counter):
     """The reduced loss as a 0-d `dtype` array, by one kernel (fx::total) over the float64
-    per-row losses `values`: their sum, or for "mean" that over
-    `denominator` (a device scalar, or a number the host knows). With `partial`, the float64
-    sum itself: the Dask path adds its blocks' sums before it divides, as on the CPU.
+    per-row losses `values`: their sum, or for "mean" that over `denominator` (a device
+    scalar, or a number the host knows); with `partial` the float64 sum (_reduction_mode).
     `counter`: one zeroed int32 for the kernel's ticket."""
     cp = _cp()
     grid = P.reduce_grid(values.size, _n_sm(cp.cuda.Device().id))
     out = cp.empty((), np.float64 if partial else dtype)
-    if partial or red == "sum":
-        mode, den, den_value = "sum", None, 0.0
-    elif is_gpu_array(denominator):
-        mode, den, den_value = "mean by pointer", denominator, 0.0
-    else:
-        mode, den, den_value = "mean by value", None, float(denominator)
+    mode, den, den_value = _reduction_mode(red, denominator, partial)
     args = P.total_args(values, mode=mode, denominator=den, denominator_value=den_value,
                         partials=cp.empty(grid, cp.float64), counter=counter, out=out)
     _reduce_kernel(S.total_kernel(_name(out.dtype)))((grid,), (S.REDUCE_BLOCK,), args)
@@ -528,33 +533,29 @@ def _elementwise_call(op, input, target, *, weight=None, pos_weight=None, reduct
         g3 = cp.empty(shape3, cdt)
 
     grid = P.elementwise_grid(max(n, 1), _n_sm(cp.cuda.Device().id))
-    launch = n > 0 or not per_element       # the reduced loss of no element is written too
-    # every launched block writes its partial
-    block_totals = cp.empty(grid if launch else 0, cp.float64)
-    # binary_cross_entropy's value flag and the reduction's ticket; the other losses never
-    # write the flag, so without a reduction they are passed the partials (a valid pointer)
+    # binary_cross_entropy's value flag and the reduction's ticket
     flags = cp.zeros(2, cp.int32) if probabilities or not per_element else None
-    # the reduced loss, which the kernel's last block writes: the float64 sum itself for
-    # the Dask path (it adds its blocks' sums before it divides, as on the CPU)
-    out = None if per_element else cp.empty((), np.float64 if partial else x.dtype)
-    if launch:
+    reduce = {}
+    if not per_element:
+        # the kernel's last block adds the blocks' partials and writes the loss
+        mode, _, den_value = _reduction_mode(red, denominator, partial)
+        reduce = dict(counter=flags[1:], partial=cp.empty(grid, cp.float64), mode=mode,
+                      denominator_value=den_value,
+                      out=cp.empty((), np.float64 if partial else x.dtype))
+    if n or reduce:                 # the reduced loss of no element is written too
         k = len(operands)
         args = P.elementwise_args(x3, views[1], w3=views[2] if op != "kl_div" else None,
                                   pw3=views[k] if pos_weight is not None else None,
                                   log_target=log_target, gscale3=views[k + 1] if want else None,
-                                  gmul=gmul,
-                                  loss3=loss3, g3=g3,
-                                  err=block_totals if flags is None else flags[:1],
-                                  partial=block_totals,
-                                  counter=None if per_element else flags[1:],
-                                  mode="sum" if partial or red == "sum" else "mean by value",
-                                  denominator_value=denominator, out=out)
+                                  gmul=gmul, loss3=loss3, g3=g3,
+                                  err=flags[:1] if probabilities else None, **reduce)
         name = S.elementwise_kernel(op, _name(cdt))
         _kernel("elementwise", op, _name(cdt), name)((grid,), (S.ELEMENTWISE_BLOCK,), args)
     if probabilities:       # after every check made at the call: a refused call defers none
         _defer(flags[:1], ValueError, "input and target of binary_cross_entropy must hold "
                                       "values in [0, 1] (found on the device)")
-    loss = from_views(loss3, perm, pshape).astype(x.dtype, copy=False) if per_element else out
+    loss = (from_views(loss3, perm, pshape).astype(x.dtype, copy=False) if per_element
+            else reduce["out"])
     if not want:
         return loss
     if grad_out is None:

@@ -110,15 +110,15 @@ def elementwise_grid(n: int, n_sm: int) -> int:
 
 
 def elementwise_args(x3, y3, *, w3=None, pw3=None, log_target=False, gscale3=None,
-                     gmul=1.0, loss3=None, g3=None, err, partial, counter=None, mode="sum",
-                     denominator_value=0.0, out=None):
+                     gmul=1.0, loss3=None, g3=None, err=None, counter=None, partial=None,
+                     mode="sum", denominator_value=0.0, out=None):
     """Arguments of ``fx::elementwise`` for (d0, d1, d2) views of equal shape (stride 0
     broadcasts); absent operands are passed as x3 with zero strides. The gradient scale is
     `gscale3` times the number `gmul`, as in `row_args`. `err`: a zeroed int32 (1,) flag
-    (binary_cross_entropy's values outside [0, 1]); `partial`: float64, one per block. With
-    a zeroed uint32 / int32 (1,) `counter`, the kernel also writes the reduced loss to the
-    0-d `out` (any of S.DTYPES, rounded once): `mode` "sum" or "mean by value" (over
-    `denominator_value`), a key of ``S.REDUCE_MODES``."""
+    (binary_cross_entropy's values outside [0, 1]; the other losses never write it). With a
+    zeroed uint32 / int32 (1,) `counter` and float64 `partial` (one per block), the kernel
+    also writes the reduced loss to the 0-d `out` (any of S.DTYPES, rounded once): `mode`
+    "sum" or "mean by value" (over `denominator_value`), a key of ``S.REDUCE_MODES``."""
     d0, d1, d2 = x3.shape
 
     def op(a, present):
@@ -135,10 +135,11 @@ def elementwise_args(x3, y3, *, w3=None, pw3=None, log_target=False, gscale3=Non
         *op(gscale3, gscale3 is not None), np.float64(gmul),
         *op(loss3, loss3 is not None), np.int32(loss3 is not None),
         *op(g3, g3 is not None), np.int32(g3 is not None),
-        err, partial,
-        counter if counter is not None else partial, np.int32(counter is not None),
+        err if err is not None else x3,
+        partial if partial is not None else x3,
+        counter if counter is not None else x3, np.int32(counter is not None),
         np.int32(S.REDUCE_MODES[mode]), np.float64(denominator_value),
-        out if out is not None else partial,
+        out if out is not None else x3,
         np.int32(S.DTYPE_CODES[out.dtype.name] if out is not None else 1),
     )
 

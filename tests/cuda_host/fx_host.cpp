@@ -127,13 +127,16 @@ int rows_op(int op, int cached, const RowArgs<T, TI>& a) {
     return 1;
 }
 
-/* Element k goes to the block a grid-stride loop gives it; each block's partial is the sum
- * of its elements' losses. */
+/* Element k goes to the block a grid-stride loop gives it; with `partial` (a reduced loss),
+ * each block's partial is the sum of its elements' losses. */
 template <int OP, class T>
 void run_elementwise(const ElemArgs<T>& a, long long grid, long long block, double* partial) {
-    for (long long b = 0; b < grid; ++b) partial[b] = 0.0;
-    for (long long k = 0; k < a.d0 * a.d1 * a.d2; ++k)
-        partial[(k / block) % grid] += elem_work<OP>(a, k);
+    if (partial)
+        for (long long b = 0; b < grid; ++b) partial[b] = 0.0;
+    for (long long k = 0; k < a.d0 * a.d1 * a.d2; ++k) {
+        const double loss = elem_work<OP>(a, k);
+        if (partial) partial[(k / block) % grid] += loss;
+    }
 }
 
 template <class T>
@@ -180,8 +183,8 @@ int fx_host_rows(int op, int dtype, int target, int cached, const void* x, long 
     return unknown;
 }
 
-/* op, dtype, grid and block, then fx::elementwise's arguments: a partial per block, and for
- * a reduced loss the result (the counter unused). */
+/* op, dtype, grid and block, then fx::elementwise's arguments; for a reduced loss a partial
+ * per block and the result (the counter unused). */
 int fx_host_elementwise(int op, int dtype, long long grid, long long block, const void* x,
                         long long d0, long long d1, long long d2, long long xs0,
                         long long xs1, long long xs2,
@@ -200,7 +203,7 @@ int fx_host_elementwise(int op, int dtype, long long grid, long long block, cons
                                ys2, w, ws0, ws1, ws2, pw, ps0, ps1, ps2, has_pw, log_target,
                                gscale, gss0, gss1, gss2, gmul, (T*)loss, ls0, ls1, ls2, want_loss,
                                (T*)g, gs0, gs1, gs2, want_grad, err};
-        elementwise_op(op, a, grid, block, partial);
+        elementwise_op(op, a, grid, block, finish ? partial : nullptr);
         if (finish)     /* the last block's step, once every block's partial is written */
             elem_reduced(HostLanes(), partial, grid, mode, denominator, out, out_dtype);
     });

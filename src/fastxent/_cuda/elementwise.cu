@@ -3,11 +3,11 @@
  * (stride 0 broadcasts: weights, pos_weight, a scalar gradient scale), as on the CPU
  * (_cpu/_binary.pyx, _kldiv.pyx).
  *
- * A grid-stride loop over the elements; each block adds its threads' losses in double in a
- * fixed order and writes one partial sum. For a reduced loss the kernel is the two stages
- * of fx_device.cuh: the last block to finish adds the partials in index order and writes
- * the sum or mean, so a reduced call needs no second kernel. Deterministic for a given
- * grid, no float atomics. A binary_cross_entropy input or target outside [0, 1] sets
+ * A grid-stride loop over the elements. For a reduced loss the kernel is the two stages of
+ * fx_device.cuh: each block adds its threads' losses in double in a fixed order and writes
+ * one partial sum, and the last block to finish adds the partials in index order and
+ * writes the sum or mean, so a reduced call needs no second kernel. Deterministic for a
+ * given grid, no float atomics. A binary_cross_entropy input or target outside [0, 1] sets
  * bit 0 of *err (an integer atomic), which the host raises as a ValueError. The gradient
  * may be the input itself (each element is read before it is written, by the same thread).
  * elem_work is host+device: the CI host test runs it.
@@ -78,8 +78,8 @@ FX_HD void elem_reduced(const Lanes& L, const double* partial, long long G, int 
 
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 
-/* finish: 0 for per-element losses (each block's partial is written, and nothing more), 1
- * for a reduced loss (mode REDUCE_SUM or REDUCE_MEAN_BY_VALUE; counter zeroed). */
+/* finish: 0 for per-element losses (nothing is added), 1 for a reduced loss (mode REDUCE_SUM
+ * or REDUCE_MEAN_BY_VALUE; partial, one per block; counter zeroed). */
 template <int OP, class T, int BLOCK>
 __global__ void __launch_bounds__(BLOCK) elementwise(
         const T* x, long long d0, long long d1, long long d2,
@@ -104,13 +104,10 @@ __global__ void __launch_bounds__(BLOCK) elementwise(
          k += (long long)gridDim.x * BLOCK) {
         acc += elem_work<OP>(a, k);
     }
+    if (!finish) return;                                 /* uniform over the grid */
     const BlockLanes<BLOCK, double> lanes = {slots};     /* a fixed order of the lanes */
-    const double total = lanes.sum(acc);
-    if (!finish) {
-        if (threadIdx.x == 0) partial[blockIdx.x] = total;
-    } else if (publish_partial(total, partial, counter)) {
+    if (publish_partial(lanes.sum(acc), partial, counter))
         elem_reduced(lanes, partial, gridDim.x, mode, denominator, out, out_dtype);
-    }
 }
 
 #endif
