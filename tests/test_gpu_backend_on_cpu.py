@@ -201,6 +201,57 @@ def test_grad_out(gpu, in_place):
         fx.cross_entropy(xd, gpu.dev(t), return_grad=True, grad_out=np.empty_like(x))
 
 
+_GO_CALLS = {
+    "cross_entropy": lambda d, x, t, q, y, **kw: fx.cross_entropy(d(x), d(t), **kw),
+    "cross_entropy, weights": lambda d, x, t, q, y, **kw: fx.cross_entropy(
+        d(x), d(t), weight=d(np.linspace(0.5, 2, 30)), **kw),
+    "cross_entropy, probabilities": lambda d, x, t, q, y, **kw: fx.cross_entropy(
+        d(x), d(q), **kw),
+    "nll_loss": lambda d, x, t, q, y, **kw: fx.nll_loss(d(x), d(t), **kw),
+    "binary_cross_entropy": lambda d, x, t, q, y, **kw: fx.binary_cross_entropy(
+        d(y), d(q), **kw),
+    "binary_cross_entropy_with_logits": lambda d, x, t, q, y, **kw:
+        fx.binary_cross_entropy_with_logits(d(x), d(q), pos_weight=d(np.full(30, 2.0)), **kw),
+    "kl_div": lambda d, x, t, q, y, **kw: fx.kl_div(d(x), d(q), **kw),
+}
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("name", list(_GO_CALLS))
+def test_a_grad_output_number_is_the_device_scalar_it_stands_for(gpu, name, reduction):
+    """A grad_output of the caller's given as a number (Python, NumPy scalar or 0-d host
+    array) rides with the kernel's arguments; it must give bit for bit what the same value
+    as a device scalar gives, and the CPU path's result."""
+    rng = np.random.default_rng(16)
+    x = rng.standard_normal((9, 30)).astype(np.float32)
+    t = rng.integers(0, 30, 9)
+    t[::4] = -100
+    q = rng.uniform(size=(9, 30)).astype(np.float32)
+    y = rng.uniform(0.05, 0.95, (9, 30)).astype(np.float32)
+    call = _GO_CALLS[name]
+    kw = dict(reduction=reduction, return_grad=True)
+    for value in (0.3, -7, 1e30):
+        want = call(lambda a: a, x, t, q, y, grad_output=np.float64(value), **kw)
+        device = call(gpu.dev, x, t, q, y, grad_output=gpu.dev(np.array(value, np.float64)),
+                      **kw)
+        _close(device[0], want[0], "float32")
+        _close(device[1], want[1], "float32")
+        for number in (value, np.float64(value), np.array(value)):
+            got = call(gpu.dev, x, t, q, y, grad_output=number, **kw)
+            assert np.array_equal(got[0], device[0], equal_nan=True), (value, type(number))
+            assert np.array_equal(got[1], device[1], equal_nan=True), (value, type(number))
+    got = call(gpu.dev, x, t, q, y, grad_output=np.float32(0.3), **kw)
+    want = call(lambda a: a, x, t, q, y, grad_output=np.float32(0.3), **kw)
+    _close(got[1], want[1], "float32")
+    for bad, error in ((True, TypeError), (np.ones(2), ValueError)):
+        with pytest.raises(error, match="grad_output"):
+            call(gpu.dev, x, t, q, y, grad_output=bad, **kw)
+    gpu.kernels.clear()
+    with pytest.raises(TypeError, match="grad_output"):
+        call(gpu.dev, x, t, q, y, grad_output=1j, **kw)
+    assert not gpu.kernels                          # refused before any launch
+
+
 def test_nll_and_transforms(gpu):
     rng = np.random.default_rng(7)
     x = rng.standard_normal((5, 7, 3)).astype(np.float32)
@@ -535,6 +586,14 @@ WORK_PER_CALL = {
     "binary_cross_entropy_with_logits mean, grad_output": [
         "fused fastxent_mean", "zeros", "kernel elementwise"],
     "binary_cross_entropy_with_logits none": ["kernel elementwise"],
+    # a number of the caller's rides with the kernel's arguments, as the default does
+    "cross_entropy mean, number grad_output": ["zeros", "kernel mean_scale", "kernel rows",
+                                               "copy to host", "kernel total"],
+    "cross_entropy sum, number grad_output": ["zeros", "kernel rows", "copy to host",
+                                              "kernel total"],
+    "binary_cross_entropy_with_logits mean, number grad_output": ["zeros",
+                                                                  "kernel elementwise"],
+    "binary_cross_entropy_with_logits none, number grad_output": ["kernel elementwise"],
     "softmax": ["kernel rows"],
 }
 
@@ -571,6 +630,16 @@ def test_device_work_per_call(gpu, call):
                                                         grad_output=gpu.dev(np.array(2.0))),
         "binary_cross_entropy_with_logits none": lambda: fx.binary_cross_entropy_with_logits(
             x, p, reduction="none", return_grad=True, grad_output=gpu.dev(np.ones((64, 100)))),
+        "cross_entropy mean, number grad_output": lambda: fx.cross_entropy(
+            x, t, return_grad=True, grad_output=0.3),
+        "cross_entropy sum, number grad_output": lambda: fx.cross_entropy(
+            x, t, reduction="sum", return_grad=True, grad_output=np.float32(0.3)),
+        "binary_cross_entropy_with_logits mean, number grad_output":
+            lambda: fx.binary_cross_entropy_with_logits(x, p, return_grad=True,
+                                                        grad_output=np.array(2.0)),
+        "binary_cross_entropy_with_logits none, number grad_output":
+            lambda: fx.binary_cross_entropy_with_logits(x, p, reduction="none",
+                                                        return_grad=True, grad_output=-1.5),
         "softmax": lambda: fx.softmax(x),
     }
     calls[call]()                       # the first call also makes the cached 1.0

@@ -208,25 +208,35 @@ def _grad_out(value, x, others):
 
 
 def _grad_output(grad_output, red, loss_shape):
-    """`grad_output` as a float64 device array, checked by the CPU path's validator (on a
-    stand-in) before anything is launched."""
-    V.grad_output(V.stand_in(grad_output), red, loss_shape)
-    return _float64(grad_output)
+    """`grad_output` as the kernels take it: ``(go, value)``, a float64 device array and a
+    number it is multiplied by, checked by the CPU path's validator before anything is
+    launched. A device array is ``(it, None)``; a number or a 0-d host array rides as the
+    number with a cached 1.0 array, so that it costs no device fill and no copy (a copy
+    from host memory would wait for the stream to drain)."""
+    if grad_output is None:
+        return _float64(None), 1.0
+    if is_gpu_array(grad_output):
+        V.grad_output(V.stand_in(grad_output), red, loss_shape)
+        return _float64(grad_output), None
+    checked = V.grad_output(grad_output, red, loss_shape)
+    if np.ndim(grad_output) == 0:       # "none" broadcasts it (flat[0] copies nothing)
+        return _float64(None), float(checked.flat[0]) if checked.size else 1.0
+    return _float64(grad_output), None
 
 
-def _scale(grad_output, go, red, denominator, loss_shape):
-    """d total / d loss from the checked `go` (`grad_output` on the device) as the kernels
-    take it: a device array (loss-shaped for "none", else 0-d) and a number it is multiplied
-    by. "mean" divides by a denominator the host knows: for the default grad_output by that
-    number, 1 / denominator (1.0 times it is exact), which spares a kernel in every call."""
+def _scale(go, value, red, denominator, loss_shape):
+    """d total / d loss from `_grad_output`'s ``(go, value)`` as the kernels take it: a
+    device array (loss-shaped for "none", else 0-d) and a number it is multiplied by. "mean"
+    divides by a denominator the host knows: a number by that number on the host (the same
+    float64 division), which spares a kernel in every call; a device array on the device."""
     cp = _cp()
     if red == "none":
-        return cp.broadcast_to(go, loss_shape), 1.0
+        return cp.broadcast_to(go, loss_shape), 1.0 if value is None else value
     if red == "sum":
-        return go, 1.0
-    if grad_output is None:
-        return go, (1.0 / denominator if denominator else float("nan"))
-    return _mean(go, denominator), 1.0
+        return go, 1.0 if value is None else value
+    if value is None:
+        return _mean(go, denominator), 1.0
+    return go, (value / denominator if denominator else float("nan"))
 
 
 @functools.lru_cache(maxsize=None)
@@ -321,15 +331,17 @@ def _index_targets(t, C, ignore):
     return t.astype(cp.int64)
 
 
-def _mean_scale(t2, ignore, w, C, go, counter):
+def _mean_scale(t2, ignore, w, C, go, go_value, counter):
     """"mean"'s denominator over (outer, inner) class-index targets `t2` (the summed class
     weights of the counted targets; ignore_index and an out-of-range index count nothing)
-    and the gradient scale go / denominator, as float64 0-d device arrays, by one kernel
-    (fx::mean_scale). `counter`: one zeroed int32 for its ticket."""
+    and the gradient scale go · go_value / denominator (`_grad_output`'s pair; a value of
+    None is 1), as float64 0-d device arrays, by one kernel (fx::mean_scale). `counter`: one
+    zeroed int32 for its ticket."""
     cp = _cp()
     grid = P.reduce_grid(t2.size, _n_sm(cp.cuda.Device().id))
     buf = cp.empty(2 + grid, cp.float64)             # denominator, scale, block partials
     args = P.mean_scale_args(t2, ignore_index=ignore, C=C, w=w, grad_output=go,
+                             grad_output_mul=1.0 if go_value is None else go_value,
                              partials=buf[2:], counter=counter, out=buf[:2])
     _reduce_kernel(S.mean_scale_kernel(_name(t2.dtype)))((grid,), (S.REDUCE_BLOCK,), args)
     return buf[0], buf[1]
@@ -340,7 +352,7 @@ def index_denominator(t, ignore, w, C):
     """"mean"'s denominator of class-index targets `t` (int32 / int64, any shape) and
     float64 weights `w` (or None), as a float64 0-d device array."""
     cp = _cp()
-    return _mean_scale(t.reshape(-1, 1), ignore, w, C, _float64(None),
+    return _mean_scale(t.reshape(-1, 1), ignore, w, C, _float64(None), 1.0,
                        cp.zeros(1, cp.int32))[0]
 
 
@@ -363,7 +375,8 @@ def _class_call(fn, op, input, target, *, weight, ignore_index, reduction, label
     C = x.shape[ax]
     loss_shape = x.shape[:ax] + x.shape[ax + 1:]
     outer, inner = math.prod(x.shape[:ax]), math.prod(x.shape[ax + 1:])
-    go = _grad_output(grad_output, red, loss_shape) if want else _float64(None)
+    go, go_value = (_grad_output(grad_output, red, loss_shape) if want
+                    else (_float64(None), 1.0))
     w = None if weight is None else cp.ascontiguousarray(_device(weight, cp.float64))
     # the error flag and reduce.cu's two tickets, zeroed by one memset (probabilities
     # flag nothing, and "none" takes no ticket)
@@ -382,7 +395,7 @@ def _class_call(fn, op, input, target, *, weight, ignore_index, reduction, label
         t2 = _index_targets(t, C, ignore).reshape(outer, inner)
         denominator = None
         if red == "mean":
-            denominator, scale = _mean_scale(t2, ignore, w, C, go, flags[1:2])
+            denominator, scale = _mean_scale(t2, ignore, w, C, go, go_value, flags[1:2])
         kop = op
     x3 = _whole_elements(V.class_view(xk, ax))
 
@@ -390,7 +403,7 @@ def _class_call(fn, op, input, target, *, weight, ignore_index, reduction, label
     gmul = 1.0
     if want:
         if scale is None:
-            scale, gmul = _scale(grad_output, go, red, denominator, loss_shape)
+            scale, gmul = _scale(go, go_value, red, denominator, loss_shape)
         gscale2 = (scale.reshape(outer, inner) if red == "none"
                    else cp.broadcast_to(scale, (outer, inner)))
         if grad_out is not None and grad_out.dtype == xk.dtype:
@@ -498,6 +511,8 @@ def _elementwise_call(op, input, target, *, weight=None, pos_weight=None, reduct
     t = _device(target)
     grad_out = _grad_out(grad_out, x, {"target": t, "weight": weight,
                                        "pos_weight": pos_weight})
+    per_element = red == "none"
+    go = _grad_output(grad_output, red, x.shape) if want else None
     cdt = x.dtype if t.dtype == x.dtype else np.dtype(V.compute_dtype(x.dtype, t.dtype))
     xk = x.astype(cdt, copy=False)
     shape = x.shape
@@ -509,13 +524,10 @@ def _elementwise_call(op, input, target, *, weight=None, pos_weight=None, reduct
     n = x.size
     denominator = float(shape[0] if (batch_denominator and x.ndim) else
                         (1.0 if batch_denominator else n))
-    per_element = red == "none"
     inputs = [xk, *operands]
     gmul = 1.0
     if want:
-        go = _grad_output(grad_output, "none" if per_element else red, shape)
-        scale, gmul = _scale(grad_output, go, "none" if per_element else red, denominator,
-                             shape)
+        scale, gmul = _scale(*go, red, denominator, shape)
         inputs.append(cp.broadcast_to(scale, shape))
     # Every operand in the input's memory order, its dimensions merged (the CPU path's
     # views): consecutive threads read neighbouring elements of a Fortran-ordered or

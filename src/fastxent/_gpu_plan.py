@@ -156,14 +156,17 @@ def reduce_grid(n: int, n_sm: int) -> int:
     return int(max(1, min(-(-n // REDUCE_ITEMS_PER_BLOCK), 4 * n_sm)))
 
 
-def mean_scale_args(t2, *, ignore_index, C, w, grad_output, partials, counter, out):
+def mean_scale_args(t2, *, ignore_index, C, w, grad_output, grad_output_mul=1.0, partials,
+                    counter, out):
     """Arguments of ``fx::mean_scale`` for (outer, inner) class-index targets `t2`, float64
-    (C,) weights `w` (or None), a float64 0-d `grad_output`, float64 `partials` (one per
-    block), a zeroed uint32 / int32 (1,) `counter` and float64 (2,) `out`."""
+    (C,) weights `w` (or None), a float64 0-d `grad_output` times the number
+    `grad_output_mul`, float64 `partials` (one per block), a zeroed uint32 / int32 (1,)
+    `counter` and float64 (2,) `out`."""
     outer, inner = t2.shape
     return (t2, np.int64(outer * inner), np.int64(inner), _el(t2, 0), _el(t2, 1),
             np.int64(ignore_index), np.int32(C), w if w is not None else partials,
-            np.int32(w is not None), grad_output, partials, counter, out)
+            np.int32(w is not None), grad_output, np.float64(grad_output_mul), partials,
+            counter, out)
 
 
 def total_args(values, *, mode, denominator=None, denominator_value=0.0, partials, counter,

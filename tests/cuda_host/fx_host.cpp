@@ -213,11 +213,11 @@ int fx_host_elementwise(int op, int dtype, long long grid, long long block, cons
 int fx_host_mean_scale(int target, long long grid, const void* t, long long n, long long inner,
                        long long tso, long long tsi, long long ignore_index, int C,
                        const double* w, int has_w, const double* grad_output,
-                       double* partials, int*, double* out) {
+                       double grad_output_mul, double* partials, int*, double* out) {
     return with_target(target, [&](auto ti) {
         typedef decltype(ti) TI;
         const MeanScaleArgs<TI> a = {(const TI*)t, n, inner, tso, tsi, ignore_index, C, w,
-                                     has_w, grad_output, partials, out};
+                                     has_w, grad_output, grad_output_mul, partials, out};
         run_reduce(a, grid, [](auto& L, auto& a, long long G, long long b) {
             return mean_scale_part(L, a, G, b); },
                    [](auto& L, auto& a, long long G) { mean_scale_last(L, a, G); });

@@ -15,13 +15,15 @@
 namespace fx {
 
 /* mean_scale: "mean"'s denominator over class-index targets t (outer, inner) and the
- * gradient scale grad_output / denominator, written to out[0] and out[1]. A target counts
+ * gradient scale grad_output / denominator, written to out[0] and out[1]. grad_output is
+ * *grad_output times grad_output_mul: one of the two is 1.0, so the product is exact, and a
+ * number the caller passed needs no device scalar made for it. A target counts
  * its class weight (1 without weights); ignore_index and an index outside [0, C) count
  * nothing (the row kernel makes that row NaN, and the call raises). */
 template <class TI> struct MeanScaleArgs {
     const TI* t; long long n, inner, tso, tsi, ignore_index;
     int C; const double* w; int has_w;
-    const double* grad_output;
+    const double* grad_output; double grad_output_mul;
     double* partials; double* out;
 };
 
@@ -41,7 +43,7 @@ FX_HD void mean_scale_last(const Lanes& L, const MeanScaleArgs<TI>& a, long long
     const double denominator = sum_partials(L, a.partials, G);
     if (L.lane() == 0) {
         a.out[0] = denominator;
-        a.out[1] = mean_of(*a.grad_output, denominator);
+        a.out[1] = mean_of(*a.grad_output * a.grad_output_mul, denominator);
     }
 }
 
@@ -80,9 +82,10 @@ template <class TI, int BLOCK>
 __global__ void __launch_bounds__(BLOCK) mean_scale(
         const TI* t, long long n, long long inner, long long tso, long long tsi,
         long long ignore_index, int C, const double* w, int has_w,
-        const double* grad_output, double* partials, unsigned int* counter, double* out) {
+        const double* grad_output, double grad_output_mul, double* partials,
+        unsigned int* counter, double* out) {
     const MeanScaleArgs<TI> a = {t, n, inner, tso, tsi, ignore_index, C, w, has_w,
-                                 grad_output, partials, out};
+                                 grad_output, grad_output_mul, partials, out};
     two_stage<BLOCK>(a, counter,
                      [](const auto& L, const auto& a, long long G, long long b) {
                          return mean_scale_part(L, a, G, b); },
