@@ -240,6 +240,16 @@ def test_a_grad_output_number_is_the_device_scalar_it_stands_for(gpu, name, redu
             got = call(gpu.dev, x, t, q, y, grad_output=number, **kw)
             assert np.array_equal(got[0], device[0], equal_nan=True), (value, type(number))
             assert np.array_equal(got[1], device[1], equal_nan=True), (value, type(number))
+    # A scale past float32's range is rounded to inf on the device (PyTorch's float32
+    # grad_output is), where the CPU path keeps float64 and may give a finite value; NaN
+    # must stay where the CPU path has it. Probability targets' gradient, k e_c - scale q_c,
+    # is inf - inf there, on the device only (docs/gpu.md).
+    for value in ([1e40, 1e300, np.inf, -np.inf] if name != "cross_entropy, probabilities"
+                  else [np.inf]):
+        want = call(lambda a: a, x, t, q, y, grad_output=value, **kw)
+        got = gpu.cp.asnumpy(call(gpu.dev, x, t, q, y, grad_output=value, **kw)[1])
+        assert np.array_equal(np.isnan(got), np.isnan(want[1])), value
+        assert np.all(np.isinf(got)[np.isinf(want[1])]), value
     got = call(gpu.dev, x, t, q, y, grad_output=np.float32(0.3), **kw)
     want = call(lambda a: a, x, t, q, y, grad_output=np.float32(0.3), **kw)
     _close(got[1], want[1], "float32")

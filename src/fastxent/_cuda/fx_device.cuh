@@ -378,7 +378,10 @@ template <class A> FX_HD IndexGrad<A> index_row_grad(RowSums<A> s, A wy, A W, A 
     IndexGrad<A> r;
     r.k = (A(1) - eps) * wy + spread * W;
     r.ka = scale * r.k / s.total;
-    r.kb = scale * spread;
+    /* no smoothing term without smoothing, as on the CPU: a scale beyond A's range (a huge
+     * grad_output, rounded to float for 32- and 16-bit inputs) would make it inf * 0, a NaN
+     * in every entry where PyTorch and the CPU path give +-inf */
+    r.kb = eps > A(0) ? scale * spread : A(0);
     return r;
 }
 
