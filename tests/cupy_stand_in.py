@@ -300,21 +300,20 @@ class HostKernel:
             if params.group(1):                  # a cluster of K blocks per row
                 assert grid[0] % int(params.group(4)) == 0
                 self.lib.fx_host_set_cluster(int(params.group(4)))
+            lanes, block_threads = int(params.group(4)), int(params.group(5))
+            rows_per_block = 1 if params.group(1) else block_threads // lanes
             try:
                 assert self.lib.fx_host_rows(int(params.group(2)), code, target,
-                                             int(cached), *cargs) == 0
+                                             int(cached), _ll(grid[0]), _ll(rows_per_block),
+                                             *cargs) == 0
             finally:
                 self.lib.fx_host_set_cluster(1)
         elif self.kind == "elementwise":
             assert self.lib.fx_host_elementwise(S.ELEMENTWISE_OPS[self.op], code,
                                                 _ll(grid[0]), _ll(block[0]), *cargs) == 0
-        elif self.name.startswith("fx::mean_scale<"):
-            target = 0 if self.name == S.mean_scale_kernel("int32") else 1
-            assert self.lib.fx_host_mean_scale(target, _ll(grid[0]), *cargs) == 0
         else:
-            out_dtype = {S.total_kernel(d): d for d in S.DTYPES}[self.name]
-            assert self.lib.fx_host_total(cuda_host_lib.DTYPE_CODES[out_dtype], _ll(grid[0]),
-                                          *cargs) == 0
+            target = {S.mean_scale_kernel(t): i for i, t in enumerate(S.TARGETS)}[self.name]
+            assert self.lib.fx_host_mean_scale(target, _ll(grid[0]), *cargs) == 0
 
 
 def install(monkeypatch, lib, _gpu):

@@ -68,9 +68,10 @@ def test_cross_entropy(gpu, dtype, shape, axis, reduction, options):
                                   **{k: gpu.dev(v) if k == "weight" else v
                                      for k, v in kw.items()})
     assert type(grad) is ndarray and grad.dtype == x.dtype and loss.dtype == x.dtype
-    # a reduced call is three launches: "mean"'s denominator, the rows, the reduced loss
+    # a reduced call is two launches: "mean"'s denominator, and the rows, which also write
+    # the reduced loss
     want_kernels = (["mean_scale"] if reduction == "mean" and options != "probs" else []) + \
-        ["rows"] + (["total"] if reduction != "none" else [])
+        ["rows"]
     assert _launched(gpu) == want_kernels
     _close(loss, want, dtype)
     _close(grad, want_grad, dtype)
@@ -79,7 +80,7 @@ def test_cross_entropy(gpu, dtype, shape, axis, reduction, options):
 
 def _launched(gpu):
     """The kernels the backend launched, in order, each once: "rows", "elementwise" or the
-    reduce.cu kernel's name ("mean_scale", "total")."""
+    reduce.cu kernel's name ("mean_scale")."""
     assert all(k.launches == 1 for k in gpu.kernels)
     return [k.kind if k.kind != "reduce" else k.name[4:k.name.index("<")]
             for k in gpu.kernels]
@@ -576,19 +577,17 @@ def test_bce_logits_of_infinite_targets_as_torch(gpu, pos_weight):
 
 
 WORK_PER_CALL = {
-    # the flag and tickets' memset, "mean"'s denominator, the rows, the error flag's copy
-    # to pinned memory, the reduced loss
-    "cross_entropy mean": ["zeros", "kernel mean_scale", "kernel rows", "copy to host",
-                           "kernel total"],
+    # the flag and tickets' memset, "mean"'s denominator, the rows (which write the reduced
+    # loss), the error flag's copy to pinned memory
+    "cross_entropy mean": ["zeros", "kernel mean_scale", "kernel rows", "copy to host"],
     "cross_entropy mean, weights": ["zeros", "kernel mean_scale", "kernel rows",
-                                    "copy to host", "kernel total"],
-    "cross_entropy sum": ["zeros", "kernel rows", "copy to host", "kernel total"],
+                                    "copy to host"],
+    "cross_entropy sum": ["zeros", "kernel rows", "copy to host"],
     "cross_entropy none": ["zeros", "kernel rows", "copy to host", "astype"],
     # "mean" over a count the host knows scales the default grad_output by a number
-    "cross_entropy probabilities mean": ["zeros", "kernel rows", "kernel total"],
+    "cross_entropy probabilities mean": ["zeros", "kernel rows"],
     "cross_entropy probabilities none": ["kernel rows", "astype"],
-    "nll_loss mean": ["zeros", "kernel mean_scale", "kernel rows", "copy to host",
-                      "kernel total"],
+    "nll_loss mean": ["zeros", "kernel mean_scale", "kernel rows", "copy to host"],
     # the element-wise kernel's last block writes the reduced loss
     "binary_cross_entropy mean": ["zeros", "kernel elementwise", "copy to host"],
     "binary_cross_entropy_with_logits mean": ["zeros", "kernel elementwise"],
@@ -598,9 +597,8 @@ WORK_PER_CALL = {
     "binary_cross_entropy_with_logits none": ["kernel elementwise"],
     # a number of the caller's rides with the kernel's arguments, as the default does
     "cross_entropy mean, number grad_output": ["zeros", "kernel mean_scale", "kernel rows",
-                                               "copy to host", "kernel total"],
-    "cross_entropy sum, number grad_output": ["zeros", "kernel rows", "copy to host",
-                                              "kernel total"],
+                                               "copy to host"],
+    "cross_entropy sum, number grad_output": ["zeros", "kernel rows", "copy to host"],
     "binary_cross_entropy_with_logits mean, number grad_output": ["zeros",
                                                                   "kernel elementwise"],
     "binary_cross_entropy_with_logits none, number grad_output": ["kernel elementwise"],
@@ -612,9 +610,9 @@ WORK_PER_CALL = {
 def test_device_work_per_call(gpu, call):
     """What one float32 call with a gradient asks of the device: each launch, memset or
     copy costs CuPy's host tens of microseconds, which sets the time of a call below about
-    4096 x 32000 (docs/gpu.md). A reduced class-index call is three launches: the "mean"
-    denominator and the reduced loss are kernels (reduce.cu), and binary_cross_entropy's
-    range check is in its kernel."""
+    4096 x 32000 (docs/gpu.md). A reduced class-index "mean" is two launches: its
+    denominator (reduce.cu) and the rows, which write the reduced loss; and
+    binary_cross_entropy's range check is in its kernel."""
     import cupy_stand_in
     rng = np.random.default_rng(0)
     x = gpu.dev(rng.standard_normal((64, 100)).astype(np.float32))

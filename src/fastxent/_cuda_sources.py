@@ -89,22 +89,16 @@ def mean_scale_kernel(target: str) -> str:
     return f"fx::mean_scale<{TARGETS[target]}, {REDUCE_BLOCK}>"
 
 
-def total_kernel(dtype: str) -> str:
-    """The name expression of the reduced-loss kernel writing one `dtype` value."""
-    return f"fx::total<{DTYPES[dtype]}, {REDUCE_BLOCK}>"
-
-
 def module(kind: str, op: str, dtype: str):
     """``(file, name_expressions)`` of the module holding every instantiation of `op` for
     `dtype`; `kind` is "rows", "elementwise" or "reduce" (one module, op and dtype
-    "reduce" and "any": its kernels are small, and every reduced call needs one)."""
+    "reduce" and "any": "mean"'s denominator of class-index targets)."""
     if kind == "rows":
         targets = tuple(TARGETS) if op in INDEX_OPS else (None,)
         names = [row_kernel(op, dtype, t, cfg) for t in targets for cfg in ROW_CONFIGS]
         return "rows.cu", names
     if kind == "reduce":
-        return "reduce.cu", ([mean_scale_kernel(t) for t in TARGETS]
-                             + [total_kernel(d) for d in DTYPES])
+        return "reduce.cu", [mean_scale_kernel(t) for t in TARGETS]
     return "elementwise.cu", [elementwise_kernel(op, dtype)]
 
 

@@ -261,49 +261,36 @@ def _reduce_kernel(name):
     return _kernel("reduce", "reduce", "any", name)
 
 
-def _reduction_mode(red, denominator, partial):
-    """How a kernel reduces (``S.REDUCE_MODES``): ``(mode, device denominator, number)``.
-    With `partial`, the float64 sum itself: the Dask path adds its blocks' sums before it
-    divides, as on the CPU."""
-    if partial or red == "sum":
-        return "sum", None, 0.0
-    if is_gpu_array(denominator):
-        return "mean by pointer", denominator, 0.0
-    return "mean by value", None, float(denominator)
-
-
-def _total(values, red, denominator, dtype, partial, counter):
-    """The reduced loss as a 0-d `dtype` array, by one kernel (fx::total) over the float64
-    per-row losses `values`: their sum, or for "mean" that over `denominator` (a device
-    scalar, or a number the host knows); with `partial` the float64 sum (_reduction_mode).
-    `counter`: one zeroed int32 for the kernel's ticket."""
+def _reduced_loss(red, denominator, partial, dtype, counter, grid):
+    """The arguments that make a row or element-wise kernel of `grid` blocks also write the
+    reduced loss (_gpu_plan._reduction_args), its 0-d result as "out": the sum, or for
+    "mean" that over `denominator` (a device scalar, or a number the host knows), as
+    `dtype`; with `partial`, the float64 sum (the Dask path adds its blocks' sums before it
+    divides, as on the CPU). `counter`: one zeroed int32 for the kernel's ticket."""
     cp = _cp()
-    grid = P.reduce_grid(values.size, _n_sm(cp.cuda.Device().id))
-    out = cp.empty((), np.float64 if partial else dtype)
-    mode, den, den_value = _reduction_mode(red, denominator, partial)
-    args = P.total_args(values, mode=mode, denominator=den, denominator_value=den_value,
-                        partials=cp.empty(grid, cp.float64), counter=counter, out=out)
-    _reduce_kernel(S.total_kernel(_name(out.dtype)))((grid,), (S.REDUCE_BLOCK,), args)
-    return out
-
-
-def _reduce(rows, red, denominator, loss_shape, dtype, partial, counter):
-    # rows is this call's own array: float64 results need no copy
-    if red == "none":
-        return rows.reshape(loss_shape).astype(dtype, copy=False)
-    return _total(rows, red, denominator, dtype, partial, counter)
+    reduce = dict(counter=counter, partial=cp.empty(grid, cp.float64), mode="sum",
+                  denominator_value=0.0, out=cp.empty((), np.float64 if partial else dtype))
+    if partial or red == "sum":
+        pass
+    elif is_gpu_array(denominator):
+        reduce.update(mode="mean by pointer", denominator=denominator)
+    else:
+        reduce.update(mode="mean by value", denominator_value=float(denominator))
+    return reduce
 
 
 # --- class-axis problems -------------------------------------------------------------------
 
 def _launch_rows(op, x3, *, t2=None, ignore_index=-100, q3=None, w=None, eps=0.0,
-                 gscale2=None, gmul=1.0, g3=None, err=None):
+                 gscale2=None, gmul=1.0, g3=None, err=None, reduce_to=None):
     """Run fx::rows for `op`; returns its float64 per-row results. `err`: a zeroed int32 (1,)
-    flag, which the class-index ops set for an invalid target (the others never read it)."""
+    flag, which the class-index ops set for an invalid target (the others never read it).
+    `reduce_to`: `_reduced_loss`'s arguments but the grid, for a reduced loss, which the
+    kernel then also writes; returns ``(rows, loss)``."""
     cp = _cp()
     outer, C, inner = x3.shape
     rows = cp.empty(outer * inner, cp.float64)
-    if rows.size == 0:
+    if rows.size == 0 and reduce_to is None:
         return rows
     dtype = _name(x3.dtype)
     config = P.row_config(C, x3.strides[1] // x3.itemsize, x3.itemsize)
@@ -314,10 +301,12 @@ def _launch_rows(op, x3, *, t2=None, ignore_index=-100, q3=None, w=None, eps=0.0
     if smem > 48 * 1024:
         kernel.max_dynamic_shared_size_bytes = smem
     grid = P.row_grid(outer * inner, config, _n_sm(cp.cuda.Device().id))
+    # the reduced loss of no row is written too (the kernel's one block adds nothing)
+    reduce = {} if reduce_to is None else _reduced_loss(*reduce_to, grid)
     args = P.row_args(x3, t2=t2, ignore_index=ignore_index, q3=q3, w=w, eps=eps,
-                      gscale2=gscale2, gmul=gmul, rows_out=rows, g3=g3, err=err)
+                      gscale2=gscale2, gmul=gmul, rows_out=rows, g3=g3, err=err, **reduce)
     kernel((grid,), (config[1],), args, shared_mem=smem)
-    return rows
+    return rows if reduce_to is None else (rows, reduce["out"])
 
 
 def _index_targets(t, C, ignore):
@@ -378,8 +367,8 @@ def _class_call(fn, op, input, target, *, weight, ignore_index, reduction, label
     go, go_value = (_grad_output(grad_output, red, loss_shape) if want
                     else (_float64(None), 1.0))
     w = None if weight is None else cp.ascontiguousarray(_device(weight, cp.float64))
-    # the error flag and reduce.cu's two tickets, zeroed by one memset (probabilities
-    # flag nothing, and "none" takes no ticket)
+    # the error flag, mean_scale's ticket and the row kernel's, zeroed by one memset
+    # (probabilities flag nothing, and "none" takes no ticket)
     flags = cp.zeros(3, cp.int32) if not (probs and red == "none") else None
 
     scale = None
@@ -427,14 +416,16 @@ def _class_call(fn, op, input, target, *, weight, ignore_index, reduction, label
                 return grad_out
 
     err = None if probs else flags[:1]
-    rows = _launch_rows(kop, x3, t2=t2, ignore_index=ignore, q3=q3, w=w, eps=eps,
-                        gscale2=gscale2, gmul=gmul, g3=g3, err=err)
+    reduce_to = None if red == "none" else (red, denominator, partial, x.dtype, flags[2:])
+    result = _launch_rows(kop, x3, t2=t2, ignore_index=ignore, q3=q3, w=w, eps=eps,
+                          gscale2=gscale2, gmul=gmul, g3=g3, err=err, reduce_to=reduce_to)
     if err is not None:
         _defer(err, IndexError, f"target held a class index outside [0, {C}) that is not "
                                 f"ignore_index={ignore} (found on the device; the loss and "
                                 f"gradient rows of those targets are NaN)")
-    loss = _reduce(rows, red, denominator, loss_shape, x.dtype, partial,
-                   None if red == "none" else flags[2:])
+    # rows is this call's own array: float64 results need no copy
+    loss = (result.reshape(loss_shape).astype(x.dtype, copy=False) if red == "none"
+            else result[1])
     return (loss, finish()) if want else loss
 
 
@@ -547,13 +538,9 @@ def _elementwise_call(op, input, target, *, weight=None, pos_weight=None, reduct
     grid = P.elementwise_grid(max(n, 1), _n_sm(cp.cuda.Device().id))
     # binary_cross_entropy's value flag and the reduction's ticket
     flags = cp.zeros(2, cp.int32) if probabilities or not per_element else None
-    reduce = {}
-    if not per_element:
-        # the kernel's last block adds the blocks' partials and writes the loss
-        mode, _, den_value = _reduction_mode(red, denominator, partial)
-        reduce = dict(counter=flags[1:], partial=cp.empty(grid, cp.float64), mode=mode,
-                      denominator_value=den_value,
-                      out=cp.empty((), np.float64 if partial else x.dtype))
+    # the kernel's last block adds the blocks' partials and writes the loss
+    reduce = ({} if per_element
+              else _reduced_loss(red, denominator, partial, x.dtype, flags[1:], grid))
     if n or reduce:                 # the reduced loss of no element is written too
         k = len(operands)
         args = P.elementwise_args(x3, views[1], w3=views[2] if op != "kl_div" else None,

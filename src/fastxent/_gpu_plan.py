@@ -73,15 +73,18 @@ def row_shared_bytes(C: int, config, itemsize: int) -> int:
 
 
 def row_args(x3, *, t2=None, ignore_index=-100, q3=None, w=None, eps=0.0, gscale2=None,
-             gmul=1.0, rows_out, g3=None, err):
+             gmul=1.0, rows_out, g3=None, err, counter=None, partial=None, mode="sum",
+             denominator=None, denominator_value=0.0, out=None):
     """Arguments of ``fx::rows`` for an (outer, C, inner) view `x3`.
 
     `t2` (outer, inner) class indices (int32/int64), `q3` probabilities of x3's shape, `w`
     float64 (C,) class weights, `gscale2` float64 (outer, inner) d total / d loss (zero
     strides broadcast), which the kernel multiplies by the number `gmul`, `rows_out` float64
     (outer * inner,), `g3` the gradient or transform output of x3's shape, `err` an int32
-    (1,) flag (None for the ops that never flag). Absent operands are passed as x3 or
-    rows_out (valid pointers the kernel never reads or writes).
+    (1,) flag (None for the ops that never flag). With `counter`, the reduction of
+    `_reduction_args`, over the rows' losses: `denominator` a float64 device scalar for
+    "mean by pointer". Absent operands are passed as x3 or rows_out (valid pointers the
+    kernel never reads or writes).
     """
     outer, C, inner = x3.shape
     t = t2 if t2 is not None else x3
@@ -101,6 +104,26 @@ def row_args(x3, *, t2=None, ignore_index=-100, q3=None, w=None, eps=0.0, gscale
         rows_out,
         g, _el(g, 0), _el(g, 1), _el(g, 2), np.int32(g3 is not None),
         err if err is not None else rows_out,
+        *_reduction_args(rows_out, counter=counter, partial=partial, mode=mode,
+                         denominator=denominator if denominator is not None else rows_out,
+                         denominator_value=denominator_value, out=out),
+    )
+
+
+def _reduction_args(absent, *, counter, partial, mode, denominator_value, out,
+                    denominator=None):
+    """The kernels' reduced-loss arguments: with a zeroed uint32 / int32 (1,) `counter` and
+    float64 `partial` (one per block), the kernel also writes the reduced loss to the 0-d
+    `out` (any of S.DTYPES, rounded once); `mode` a key of ``S.REDUCE_MODES``, "mean by
+    value" over `denominator_value`. `denominator`: the row kernel's device denominator
+    ("mean by pointer"), which the element-wise kernel does not take. Absent: `absent`."""
+    return (
+        partial if partial is not None else absent,
+        counter if counter is not None else absent, np.int32(counter is not None),
+        np.int32(S.REDUCE_MODES[mode]),
+        *(() if denominator is None else (denominator,)), np.float64(denominator_value),
+        out if out is not None else absent,
+        np.int32(S.DTYPE_CODES[out.dtype.name] if out is not None else 1),
     )
 
 
@@ -115,10 +138,8 @@ def elementwise_args(x3, y3, *, w3=None, pw3=None, log_target=False, gscale3=Non
     """Arguments of ``fx::elementwise`` for (d0, d1, d2) views of equal shape (stride 0
     broadcasts); absent operands are passed as x3 with zero strides. The gradient scale is
     `gscale3` times the number `gmul`, as in `row_args`. `err`: a zeroed int32 (1,) flag
-    (binary_cross_entropy's values outside [0, 1]; the other losses never write it). With a
-    zeroed uint32 / int32 (1,) `counter` and float64 `partial` (one per block), the kernel
-    also writes the reduced loss to the 0-d `out` (any of S.DTYPES, rounded once): `mode`
-    "sum" or "mean by value" (over `denominator_value`), a key of ``S.REDUCE_MODES``."""
+    (binary_cross_entropy's values outside [0, 1]; the other losses never write it). With
+    `counter`, the reduction of `_reduction_args`: `mode` "sum" or "mean by value"."""
     d0, d1, d2 = x3.shape
 
     def op(a, present):
@@ -136,11 +157,8 @@ def elementwise_args(x3, y3, *, w3=None, pw3=None, log_target=False, gscale3=Non
         *op(loss3, loss3 is not None), np.int32(loss3 is not None),
         *op(g3, g3 is not None), np.int32(g3 is not None),
         err if err is not None else x3,
-        partial if partial is not None else x3,
-        counter if counter is not None else x3, np.int32(counter is not None),
-        np.int32(S.REDUCE_MODES[mode]), np.float64(denominator_value),
-        out if out is not None else x3,
-        np.int32(S.DTYPE_CODES[out.dtype.name] if out is not None else 1),
+        *_reduction_args(x3, counter=counter, partial=partial, mode=mode,
+                         denominator_value=denominator_value, out=out),
     )
 
 
@@ -168,12 +186,3 @@ def mean_scale_args(t2, *, ignore_index, C, w, grad_output, grad_output_mul=1.0,
             np.int32(w is not None), grad_output, np.float64(grad_output_mul), partials,
             counter, out)
 
-
-def total_args(values, *, mode, denominator=None, denominator_value=0.0, partials, counter,
-               out):
-    """Arguments of ``fx::total`` over contiguous float64 `values`: `mode` a key of
-    ``S.REDUCE_MODES``; `denominator` a float64 device scalar ("mean by pointer") or
-    `denominator_value` ("mean by value"); `out` a 0-d array of the result's dtype."""
-    return (values, np.int64(values.size), np.int32(S.REDUCE_MODES[mode]),
-            denominator if denominator is not None else partials,
-            np.float64(denominator_value), partials, counter, out)

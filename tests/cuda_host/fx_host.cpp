@@ -127,6 +127,18 @@ int rows_op(int op, int cached, const RowArgs<T, TI>& a) {
     return 1;
 }
 
+/* Each block's partial of a reduced row loss: the losses of the rows its leading lanes
+ * wrote, the rows a grid-stride loop gives it (a cluster's: its first block's). */
+void rows_partials(const double* rows_out, long long nrows, long long grid,
+                   long long rows_per_block, double* partial) {
+    for (long long b = 0; b < grid; ++b) partial[b] = 0.0;
+    for (long long r = 0; r < nrows; ++r) {
+        const long long b = g_cluster > 1 ? r % (grid / g_cluster) * g_cluster
+                                          : r / rows_per_block % grid;
+        partial[b] += rows_out[r];
+    }
+}
+
 /* Element k goes to the block a grid-stride loop gives it; with `partial` (a reduced loss),
  * each block's partial is the sum of its elements' losses. */
 template <int OP, class T>
@@ -160,14 +172,18 @@ void run_reduce(const Args& a, long long grid, Part part, Last last) {
 extern "C" {
 
 /* op, dtype (0 float32, 1 float64, 2 float16, 3 bfloat16), target (0 int32, 1 int64),
- * cached, then fx::rows's arguments. Returns 0, or 1 for an unknown code. */
-int fx_host_rows(int op, int dtype, int target, int cached, const void* x, long long outer,
+ * cached, the grid and the rows a block takes at a time (ignored for a cluster), then
+ * fx::rows's arguments (the counter unused). Returns 0, or 1 for an unknown code. */
+int fx_host_rows(int op, int dtype, int target, int cached, long long grid,
+                 long long rows_per_block, const void* x, long long outer,
                  int C, long long inner, long long so, long long sc, long long si,
                  const void* t, long long tso, long long tsi, long long ignore_index,
                  const void* q, long long qso, long long qsc, long long qsi, const double* w,
                  int has_w, double eps, const double* gscale, long long gss_o,
                  long long gss_i, double gmul, double* rows_out, void* g, long long gso,
-                 long long gsc, long long gsi, int want_grad, int* err) {
+                 long long gsc, long long gsi, int want_grad, int* err, double* partial,
+                 unsigned int*, int finish, int mode, const double* denominator,
+                 double denominator_value, void* out, int out_dtype) {
     int unknown = 0;
     unknown |= with_target(target, [&](auto ti) {
         unknown |= with_dtype(dtype, [&](auto tag) {
@@ -180,6 +196,11 @@ int fx_host_rows(int op, int dtype, int target, int cached, const void* x, long 
             unknown |= rows_op(op, cached, a);
         });
     });
+    if (finish && !unknown) {   /* the last block's step, once every block's partial is written */
+        rows_partials(rows_out, outer * inner, grid, rows_per_block, partial);
+        write_reduced(HostLanes(), partial, grid, mode, denominator, denominator_value, out,
+                      out_dtype);
+    }
     return unknown;
 }
 
@@ -205,7 +226,8 @@ int fx_host_elementwise(int op, int dtype, long long grid, long long block, cons
                                (T*)g, gs0, gs1, gs2, want_grad, err};
         elementwise_op(op, a, grid, block, finish ? partial : nullptr);
         if (finish)     /* the last block's step, once every block's partial is written */
-            elem_reduced(HostLanes(), partial, grid, mode, denominator, out, out_dtype);
+            write_reduced(HostLanes(), partial, grid, mode, nullptr, denominator, out,
+                          out_dtype);
     });
 }
 
@@ -221,20 +243,6 @@ int fx_host_mean_scale(int target, long long grid, const void* t, long long n, l
         run_reduce(a, grid, [](auto& L, auto& a, long long G, long long b) {
             return mean_scale_part(L, a, G, b); },
                    [](auto& L, auto& a, long long G) { mean_scale_last(L, a, G); });
-    });
-}
-
-/* dtype of the result, grid, then fx::total's arguments (the counter unused). */
-int fx_host_total(int dtype, long long grid, const double* values, long long n, int mode,
-                  const double* denominator, double denominator_value, double* partials, int*,
-                  void* out) {
-    return with_dtype(dtype, [&](auto tag) {
-        typedef decltype(tag) T;
-        const TotalArgs<T> a = {values, n, mode, denominator, denominator_value, partials,
-                                (T*)out};
-        run_reduce(a, grid, [](auto& L, auto& a, long long G, long long b) {
-            return total_part(L, a, G, b); },
-                   [](auto& L, auto& a, long long G) { total_last(L, a, G); });
     });
 }
 

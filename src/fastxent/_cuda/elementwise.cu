@@ -66,16 +66,6 @@ template <int OP, class T> FX_HD double elem_work(const ElemArgs<T>& a, long lon
     return (double)lv;
 }
 
-/* The reduced loss from the blocks' G partials, in the block that finishes last, as one
- * value of the dtype coded out_dtype (the input's, which an operand of a wider dtype may
- * make differ from the kernel's T, or float64: the Dask path adds its blocks' sums). */
-template <class Lanes>
-FX_HD void elem_reduced(const Lanes& L, const double* partial, long long G, int mode,
-                        double denominator, void* out, int out_dtype) {
-    const double r = reduced(sum_partials(L, partial, G), mode, nullptr, denominator);
-    if (L.lane() == 0) store_double_as(out_dtype, out, r);
-}
-
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 
 /* finish: 0 for per-element losses (nothing is added), 1 for a reduced loss (mode REDUCE_SUM
@@ -107,7 +97,7 @@ __global__ void __launch_bounds__(BLOCK) elementwise(
     if (!finish) return;                                 /* uniform over the grid */
     const BlockLanes<BLOCK, double> lanes = {slots};     /* a fixed order of the lanes */
     if (publish_partial(lanes.sum(acc), partial, counter))
-        elem_reduced(lanes, partial, gridDim.x, mode, denominator, out, out_dtype);
+        write_reduced(lanes, partial, gridDim.x, mode, nullptr, denominator, out, out_dtype);
 }
 
 #endif

@@ -260,8 +260,8 @@ template <int BLOCK, class A> struct LanesFor<32, BLOCK, A> { typedef WarpLanes<
  * n items split into G contiguous slices, one per block: a block adds its slice in a fixed
  * order and writes one float64 partial; the block that finishes last (an integer ticket,
  * counted in memory the host zeroes) adds the G partials in index order. Deterministic for
- * a given grid, and no float atomics. reduce.cu's kernels and the element-wise kernel's
- * reduced loss use them. */
+ * a given grid, and no float atomics. reduce.cu's kernel and the row and element-wise
+ * kernels' reduced losses use them. */
 
 /* "mean" divides by a denominator found on the device (REDUCE_MEAN_BY_POINTER) or known to
  * the host (REDUCE_MEAN_BY_VALUE). */
@@ -285,6 +285,12 @@ FX_HD double mean_of(double total, double denominator) {
     return denominator == 0.0 ? (double)nan_f() : total / denominator;
 }
 
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+#define FX_NO_UNROLL _Pragma("unroll 1")
+#else
+#define FX_NO_UNROLL
+#endif
+
 /* A value another block wrote: read past the (incoherent) L1 cache on the device. */
 FX_HD double load_from_other_block(const double* p) {
 #if defined(__CUDA_ARCH__)
@@ -303,10 +309,16 @@ FX_HD double slice_sum(const Lanes& L, long long n, long long G, long long b, F 
     return L.sum(acc);
 }
 
-/* The lanes' sum of partials[0, G), in a fixed order. */
+/* The lanes' sum of partials[0, G), in a fixed order (slice_sum's over one slice). Not
+ * unrolled: it runs in one block a call, and unrolled, its registers counted against the
+ * row kernel's whole body (a float32 nll_loss row kernel took 53 registers, not 32). */
 template <class Lanes> FX_HD double sum_partials(const Lanes& L, const double* partials,
                                                  long long G) {
-    return slice_sum(L, G, 1, 0, [&](long long j) { return load_from_other_block(partials + j); });
+    double acc = 0.0;
+    FX_NO_UNROLL
+    for (long long j = L.lane(); j < G; j += L.lanes())
+        acc += load_from_other_block(partials + j);
+    return L.sum(acc);
 }
 
 /* The reduced loss from the sum of its terms: the sum, or "mean" by a denominator on the
@@ -315,6 +327,18 @@ FX_HD double reduced(double total, int mode, const double* denominator,
                      double denominator_value) {
     if (mode == REDUCE_SUM) return total;
     return mean_of(total, mode == REDUCE_MEAN_BY_POINTER ? *denominator : denominator_value);
+}
+
+/* The reduced loss from G blocks' partials, in the block that finishes last, written as one
+ * value of the dtype coded out_dtype (the input's, or float64 for the Dask path, which adds
+ * its blocks' sums itself). */
+template <class Lanes>
+FX_HD void write_reduced(const Lanes& L, const double* partials, long long G, int mode,
+                         const double* denominator, double denominator_value, void* out,
+                         int out_dtype) {
+    const double r = reduced(sum_partials(L, partials, G), mode, denominator,
+                             denominator_value);
+    if (L.lane() == 0) store_double_as(out_dtype, out, r);
 }
 
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)

@@ -1,14 +1,14 @@
-/* The reductions around a loss kernel, so that a reduced call is three launches: the
- * denominator of "mean" and the gradient scale before the row kernel (mean_scale), and the
- * reduced loss after it (total). Each replaces a handful of CuPy operations, each of which
- * costs the host more than these kernels cost the device at any but the largest shapes.
+/* "mean"'s denominator and gradient scale over class-index targets, in one kernel before
+ * the row kernel (mean_scale), which then writes the reduced loss itself: a reduced call is
+ * two launches. This kernel replaces a handful of CuPy operations, each of which costs the
+ * host more than it costs the device at any but the largest shapes.
  *
- * Both are two-stage reductions (fx_device.cuh): each lane strides through its block's
- * slice of the items, BlockLanes combines the lanes, and the last block to finish adds the
- * blocks' partials in index order and writes the result.
+ * A two-stage reduction (fx_device.cuh): each lane strides through its block's slice of the
+ * targets, BlockLanes combines the lanes, and the last block to finish adds the blocks'
+ * partials in index order and writes the result.
  *
- * The block bodies are host+device functions: g++ runs them block after block in the CI
- * host test (tests/cuda_host), and the kernels below run them with device lanes.
+ * The block body is host+device: g++ runs it block after block in the CI host test
+ * (tests/cuda_host), and the kernel below runs it with device lanes.
  */
 #include "fx_device.cuh"
 
@@ -47,26 +47,6 @@ FX_HD void mean_scale_last(const Lanes& L, const MeanScaleArgs<TI>& a, long long
     }
 }
 
-/* total: the sum of n float64 values (per-row losses, or an element-wise kernel's block
- * partials), or their mean, as one T in out[0]. */
-template <class T> struct TotalArgs {
-    const double* values; long long n;
-    int mode; const double* denominator; double denominator_value;
-    double* partials; T* out;
-};
-
-template <class T, class Lanes>
-FX_HD double total_part(const Lanes& L, const TotalArgs<T>& a, long long G, long long b) {
-    return slice_sum(L, a.n, G, b, [&](long long k) { return a.values[k]; });
-}
-
-template <class T, class Lanes>
-FX_HD void total_last(const Lanes& L, const TotalArgs<T>& a, long long G) {
-    const double r = reduced(sum_partials(L, a.partials, G), a.mode, a.denominator,
-                             a.denominator_value);
-    if (L.lane() == 0) a.out[0] = narrow_double<T>(r);
-}
-
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 
 /* A reduce.cu kernel: this block's part(lanes, G, b), and in the last block last(lanes, G). */
@@ -90,17 +70,6 @@ __global__ void __launch_bounds__(BLOCK) mean_scale(
                      [](const auto& L, const auto& a, long long G, long long b) {
                          return mean_scale_part(L, a, G, b); },
                      [](const auto& L, const auto& a, long long G) { mean_scale_last(L, a, G); });
-}
-
-template <class T, int BLOCK>
-__global__ void __launch_bounds__(BLOCK) total(
-        const double* values, long long n, int mode, const double* denominator,
-        double denominator_value, double* partials, unsigned int* counter, T* out) {
-    const TotalArgs<T> a = {values, n, mode, denominator, denominator_value, partials, out};
-    two_stage<BLOCK>(a, counter,
-                     [](const auto& L, const auto& a, long long G, long long b) {
-                         return total_part(L, a, G, b); },
-                     [](const auto& L, const auto& a, long long G) { total_last(L, a, G); });
 }
 
 #endif

@@ -20,8 +20,9 @@
  * (split_row), with several loads in flight per lane (visit_row, write_row): a block alone
  * on its multiprocessor would otherwise wait on memory latency. Reductions run in a
  * fixed order (butterfly shuffles, then warp slots in index order) and every row's loss goes
- * to its own slot in `rows_out` (double), which the host sums deterministically: no float
- * atomics, and repeats are bit-identical.
+ * to its own slot in `rows_out` (double). For a reduced loss the kernel adds them itself, as
+ * the two stages of fx_device.cuh (finish_rows): no float atomics, and repeats are
+ * bit-identical for a given grid.
  *
  * Targets are validated on the device: a class index outside [0, C) that is not
  * ignore_index sets bit 0 of *err (an integer atomic) and gives a NaN loss and NaN gradient
@@ -385,10 +386,42 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
         const T *q, long long qso, long long qsc, long long qsi, const double *w, int has_w, \
         double eps, const double *gscale, long long gss_o, long long gss_i, double gmul,     \
         double *rows_out, T *g, long long gso, long long gsc, long long gsi, int want_grad, \
-        int *err
+        int *err, double *partial, unsigned int *counter, int finish, int mode,             \
+        const double *denominator, double denominator_value, void *out, int out_dtype
 #define FX_ROW_ARGS                                                                         \
     {x, outer, C, inner, so, sc, si, t, tso, tsi, ignore_index, q, qso, qsc, qsi, w, has_w, \
      eps, gscale, gss_o, gss_i, gmul, rows_out, g, gso, gsc, gsi, want_grad, err}
+
+/* finish (uniform over the grid): 0, or 1 for a reduced loss. Then each block adds the
+ * losses its rows' leading lanes wrote (each lane reads back only its own writes) into one
+ * partial, and the block that finishes last adds the grid's partials in index order and
+ * writes the sum or mean (`mode`, over *denominator or denominator_value) to `out`, rounded
+ * once to the dtype coded out_dtype; `counter` is zeroed by the host. That spares a reduced
+ * call a second kernel. Called after the row loop and not inlined, so that it takes none
+ * of the loop's registers (inlined, a float32 thread-per-row kernel took 120, not 96; with
+ * the lanes' rows passed as arguments, a bfloat16 warp-per-row one 104, not 93). */
+template <int BLOCK, int NL, int K>
+__device__ __noinline__ void finish_rows(const double* rows_out, long long nrows,
+                                         double* partial, unsigned int* counter, int mode,
+                                         const double* denominator, double denominator_value,
+                                         void* out, int out_dtype) {
+    /* the rows this lane led, in the row loop's order: a cluster's rows lead in its first
+     * block (rank 0 of a one-dimensional cluster), the others' in lane 0 of each row */
+    const long long rows_per_block = BLOCK / NL;
+    const long long first = K > 1 ? blockIdx.x / K
+                                  : blockIdx.x * rows_per_block + threadIdx.x / NL;
+    const long long step = K > 1 ? gridDim.x / K : gridDim.x * rows_per_block;
+    const bool leader = K > 1 ? blockIdx.x % K == 0 && threadIdx.x == 0
+                              : threadIdx.x % NL == 0;
+    double acc = 0.0;
+    if (leader)
+        for (long long row = first; row < nrows; row += step) acc += rows_out[row];
+    __shared__ double sums[BLOCK / 32];
+    const BlockLanes<BLOCK, double> lanes = {sums};
+    if (publish_partial(lanes.sum(acc), partial, counter))
+        write_reduced(lanes, partial, gridDim.x, mode, denominator, denominator_value, out,
+                      out_dtype);
+}
 
 /* FX_MIN_BLOCKS (default 1) lets a 512-thread block use up to 128 registers a thread.
  * Capped at 64 for two such blocks, the row body spills (ptxas) in most ops and dtypes. */
@@ -410,6 +443,10 @@ __global__ void __launch_bounds__(BLOCK, FX_MIN_BLOCKS) rows(FX_ROW_PARAMS) {
                              reinterpret_cast<T*>(fx_dynamic));
         if (CACHED) __syncthreads();        /* the next row overwrites the cache */
     }
+    if constexpr (OP == CE_INDEX || OP == CE_PROB || OP == NLL)     /* the losses reduce */
+        if (finish)
+            finish_rows<BLOCK, NL, 1>(rows_out, nrows, partial, counter, mode, denominator,
+                                      denominator_value, out, out_dtype);
 }
 
 #endif
@@ -531,6 +568,10 @@ rows_cluster(FX_ROW_PARAMS) {
         if (CACHED) __syncthreads();        /* the next row overwrites the cache */
     }
     cluster_barrier();          /* no block exits while another may still read its slots */
+    if constexpr (OP == CE_INDEX || OP == CE_PROB || OP == NLL)
+        if (finish)
+            finish_rows<BLOCK, BLOCK, K>(rows_out, nrows, partial, counter, mode,
+                                         denominator, denominator_value, out, out_dtype);
 }
 
 #endif
