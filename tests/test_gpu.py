@@ -168,10 +168,10 @@ def test_broadcast_and_infinite_targets():
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_reductions_over_many_blocks(dtype):
-    """Two-stage reductions over hundreds of blocks, each adding its slice and the last one
-    the partials: reduce.cu's kernels on a segmentation batch of 2**21 targets (21 classes,
-    weights, ignored pixels), and the element-wise kernel's own on 2**20 losses; the same
-    bits on a repeat."""
+    """Two-stage reductions over hundreds of blocks, each adding its part and the last one
+    the partials: "mean"'s denominator (reduce.cu) and the row kernel's reduced loss on a
+    segmentation batch of 2**21 targets (21 classes, weights, ignored pixels), and the
+    element-wise kernel's own on 2**20 losses; the same bits on a repeat."""
     rng = np.random.default_rng(6)
     x = (rng.standard_normal((32, 21, 256, 256)) * 3).astype(DTYPES[dtype])
     t = rng.integers(0, 21, (32, 256, 256))
@@ -276,7 +276,8 @@ def test_cluster_per_row_matches_the_cpu(k, dtype):
     """rows_cluster (sm_90; gpu_sweep.py's variant, not yet the backend's choice): K blocks
     per row, each caching its slice, combine their reductions over distributed shared
     memory. Losses and gradient against the CPU backend, with smoothing and weights, an
-    ignored row, and the same bits on a repeat."""
+    ignored row, and the same bits on a repeat; the summed loss the kernel writes (each
+    cluster's first block adds its rows) against the rows' own sum."""
     from fastxent import _cuda_sources as S
     from fastxent import _gpu_plan as P
     if int(cp.cuda.Device().compute_capability) < 90:
@@ -300,13 +301,17 @@ def test_cluster_per_row_matches_the_cpu(k, dtype):
     for _ in range(2):
         g = cp.full(x.shape, np.nan, x.dtype) if dtype == "float32" else cp.empty_like(xg)
         rows, err = cp.full(N, np.nan), cp.zeros(1, cp.int32)
+        n_sm = cp.cuda.Device().attributes["MultiProcessorCount"]
+        grid = P.row_grid(N, config, n_sm)
+        total = cp.full((), np.nan)
         args = P.row_args(xg.reshape(N, C, 1), t2=tg.reshape(N, 1), w=cp.asarray(w),
                           eps=0.1, gscale2=cp.ones((N, 1)), rows_out=rows,
-                          g3=g.reshape(N, C, 1), err=err)
-        n_sm = cp.cuda.Device().attributes["MultiProcessorCount"]
-        fn((P.row_grid(N, config, n_sm),), (512,), args, shared_mem=smem)
+                          g3=g.reshape(N, C, 1), err=err, counter=cp.zeros(1, cp.int32),
+                          partial=cp.full(grid, np.nan), mode="sum", out=total)
+        fn((grid,), (512,), args, shared_mem=smem)
         outs.append((rows, g))
         assert int(err[0]) == 0
+        np.testing.assert_allclose(float(total), float(rows.sum()), rtol=1e-12)
     _close(outs[0][0], want, dtype)
     _close(outs[0][1], want_grad, dtype)
     assert cp.array_equal(outs[0][0], outs[1][0])
