@@ -263,6 +263,22 @@ def test_a_grad_output_number_is_the_device_scalar_it_stands_for(gpu, name, redu
     assert not gpu.kernels                          # refused before any launch
 
 
+@pytest.mark.parametrize("shape", [(0, 5), (2, 5, 0), (0, 70000)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_class_losses_of_no_row(gpu, shape, reduction):
+    """No row: the row kernel still runs (one block, for every lane mapping) to write a
+    reduced loss, 0 for "sum" and NaN for "mean", as the CPU path gives."""
+    x = np.zeros(shape, np.float32)
+    t = np.zeros(shape[:1] + shape[2:], np.int64)
+    for fn, target in ((fx.cross_entropy, t), (fx.cross_entropy, x), (fx.nll_loss, t)):
+        want = fn(x, target, reduction=reduction, return_grad=True)
+        got = fn(gpu.dev(x), gpu.dev(target), reduction=reduction, return_grad=True)
+        assert got[0].shape == want[0].shape and got[1].shape == x.shape
+        np.testing.assert_array_equal(gpu.cp.asnumpy(got[0]), want[0])
+        assert got[0].dtype == want[0].dtype
+    _gpu.check_errors()
+
+
 def test_nll_and_transforms(gpu):
     rng = np.random.default_rng(7)
     x = rng.standard_normal((5, 7, 3)).astype(np.float32)
