@@ -270,12 +270,11 @@ def _reduced_loss(red, denominator, partial, dtype, counter, grid):
     cp = _cp()
     reduce = dict(counter=counter, partial=cp.empty(grid, cp.float64), mode="sum",
                   denominator_value=0.0, out=cp.empty((), np.float64 if partial else dtype))
-    if partial or red == "sum":
-        pass
-    elif is_gpu_array(denominator):
-        reduce.update(mode="mean by pointer", denominator=denominator)
-    else:
-        reduce.update(mode="mean by value", denominator_value=float(denominator))
+    if red != "sum" and not partial:        # "mean", or kl_div's "batchmean"
+        if is_gpu_array(denominator):
+            reduce.update(mode="mean by pointer", denominator=denominator)
+        else:
+            reduce.update(mode="mean by value", denominator_value=float(denominator))
     return reduce
 
 
@@ -283,15 +282,15 @@ def _reduced_loss(red, denominator, partial, dtype, counter, grid):
 
 def _launch_rows(op, x3, *, t2=None, ignore_index=-100, q3=None, w=None, eps=0.0,
                  gscale2=None, gmul=1.0, g3=None, err=None, reduce_to=None):
-    """Run fx::rows for `op`; returns its float64 per-row results. `err`: a zeroed int32 (1,)
-    flag, which the class-index ops set for an invalid target (the others never read it).
-    `reduce_to`: `_reduced_loss`'s arguments but the grid, for a reduced loss, which the
-    kernel then also writes; returns ``(rows, loss)``."""
+    """Run fx::rows for `op`; returns ``(rows, loss)``: its float64 per-row results, and with
+    `reduce_to` (`_reduced_loss`'s arguments but the grid) the reduced loss the kernel also
+    writes (else None). `err`: a zeroed int32 (1,) flag, which the class-index ops set for
+    an invalid target (the others never read it)."""
     cp = _cp()
     outer, C, inner = x3.shape
     rows = cp.empty(outer * inner, cp.float64)
     if rows.size == 0 and reduce_to is None:
-        return rows
+        return rows, None
     dtype = _name(x3.dtype)
     config = P.row_config(C, x3.strides[1] // x3.itemsize, x3.itemsize)
     target = None if t2 is None else _name(t2.dtype)
@@ -306,7 +305,7 @@ def _launch_rows(op, x3, *, t2=None, ignore_index=-100, q3=None, w=None, eps=0.0
     args = P.row_args(x3, t2=t2, ignore_index=ignore_index, q3=q3, w=w, eps=eps,
                       gscale2=gscale2, gmul=gmul, rows_out=rows, g3=g3, err=err, **reduce)
     kernel((grid,), (config[1],), args, shared_mem=smem)
-    return rows if reduce_to is None else (rows, reduce["out"])
+    return rows, reduce.get("out")
 
 
 def _index_targets(t, C, ignore):
@@ -417,15 +416,15 @@ def _class_call(fn, op, input, target, *, weight, ignore_index, reduction, label
 
     err = None if probs else flags[:1]
     reduce_to = None if red == "none" else (red, denominator, partial, x.dtype, flags[2:])
-    result = _launch_rows(kop, x3, t2=t2, ignore_index=ignore, q3=q3, w=w, eps=eps,
-                          gscale2=gscale2, gmul=gmul, g3=g3, err=err, reduce_to=reduce_to)
+    rows, loss = _launch_rows(kop, x3, t2=t2, ignore_index=ignore, q3=q3, w=w, eps=eps,
+                              gscale2=gscale2, gmul=gmul, g3=g3, err=err,
+                              reduce_to=reduce_to)
     if err is not None:
         _defer(err, IndexError, f"target held a class index outside [0, {C}) that is not "
                                 f"ignore_index={ignore} (found on the device; the loss and "
                                 f"gradient rows of those targets are NaN)")
-    # rows is this call's own array: float64 results need no copy
-    loss = (result.reshape(loss_shape).astype(x.dtype, copy=False) if red == "none"
-            else result[1])
+    if red == "none":        # rows is this call's own array: float64 results need no copy
+        loss = rows.reshape(loss_shape).astype(x.dtype, copy=False)
     return (loss, finish()) if want else loss
 
 
@@ -450,7 +449,7 @@ def _transform(op, x, axis):
         x2 = x
     x3 = _whole_elements(V.class_view(x2, ax))
     if op == "logsumexp":
-        return _launch_rows(op, x3), x2, ax
+        return _launch_rows(op, x3)[0], x2, ax
     out3 = cp.empty_like(x3)                   # the CPU path's layout (see _class_call)
     _launch_rows(op, x3, g3=out3)
     return out3.reshape(x.shape), x2, ax

@@ -116,7 +116,8 @@ def _reduction_args(absent, *, counter, partial, mode, denominator_value, out,
     float64 `partial` (one per block), the kernel also writes the reduced loss to the 0-d
     `out` (any of S.DTYPES, rounded once); `mode` a key of ``S.REDUCE_MODES``, "mean by
     value" over `denominator_value`. `denominator`: the row kernel's device denominator
-    ("mean by pointer"), which the element-wise kernel does not take. Absent: `absent`."""
+    ("mean by pointer"), which the element-wise kernel does not take. Absent operands are
+    passed as `absent`."""
     return (
         partial if partial is not None else absent,
         counter if counter is not None else absent, np.int32(counter is not None),
