@@ -300,11 +300,11 @@ class HostKernel:
             if params.group(1):                  # a cluster of K blocks per row
                 assert grid[0] % int(params.group(4)) == 0
                 self.lib.fx_host_set_cluster(int(params.group(4)))
-            lanes, block_threads = int(params.group(4)), int(params.group(5))
-            rows_per_block = 1 if params.group(1) else block_threads // lanes
+            block_threads = int(params.group(5))
+            lanes = block_threads if params.group(1) else int(params.group(4))
             try:
                 assert self.lib.fx_host_rows(int(params.group(2)), code, target,
-                                             int(cached), _ll(grid[0]), _ll(rows_per_block),
+                                             int(cached), _ll(grid[0]), block_threads, lanes,
                                              *cargs) == 0
             finally:
                 self.lib.fx_host_set_cluster(1)

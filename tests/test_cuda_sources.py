@@ -305,8 +305,7 @@ def _rows(host, op, x, *, t=None, q=None, w=None, eps=0.0, go=None, ignore_index
     host.fx_host_set_cluster(cluster)
     try:
         code = host.fx_host_rows(S.ROW_OPS[op], DTYPE_CODES[x.dtype.name], target,
-                                 int(cached), _c(np.int64(1)), _c(np.int64(1)),
-                                 *map(_c, args))
+                                 int(cached), _c(np.int64(1)), 1, 1, *map(_c, args))
     finally:
         host.fx_host_set_lanes(1)
         host.fx_host_set_cluster(1)
@@ -623,11 +622,11 @@ def test_mean_denominator_and_scale(cuda_host, grid, target):
     assert den == 0 and np.isnan(scale)
 
 
-def _rows_reduced(host, values, mode, *, grid, rows_per_block=1, cluster=1, den=None,
+def _rows_reduced(host, values, mode, *, grid, block=128, lanes=1, cluster=1, den=None,
                   den_value=0.0, dtype="float64"):
     """The reduced loss the row kernel writes for rows whose losses are `values` (nll_loss
-    rows: -x[0]), its blocks taking `rows_per_block` rows at a time, or `cluster` blocks
-    a row."""
+    rows: -x[0]): `grid` blocks of `block` threads, `lanes` of them a row, or `cluster`
+    blocks a row."""
     values = np.asarray(values, np.float64)
     x3 = np.stack([-values, np.zeros_like(values)], axis=1).reshape(-1, 2, 1)
     out = np.full((), np.nan, NP_DTYPES[dtype])
@@ -640,7 +639,7 @@ def _rows_reduced(host, values, mode, *, grid, rows_per_block=1, cluster=1, den=
     host.fx_host_set_cluster(cluster)
     try:
         assert host.fx_host_rows(S.ROW_OPS["nll"], DTYPE_CODES["float64"], 1, 0,
-                                 _c(np.int64(grid)), _c(np.int64(rows_per_block)),
+                                 _c(np.int64(grid)), block, block if cluster > 1 else lanes,
                                  *map(_c, args)) == 0
     finally:
         host.fx_host_set_cluster(1)
@@ -649,13 +648,16 @@ def _rows_reduced(host, values, mode, *, grid, rows_per_block=1, cluster=1, den=
 
 
 @pytest.mark.parametrize("grid", GRIDS)
-@pytest.mark.parametrize("blocks", ["a row a block", "four rows a block", "clusters of 2"])
+@pytest.mark.parametrize("blocks", ["a thread a row", "a warp a row", "a block a row",
+                                    "clusters of 2"])
 def test_rows_reduce_in_their_last_block(cuda_host, grid, blocks):
-    """A reduced class-axis loss needs no second kernel: each block adds the rows it took,
-    the last block adds the partials in index order and writes the sum or the mean (over a
-    device denominator or a number), rounded once; no row gives 0, or NaN for a mean."""
-    kw = {"a row a block": {}, "four rows a block": dict(rows_per_block=4),
-          "clusters of 2": dict(cluster=2)}[blocks]
+    """A reduced class-axis loss needs no second kernel: each block adds the rows its
+    threads led (led_rows, the device's own mapping: each row exactly once), the last block
+    adds the partials in index order and writes the sum or the mean (over a device
+    denominator or a number), rounded once; no row gives 0, or NaN for a mean."""
+    kw = {"a thread a row": {}, "a warp a row": dict(lanes=32),
+          "a block a row": dict(block=512, lanes=512),
+          "clusters of 2": dict(block=512, cluster=2)}[blocks]
     grid = 2 * grid if "cluster" in blocks else grid
     rng = np.random.default_rng(grid)
     values = rng.standard_normal(37) * 10

@@ -127,15 +127,18 @@ int rows_op(int op, int cached, const RowArgs<T, TI>& a) {
     return 1;
 }
 
-/* Each block's partial of a reduced row loss: the losses of the rows its leading lanes
- * wrote, the rows a grid-stride loop gives it (a cluster's: its first block's). */
-void rows_partials(const double* rows_out, long long nrows, long long grid,
-                   long long rows_per_block, double* partial) {
-    for (long long b = 0; b < grid; ++b) partial[b] = 0.0;
-    for (long long r = 0; r < nrows; ++r) {
-        const long long b = g_cluster > 1 ? r % (grid / g_cluster) * g_cluster
-                                          : r / rows_per_block % grid;
-        partial[b] += rows_out[r];
+/* Each block's partial of a reduced row loss, as finish_rows adds it: every thread of the
+ * block sums the rows it led (led_rows), and the block adds its threads' sums. */
+void rows_partials(const double* rows_out, long long nrows, long long grid, int block_threads,
+                   int nl, double* partial) {
+    for (long long b = 0; b < grid; ++b) {
+        partial[b] = 0.0;
+        for (long long t = 0; t < block_threads; ++t) {
+            const LedRows led = led_rows(block_threads, nl, g_cluster, b, t, grid);
+            if (!led.leader) continue;
+            for (long long row = led.first; row < nrows; row += led.step)
+                partial[b] += rows_out[row];
+        }
     }
 }
 
@@ -172,10 +175,10 @@ void run_reduce(const Args& a, long long grid, Part part, Last last) {
 extern "C" {
 
 /* op, dtype (0 float32, 1 float64, 2 float16, 3 bfloat16), target (0 int32, 1 int64),
- * cached, the grid and the rows a block takes at a time (ignored for a cluster), then
- * fx::rows's arguments (the counter unused). Returns 0, or 1 for an unknown code. */
-int fx_host_rows(int op, int dtype, int target, int cached, long long grid,
-                 long long rows_per_block, const void* x, long long outer,
+ * cached, the kernel's grid, block and lanes per row (a cluster: its block), then fx::rows's
+ * arguments (the counter unused). Returns 0, or 1 for an unknown code. */
+int fx_host_rows(int op, int dtype, int target, int cached, long long grid, int block,
+                 int lanes, const void* x, long long outer,
                  int C, long long inner, long long so, long long sc, long long si,
                  const void* t, long long tso, long long tsi, long long ignore_index,
                  const void* q, long long qso, long long qsc, long long qsi, const double* w,
@@ -197,7 +200,7 @@ int fx_host_rows(int op, int dtype, int target, int cached, long long grid,
         });
     });
     if (finish && !unknown) {   /* the last block's step, once every block's partial is written */
-        rows_partials(rows_out, outer * inner, grid, rows_per_block, partial);
+        rows_partials(rows_out, outer * inner, grid, block, lanes, partial);
         write_reduced(HostLanes(), partial, grid, mode, denominator, denominator_value, out,
                       out_dtype);
     }

@@ -377,6 +377,24 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
     }
 }
 
+/* The rows whose results thread `thread` of block `block` wrote, in a grid of `grid`
+ * blocks of `block_threads` (the row loops of `rows` and `rows_cluster` below): rows first,
+ * first + step, ..., if it is a leader. A row's leader is lane 0 of its NL lanes, or with a
+ * cluster of K > 1 blocks a row, thread 0 of the cluster's first block (rank 0 of a
+ * one-dimensional cluster). Host+device: the host test adds a reduced loss's partials by
+ * it, as finish_rows does. */
+struct LedRows {
+    long long first, step;
+    bool leader;
+};
+
+FX_HD LedRows led_rows(int block_threads, int nl, int k, long long block, long long thread,
+                       long long grid) {
+    if (k > 1) return {block / k, grid / k, block % k == 0 && thread == 0};
+    const long long per_block = block_threads / nl;
+    return {block * per_block + thread / nl, grid * per_block, thread % nl == 0};
+}
+
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 
 /* The row kernels' parameters, in _gpu_plan.row_args's order, and the RowArgs they make. */
@@ -405,17 +423,10 @@ __device__ __noinline__ void finish_rows(const double* rows_out, long long nrows
                                          double* partial, unsigned int* counter, int mode,
                                          const double* denominator, double denominator_value,
                                          void* out, int out_dtype) {
-    /* the rows this lane led, in the row loop's order: a cluster's rows lead in its first
-     * block (rank 0 of a one-dimensional cluster), the others' in lane 0 of each row */
-    const long long rows_per_block = BLOCK / NL;
-    const long long first = K > 1 ? blockIdx.x / K
-                                  : blockIdx.x * rows_per_block + threadIdx.x / NL;
-    const long long step = K > 1 ? gridDim.x / K : gridDim.x * rows_per_block;
-    const bool leader = K > 1 ? blockIdx.x % K == 0 && threadIdx.x == 0
-                              : threadIdx.x % NL == 0;
+    const LedRows led = led_rows(BLOCK, NL, K, blockIdx.x, threadIdx.x, gridDim.x);
     double acc = 0.0;
-    if (leader)
-        for (long long row = first; row < nrows; row += step) acc += rows_out[row];
+    if (led.leader)
+        for (long long row = led.first; row < nrows; row += led.step) acc += rows_out[row];
     __shared__ double sums[BLOCK / 32];
     const BlockLanes<BLOCK, double> lanes = {sums};
     if (publish_partial(lanes.sum(acc), partial, counter))
