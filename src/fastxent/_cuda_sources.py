@@ -58,7 +58,8 @@ BLOCK_PER_ROW = (512, 512, False)
 BLOCK_PER_ROW_CACHED = (512, 512, True)
 ROW_CONFIGS = (THREAD_PER_ROW, WARP_PER_ROW, BLOCK_PER_ROW, BLOCK_PER_ROW_CACHED)
 ELEMENTWISE_BLOCK = 256
-# reduce.cu: "mean"'s denominator and gradient scale, and the reduced loss.
+# reduce.cu: "mean"'s denominator and gradient scale. The modes of the reduced loss the
+# row and element-wise kernels write (fx_device.cuh).
 REDUCE_BLOCK = 256
 REDUCE_MODES = {"sum": 0, "mean by pointer": 1, "mean by value": 2}
 

@@ -169,7 +169,7 @@ REDUCE_ITEMS_PER_BLOCK = 16 * S.REDUCE_BLOCK
 
 
 def reduce_grid(n: int, n_sm: int) -> int:
-    """Blocks of reduce.cu's kernels over n items: one for up to 4096, then enough to read a
+    """Blocks of reduce.cu's mean_scale over n items: one for up to 4096, then enough to read a
     large problem at the device's bandwidth (a million segmentation targets would take one
     multiprocessor longer than the row kernel of 21 classes), at most 4 per multiprocessor."""
     return int(max(1, min(-(-n // REDUCE_ITEMS_PER_BLOCK), 4 * n_sm)))

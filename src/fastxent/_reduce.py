@@ -2,9 +2,9 @@
 
 Kernels return per-row losses (class-axis problems) or a total summed in fixed blocks
 (element-wise problems). The GPU backend (``_gpu``) applies the same conventions to device
-arrays without reading the denominator on the host (``_gpu._mean_scale``, ``_gpu._total``,
-the kernels of ``_cuda/reduce.cu``); the stand-in tests (test_gpu_backend_on_cpu.py) hold
-it to this module's results.
+arrays without reading the denominator on the host (``_gpu._mean_scale``, and the row and
+element-wise kernels' own reduced loss, ``_gpu._reduced_loss``); the stand-in tests
+(test_gpu_backend_on_cpu.py) hold it to this module's results.
 
 PyTorch's conventions, which these functions encode:
 * "mean" divides by the problem's denominator: the sum of the true-class weights over
