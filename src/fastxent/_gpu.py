@@ -230,11 +230,12 @@ def _scale(go, value, red, denominator, loss_shape):
     divides by a denominator the host knows: a number by that number on the host (the same
     float64 division), which spares a kernel in every call; a device array on the device."""
     cp = _cp()
+    mul = 1.0 if value is None else value
     if red == "none":
-        return cp.broadcast_to(go, loss_shape), 1.0 if value is None else value
+        return cp.broadcast_to(go, loss_shape), mul
     if red == "sum":
-        return go, 1.0 if value is None else value
-    if value is None:
+        return go, mul
+    if value is None:                       # "mean", or kl_div's "batchmean"
         return _mean(go, denominator), 1.0
     return go, (value / denominator if denominator else float("nan"))
 

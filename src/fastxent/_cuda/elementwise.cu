@@ -87,17 +87,15 @@ __global__ void __launch_bounds__(BLOCK) elementwise(
                            pw, ps0, ps1, ps2, has_pw, log_target, gscale, gss0, gss1, gss2,
                            gmul, loss, ls0, ls1, ls2, want_loss, g, gs0, gs1, gs2, want_grad,
                            err};
-    __shared__ double slots[BLOCK / 32];
     const long long n = d0 * d1 * d2;
     double acc = 0.0;
     for (long long k = (long long)blockIdx.x * BLOCK + threadIdx.x; k < n;
          k += (long long)gridDim.x * BLOCK) {
         acc += elem_work<OP>(a, k);
     }
-    if (!finish) return;                                 /* uniform over the grid */
-    const BlockLanes<BLOCK, double> lanes = {slots};     /* a fixed order of the lanes */
-    if (publish_partial(lanes.sum(acc), partial, counter))
-        write_reduced(lanes, partial, gridDim.x, mode, nullptr, denominator, out, out_dtype);
+    if (finish)                                          /* uniform over the grid */
+        finish_reduced<BLOCK>(acc, partial, counter, mode, nullptr, denominator, out,
+                              out_dtype);
 }
 
 #endif

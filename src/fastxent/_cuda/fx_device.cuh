@@ -356,6 +356,20 @@ __device__ bool publish_partial(double part, double* partials, unsigned int* cou
     return last;
 }
 
+/* A reduced loss's two stages at the end of a kernel's own work: the block adds its lanes'
+ * `acc` in a fixed order and publishes it, and the block that finishes last writes the
+ * result (write_reduced). Every thread of every block calls it. */
+template <int BLOCK>
+__device__ void finish_reduced(double acc, double* partials, unsigned int* counter, int mode,
+                               const double* denominator, double denominator_value,
+                               void* out, int out_dtype) {
+    __shared__ double sums[BLOCK / 32];
+    const BlockLanes<BLOCK, double> lanes = {sums};      /* a fixed order of the lanes */
+    if (publish_partial(lanes.sum(acc), partials, counter))
+        write_reduced(lanes, partials, gridDim.x, mode, denominator, denominator_value, out,
+                      out_dtype);
+}
+
 #endif
 
 /* ---- class-axis rows ---------------------------------------------------------------------

@@ -427,11 +427,8 @@ __device__ __noinline__ void finish_rows(const double* rows_out, long long nrows
     double acc = 0.0;
     if (led.leader)
         for (long long row = led.first; row < nrows; row += led.step) acc += rows_out[row];
-    __shared__ double sums[BLOCK / 32];
-    const BlockLanes<BLOCK, double> lanes = {sums};
-    if (publish_partial(lanes.sum(acc), partial, counter))
-        write_reduced(lanes, partial, gridDim.x, mode, denominator, denominator_value, out,
-                      out_dtype);
+    finish_reduced<BLOCK>(acc, partial, counter, mode, denominator, denominator_value, out,
+                          out_dtype);
 }
 
 /* FX_MIN_BLOCKS (default 1) lets a 512-thread block use up to 128 registers a thread.
