@@ -414,6 +414,36 @@ def test_cross_entropy_non_finite_and_in_place(cuda_host, dtype):
         _close(work, want_grad, dtype, "in-place grad")
 
 
+@pytest.mark.parametrize("lanes", LANES, ids=LANE_IDS)
+@pytest.mark.parametrize("cached", [False, True], ids=["global", "cached"])
+@pytest.mark.parametrize("dtype", list(NP_DTYPES))
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+@pytest.mark.parametrize("eps", [0.0, 0.2])
+def test_cross_entropy_non_finite_weight_of_an_untargeted_class(cuda_host, lanes, cached,
+                                                                 dtype, bad, eps):
+    # Without smoothing the weight never reaches a row (finite results, as in PyTorch);
+    # with it, every row is NaN or inf in that class, and ignored rows are NaN throughout.
+    rng = np.random.default_rng(6)
+    x = _data(rng, (6, 301), dtype)
+    t = np.array([0, 5, -100, 300, 7, -100])
+    w = rng.uniform(0.5, 2.0, 301)
+    w[4] = bad
+    go = rng.uniform(0.5, 1.5, 6)
+    rows, grad, err = _rows(cuda_host, "ce_index", x, t=t, w=w, eps=eps, go=go, cached=cached,
+                            lanes=lanes)
+    want, want_grad = fx.cross_entropy(x, t, weight=w, label_smoothing=eps, reduction="none",
+                                       return_grad=True, grad_output=go)
+    assert err == 0
+    if eps == 0:
+        assert np.isfinite(grad).all()
+    else:
+        assert np.isnan(grad[[2, 5]]).all()
+    _close(grad, want_grad, dtype, "grad")
+    _close(rows, want if dtype in ("float32", "float64") else
+           fx.cross_entropy(x.astype(np.float32), t, weight=w, label_smoothing=eps,
+                            reduction="none"), dtype, "loss")
+
+
 def test_invalid_targets_flag_the_error_and_poison_their_row(cuda_host):
     x = np.zeros((4, 3), np.float32)
     for op in ("ce_index", "nll"):

@@ -217,3 +217,31 @@ def test_batches_with_non_finite_rows(shape, layout, dtype, options, probs):
     assert_close(got[0], ref[0], dtype)
     assert_close(got[1], ref[1], dtype)
     np.testing.assert_array_equal(fx.cross_entropy(x, t, reduction="none", **kw), got[0])
+
+
+# A class weight enters a row only as its target's weight, or through label smoothing; so an
+# infinite or NaN weight of a class no row targets leaves the loss and gradient finite without
+# smoothing (as in PyTorch), where 0 * inf in a smoothing term would spread NaN.
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape", [(40, 10), (37, 65), (33, 200), (3, 12, 18), (5, 3000)])
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+@pytest.mark.parametrize("eps", [0.0, 0.2])
+def test_a_non_finite_weight_of_a_class_no_row_targets(shape, layout, dtype, bad, eps):
+    rng = np.random.default_rng(5)
+    C = shape[1]
+    x = with_layout((rng.standard_normal(shape) * 3).astype(dtype), layout)
+    t = class_target(rng, shape, 1, ignore_index=-100)
+    t[t == 2] = 3
+    w = rng.uniform(0.5, 2.0, C)
+    w[2] = bad
+    for reduction in ("none", "mean", "sum"):
+        go = upstream(rng, reduction, x.shape[:1] + x.shape[2:])
+        ref = oracle.cross_entropy(np.asarray(x, np.float64), t, weight=w, label_smoothing=eps,
+                                   reduction=reduction, grad_output=go)
+        got = fx.cross_entropy(x, t, weight=w, label_smoothing=eps, reduction=reduction,
+                               return_grad=True, grad_output=go)
+        assert_close(got[0], ref[0], dtype)
+        assert_close(got[1], ref[1], dtype)
+        if eps == 0:
+            assert np.isfinite(got[1]).all()

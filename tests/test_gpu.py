@@ -69,6 +69,30 @@ def test_cross_entropy_matches_the_cpu(dtype, shape, axis, reduction, options):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("shape,axis", SHAPES)
+@pytest.mark.parametrize("eps", [0.0, 0.2])
+def test_a_non_finite_weight_of_an_untargeted_class(dtype, shape, axis, eps):
+    # finite without smoothing; with it, NaN in that class and in every ignored row (PyTorch)
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal(shape) * 3).astype(DTYPES[dtype])
+    C = shape[axis]
+    t = rng.integers(0, C, x.shape[:axis % x.ndim] + x.shape[axis % x.ndim + 1:])
+    t[t == 1] = 0
+    t.flat[::3] = -100
+    w = rng.uniform(0.5, 2, C)
+    w[1] = np.inf
+    want = fx.cross_entropy(x, t, axis=axis, weight=w, label_smoothing=eps,
+                            reduction="none", return_grad=True)
+    got = fx.cross_entropy(cp.asarray(x), cp.asarray(t), axis=axis, weight=cp.asarray(w),
+                           label_smoothing=eps, reduction="none", return_grad=True)
+    if eps == 0:
+        assert bool(cp.isfinite(got[1]).all())
+    _close(got[1], want[1], dtype)
+    _close(got[0], want[0], dtype)
+    _gpu.check_errors()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_in_place_gradient_and_grad_out(dtype):
     rng = np.random.default_rng(1)
     x = (rng.standard_normal((64, 32000)) * 3).astype(DTYPES[dtype])

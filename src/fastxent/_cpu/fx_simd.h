@@ -497,6 +497,14 @@ __attribute__((always_inline)) static inline double fx_vsum8(fx_d8 v) {
     return FX_TREE8(l, 0);
 }
 
+/* The gradient scale A of an ignored row whose sum is a number: 0, or NaN where label
+ * smoothing meets a class weight that is not finite (W = sum_c w_c then is not). PyTorch's
+ * backward gives such a row (eps / C) w_c * 0 per class, NaN for that class, and the softmax
+ * backward spreads it over the row. Without smoothing the weights never reach the row. */
+static inline double fx_ignored_scale(double eps, double W) {
+    return eps > 0.0 && !(W - W == 0.0) ? NAN : 0.0;
+}
+
 /* The most lanes fx_index_finish takes at once. */
 #define FX_FINISH_LANES 16
 
@@ -509,7 +517,10 @@ __attribute__((always_inline)) static inline double fx_vsum8(fx_d8 v) {
  * the gradient's scale A and shift B (g_c = A e_c - B w_c, e_c = exp(x_c - m)) and the
  * target's entry gy, at full precision from xy. An ignored row (t < 0) gets loss 0, B = 0 and
  * A = 0, or NaN where its sum is NaN: PyTorch's backward zeroes an ignored row as
- * g - p * sum(g), NaN wherever p is (a NaN or +inf logit, or a row of -inf). The maths is
+ * g - p * sum(g), NaN wherever p is (a NaN or +inf logit, or a row of -inf), and where
+ * smoothing meets a weight that is not finite (fx_ignored_scale). Without smoothing, B = 0
+ * and no term of W enters, so such a weight of a class no row targets leaves the rows
+ * finite, as in PyTorch (0 * inf would be NaN). The maths is
  * _xent.pyx's (design note e). The sum of a row with a finite maximum is at least 1, where
  * fx_vlog_pos holds; the others are NaN rows, or all -inf ones whose m - xy is NaN. */
 __attribute__((always_inline)) static inline void
@@ -522,6 +533,7 @@ fx_index_finish(int lanes, int nrows, const int64_t* t, const double* w, double 
      * addresses are unmapped -- scale is NULL for a loss without gradient (float64 C = 10
      * loss 0.8 -> 2.0 ms). */
     double wyk[FX_FINISH_LANES] = {0}, sk[FX_FINISH_LANES] = {0};
+    const double smooth_w = eps > 0.0 ? spread * W : 0.0, ignored = fx_ignored_scale(eps, W);
     for (int k = 0; k < nrows; ++k) wyk[k] = t[k] >= 0 ? (w ? w[t[k]] : 1.0) : 0.0;
     /* A whole block's scales as a copy of constant size (vector moves): with nrows as the
      * size, GCC emits rep movsq, whose start-up stood out in the profile of the C = 10
@@ -543,7 +555,7 @@ fx_index_finish(int lanes, int nrows, const int64_t* t, const double* w, double 
         const fx_nd lo = eps > 0.0 ? (1.0 - eps) * wy * nll + spread * (av + W * lv) : wy * nll;
         memcpy(loss + h, &lo, sizeof lo);
         if (!scale) continue;
-        const fx_nd K = (1.0 - eps) * wy + spread * W;
+        const fx_nd K = (1.0 - eps) * wy + smooth_w;
         const fx_nd Av = sc * K / sv, Bv = sc * spread;
         const fx_nd py = fx_vexp_nonpos(xyv - mv) / sv;
         const fx_nd gyv = sc * (K * py - (1.0 - eps) * wy - spread * wy);
@@ -555,7 +567,7 @@ fx_index_finish(int lanes, int nrows, const int64_t* t, const double* w, double 
         if (t[k] >= 0) continue;
         loss[k] = 0.0;
         if (!scale) continue;
-        A[k] = sum[k] == sum[k] ? 0.0 : NAN;
+        A[k] = sum[k] == sum[k] ? ignored : NAN;
         B[k] = 0.0;
     }
 }

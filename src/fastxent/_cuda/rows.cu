@@ -157,6 +157,14 @@ FX_HD void visit_row(const Lanes& L, const T* p, long long s, int n, Split sp, F
     }
 }
 
+/* Whether this lane visits class c of a row split as `sp` (visit_row's order): a head class
+ * one at a time, a group of four as one, then the tail. */
+template <class Lanes> FX_HD bool visits(const Lanes& L, Split sp, int c) {
+    const int NL = L.lanes(), body = sp.head + 4 * sp.groups;
+    const int slot = c < sp.head ? c : (c < body ? (c - sp.head) / 4 : c - body);
+    return slot % NL == L.lane();
+}
+
 /* k values from v to p's classes c..: one vector store for a group of four. */
 template <class T> FX_HD void put_values(T* p, long long s, int c, const T* v, int k) {
     if (k == 4) {
@@ -339,16 +347,25 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
             if (invalid) L.flag(a.err);
         }
         if (a.want_grad && y < 0) {
-            /* PyTorch's ignored row: zero, or NaN where the softmax is NaN */
-            const A fill = invalid || fx_isnan(s.total) ? nan : A(0);
+            /* PyTorch's ignored row: zero, or NaN where the softmax is NaN, or where label
+             * smoothing meets a weight that is not finite (its backward's 0 * inf) */
+            const A fill = invalid || fx_isnan(s.total) || (eps > A(0) && !(W - W == A(0)))
+                               ? nan : A(0);
             write([&](int, A) { return fill; });
         } else if (a.want_grad) {
             const IndexGrad<A> k = index_row_grad(s, wy, W, eps, C, scale);
             const A gy = index_target_grad(k, m, s, xy, wy, eps, C, scale);
+            /* Every class by one formula, and the target's entry written over its own by the
+             * lane that wrote it (program order): a test per class cost a branch, or a
+             * 64-bit compare and a select, per logit. Without smoothing no weight but the
+             * target's enters (0 * an infinite weight would be NaN; PyTorch gives a number). */
             write([&](int c, A v) {
-                return c0 + c == y ? gy
-                                   : k.ka * e_of(v) - k.kb * (a.has_w ? A(a.w[c0 + c]) : A(1));
+                const A g = k.ka * e_of(v);
+                return eps > A(0) ? g - k.kb * (a.has_w ? A(a.w[c0 + c]) : A(1)) : g;
             });
+            const long long yc = y - c0;        /* the target's class in this slice */
+            if (yc >= 0 && yc < n && visits(L, split_row(gs, n, a.gsc), (int)yc))
+                gs[yc * a.gsc] = narrow_to<T>::from(gy);
         }
     } else if (OP == CE_PROB) {
         if (L.leader()) a.rows_out[row] = (double)prob_row_loss(s);
