@@ -211,12 +211,12 @@ template <int OP, class T, class A> FX_HD void online_add(const T* v, int k, A& 
         g = fx_max(g, x[e]);
     }
     if (g > m) {
-        s.total *= fx_exp(m - g);
+        s.total *= row_exp<T>(m - g);
         m = g;
     }
     const A base = m == -inf ? A(0) : m;
     for (int e = 0; e < k; ++e) {
-        s.total += fx_exp(x[e] - base);
+        s.total += row_exp<T>(x[e] - base);
         if (OP == LSE && fx_isnan(x[e])) s.a += A(1);
     }
 }
@@ -308,7 +308,7 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
         visit_row(L, (const T*)kc, 1, n, sx, [&](int c, const T* v, int k) {
             T kept[4];
             for (int e = 0; e < k; ++e) {
-                const A x = A(widen(v[e])), ex = fx_exp(x - m);
+                const A x = A(widen(v[e])), ex = row_exp<T>(x - m);
                 s.total += ex;
                 add_relative(c0 + c + e, x);
                 kept[e] = narrow_to<T>::from(ex);
@@ -324,7 +324,7 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
             online_add<OP>(v, k, m, s);
         });
         const A M = L.max(m);
-        if (m < M) s.total *= fx_exp(m - M);   /* this lane's sum, relative to the row's max */
+        if (m < M) s.total *= row_exp<T>(m - M);   /* this lane's sum, relative to the row's max */
         m = M;
         if (m == -inf) {
             if (OP == LSE) { m = A(0); s.total = A(0); }   /* lse = -inf, or NaN (below) */
@@ -345,7 +345,7 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
     /* pass 3: the row's loss and its outputs, from the cache or the logits; e_of(v) is
      * exp(x - m) of the value read (the cached exponential itself, or from the logit). The
      * class index of the slice's c is c0 + c. */
-    auto e_of = [&](A v) { return (CACHED && KEEP_E) ? v : fx_exp(v - m); };
+    auto e_of = [&](A v) { return (CACHED && KEEP_E) ? v : row_exp<T>(v - m); };
     auto write = [&](auto fn) {
         if (CACHED) write_row(L, (const T*)kc, 1, sx, gs, a.gsc, n, fn);
         else write_row(L, xs, a.sc, sx, gs, a.gsc, n, fn);
