@@ -524,14 +524,20 @@ def test_transforms_non_finite(cuda_host):
             _close(out, fn(x, axis=1), "float64", op)
 
 
-def _elementwise(host, op, x, y, *, w=None, pw=None, log_target=False, go=None):
+def _elementwise(host, op, x, y, *, w=None, pw=None, log_target=False, go=None,
+                 spread=False):
+    """`spread`: weights, pos_weight and grad_output given as numbers are passed as arrays
+    of that value (unit stride), not broadcast (stride 0, which the kernel reads once)."""
     shape = x.shape
+
+    def operand(v):
+        v = np.broadcast_to(np.asarray(v, np.float64), shape)
+        return (np.ascontiguousarray(v) if spread else v).reshape(1, 1, -1)
+
     x3, y3 = x.reshape(1, 1, -1), np.ascontiguousarray(y).reshape(1, 1, -1)
-    w3 = None if op == "kl_div" else np.broadcast_to(
-        np.ones(1) if w is None else np.asarray(w, np.float64), shape).reshape(1, 1, -1)
-    pw3 = None if pw is None else np.broadcast_to(np.asarray(pw, np.float64),
-                                                  shape).reshape(1, 1, -1)
-    gs3 = None if go is None else np.ascontiguousarray(go, np.float64).reshape(1, 1, -1)
+    w3 = None if op == "kl_div" else operand(np.ones(1) if w is None else w)
+    pw3 = None if pw is None else operand(pw)
+    gs3 = None if go is None else operand(go)
     loss = np.full(shape, np.nan, x.dtype)
     grad = np.full(shape, np.nan, x.dtype)
     grid, block = 3, 4                  # several blocks' partials, some of them empty
@@ -574,6 +580,32 @@ def test_elementwise_losses(cuda_host, dtype):
         ref = fn(xin.astype(np.float64), y.astype(np.float64), reduction="sum",
                  **fkw) if dtype != "float64" else want.sum()
         _close(total, ref, "float32" if dtype != "float64" else dtype, f"{op} total")
+
+
+@pytest.mark.parametrize("dtype", list(NP_DTYPES))
+@pytest.mark.parametrize("op", ["bce_logits", "bce", "kl_div"])
+def test_elementwise_operands_of_one_value_are_read_once(cuda_host, op, dtype):
+    # a weight, pos_weight and gradient scale of stride 0 are read and converted once per
+    # thread (uniform_operands); the same values spread over every element give the same bits
+    rng = np.random.default_rng(18)
+    shape = (4, 9)
+    x = (rng.uniform(0.05, 0.95, shape) if op == "bce" else
+         rng.standard_normal(shape) * 3).astype(NP_DTYPES[dtype])
+    y = rng.uniform(0, 1, shape).astype(NP_DTYPES[dtype])
+    kw = {} if op == "kl_div" else dict(w=1.7)
+    if op == "bce_logits":
+        kw["pw"] = 2.5
+    once = _elementwise(cuda_host, op, x, y, go=0.8, **kw)
+    spread = _elementwise(cuda_host, op, x, y, go=0.8, spread=True, **kw)
+    for a, b in zip(once, spread):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    fn = {"bce_logits": fx.binary_cross_entropy_with_logits, "bce": fx.binary_cross_entropy,
+          "kl_div": fx.kl_div}[op]
+    fkw = {"w": "weight", "pw": "pos_weight"}
+    want, want_grad = fn(x, y, reduction="none", return_grad=True, grad_output=np.full(
+        shape, 0.8), **{fkw[k]: np.full(shape, v) for k, v in kw.items()})
+    _close(once[0], want, dtype, "loss")
+    _close(once[1], want_grad, dtype, "grad")
 
 
 def test_elementwise_non_finite(cuda_host):

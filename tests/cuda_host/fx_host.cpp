@@ -148,8 +148,9 @@ template <int OP, class T>
 void run_elementwise(const ElemArgs<T>& a, long long grid, long long block, double* partial) {
     if (partial)
         for (long long b = 0; b < grid; ++b) partial[b] = 0.0;
+    const auto u = uniform_operands<OP>(a);
     for (long long k = 0; k < a.d0 * a.d1 * a.d2; ++k) {
-        const double loss = elem_work<OP>(a, k);
+        const double loss = elem_work<OP>(a, u, k);
         if (partial) partial[(k / block) % grid] += loss;
     }
 }
