@@ -47,8 +47,8 @@ ARCHS = ("sm_80", "sm_90")
 FILES = ("rows.cu", "elementwise.cu", "reduce.cu")
 # Two of gpu_sweep.py's variant modules, between them every launch knob and block size it
 # compiles that the backend does not (the rest differ only in the knobs' values).
-SWEEP_VARIANTS = (("float32", {"FX_IN_FLIGHT": 8, "FX_MIN_BLOCKS": 1}),
-                  ("bfloat16", {"FX_IN_FLIGHT": 8, "FX_MIN_BLOCKS": 2}))
+SWEEP_VARIANTS = (("float32", {"FX_IN_FLIGHT": 8, "FX_MIN_BLOCKS": 1, "FX_PREFETCH": 1}),
+                  ("bfloat16", {"FX_IN_FLIGHT": 8, "FX_MIN_BLOCKS": 2, "FX_PREFETCH": 0}))
 
 
 def _sweep_module(gpu_sweep, dtype, knobs):
@@ -219,9 +219,14 @@ def test_tuning_options_name_known_knobs():
         "-DFX_IN_FLIGHT=8", "-DFX_MIN_BLOCKS=2")
     with pytest.raises(ValueError, match="FX_IN_FLIGHTS"):
         S.tuning_options(FX_IN_FLIGHTS=8)
-    for bad in (0, 2.0, True, "4"):
-        with pytest.raises(ValueError, match="FX_MIN_BLOCKS must be a positive int"):
+    for bad in (2.0, True, "4"):
+        with pytest.raises(ValueError, match="FX_MIN_BLOCKS must be an int"):
             S.tuning_options(FX_MIN_BLOCKS=bad)
+    with pytest.raises(ValueError, match="FX_MIN_BLOCKS must be a positive int"):
+        S.tuning_options(FX_MIN_BLOCKS=0)
+    assert S.tuning_options(FX_PREFETCH=0) == S.OPTIONS + ("-DFX_PREFETCH=0",)
+    with pytest.raises(ValueError, match="FX_PREFETCH must be 0 or 1"):
+        S.tuning_options(FX_PREFETCH=2)
     # the defaults are the source's own
     code = S.source("rows.cu")
     for knob, value in S.TUNING_DEFAULTS.items():

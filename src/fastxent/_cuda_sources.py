@@ -19,18 +19,23 @@ HEADER = "fx_device.cuh"
 OPTIONS = ("--std=c++17",)
 
 # rows.cu's launch knobs and the values the backend compiles (its #define defaults).
-TUNING_DEFAULTS = {"FX_IN_FLIGHT": 4, "FX_MIN_BLOCKS": 1}
+TUNING_DEFAULTS = {"FX_IN_FLIGHT": 4, "FX_MIN_BLOCKS": 1, "FX_PREFETCH": 0}
 
 
 def tuning_options(**knobs) -> tuple:
-    """OPTIONS with rows.cu's launch knobs set (``FX_IN_FLIGHT=8``, ``FX_MIN_BLOCKS=2``): the
-    variants benchmarks/gpu_sweep.py times. The backend itself compiles with OPTIONS."""
+    """OPTIONS with rows.cu's launch knobs set (``FX_IN_FLIGHT=8``, ``FX_MIN_BLOCKS=2``,
+    ``FX_PREFETCH=1``): the variants benchmarks/gpu_sweep.py times. The backend itself
+    compiles with OPTIONS."""
     unknown = set(knobs) - set(TUNING_DEFAULTS)
     if unknown:
         raise ValueError(f"unknown tuning knobs {sorted(unknown)}; "
                          f"expected some of {sorted(TUNING_DEFAULTS)}")
     for name, value in knobs.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} must be an int; got {value!r}")
+        if name == "FX_PREFETCH" and value not in (0, 1):
+            raise ValueError(f"FX_PREFETCH must be 0 or 1; got {value!r}")
+        if name != "FX_PREFETCH" and value < 1:
             raise ValueError(f"{name} must be a positive int; got {value!r}")
     return OPTIONS + tuple(f"-D{k}={v}" for k, v in sorted(knobs.items()))
 

@@ -99,6 +99,13 @@ template <class T> FX_HD void store4(T* p, const Vec4<T>& v) {
 #ifndef FX_MIN_BLOCKS
 #define FX_MIN_BLOCKS 1
 #endif
+/* FX_PREFETCH 1: a block that caches its row asks L2 for the next row it will take as soon
+ * as the current one is in shared memory, so that HBM reads it while the block computes and
+ * writes. A block alone on its multiprocessor otherwise leaves the reads idle through two of
+ * its three passes. Off until gpu_sweep.py measures it. */
+#ifndef FX_PREFETCH
+#define FX_PREFETCH 0
+#endif
 enum { IN_FLIGHT = FX_IN_FLIGHT };
 
 /* How a row of unit stride splits into vector accesses: classes [0, head) one at a time
@@ -221,9 +228,28 @@ template <int OP, class T, class A> FX_HD void online_add(const T* v, int k, A& 
     }
 }
 
+/* Ask L2 for the classes [c0, c0 + n) of row `row` (unit class stride): each lane one
+ * 128-byte line in NL. A hint: nothing waits for it, and nothing is computed from it. */
+template <class T, class TI, class Lanes>
+FX_HD void prefetch_row(const Lanes& L, const RowArgs<T, TI>& a, long long row, int c0,
+                        int n) {
+#if defined(__CUDA_ARCH__) && FX_PREFETCH
+    const long long o = row / a.inner, i = row - o * a.inner;
+    const unsigned long long first = (unsigned long long)(a.x + o * a.so + i * a.si + c0);
+    const unsigned long long end = first + (unsigned long long)n * sizeof(T);
+    for (unsigned long long p = (first & ~127ull) + 128ull * (unsigned)L.lane(); p < end;
+         p += 128ull * (unsigned)L.lanes())
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+#else
+    (void)L, (void)a, (void)row, (void)c0, (void)n;
+#endif
+}
+
+/* `next`: the row these lanes take after `row` (-1 for none), which a cached row with
+ * FX_PREFETCH asks L2 for. */
 template <int OP, bool CACHED, class T, class TI, class Lanes>
 FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool active,
-                    T* cache) {
+                    T* cache, long long next = -1) {
     typedef typename acc_of<T>::type A;
     /* The row cache holds the row as stored. After pass 2 it holds exp(x - max) instead for
      * float32 and float64 (evaluated once per logit), except for log_softmax, which needs
@@ -303,6 +329,7 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
             put_values(kc, 1, c, v, k);
         });
         m = L.max(m);
+        if (FX_PREFETCH && next >= 0 && a.sc == 1) prefetch_row(L, a, next, c0, n);
         if (OP == LSE && m == -inf) m = A(0);   /* a row of -inf: exp(-inf) = 0, lse = -inf */
         /* pass 2, from shared memory: exp(x - m) once per logit, kept for the outputs */
         visit_row(L, (const T*)kc, 1, n, sx, [&](int c, const T* v, int k) {
@@ -477,8 +504,9 @@ __global__ void __launch_bounds__(BLOCK, FX_MIN_BLOCKS) rows(FX_ROW_PARAMS) {
     for (long long base = (long long)blockIdx.x * rows_per_block; base < nrows;
          base += (long long)gridDim.x * rows_per_block) {
         const long long row = base + threadIdx.x / NL;
-        row_work<OP, CACHED>(lanes, a, row, row < nrows,
-                             reinterpret_cast<T*>(fx_dynamic));
+        const long long next = row + (long long)gridDim.x * rows_per_block;
+        row_work<OP, CACHED>(lanes, a, row, row < nrows, reinterpret_cast<T*>(fx_dynamic),
+                             next < nrows ? next : -1);
         if (CACHED) __syncthreads();        /* the next row overwrites the cache */
     }
     if constexpr (OP == CE_INDEX || OP == CE_PROB || OP == NLL)     /* the losses reduce */
@@ -602,7 +630,9 @@ rows_cluster(FX_ROW_PARAMS) {
     const long long nrows = outer * inner;
     /* the loop bound is uniform over the cluster: every block reaches every barrier */
     for (long long row = blockIdx.x / K; row < nrows; row += gridDim.x / K) {
-        row_work<OP, CACHED>(lanes, a, row, true, reinterpret_cast<T*>(fx_dynamic));
+        const long long next = row + gridDim.x / K;
+        row_work<OP, CACHED>(lanes, a, row, true, reinterpret_cast<T*>(fx_dynamic),
+                             next < nrows ? next : -1);
         if (CACHED) __syncthreads();        /* the next row overwrites the cache */
     }
     cluster_barrier();          /* no block exits while another may still read its slots */
