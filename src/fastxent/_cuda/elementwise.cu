@@ -62,6 +62,7 @@ template <int OP, class T> FX_HD double elem_work(const ElemArgs<T>& a,
                                                  const Uniform<typename acc_of<T>::type>& u,
                                                  long long k) {
     typedef typename acc_of<T>::type A;
+    constexpr bool SHORT = sizeof(T) == 2;  /* results rounded to 16 bits (fx_div) */
     /* Operands of one layout merge into one axis (_validate.elementwise_views), which needs
      * no division; a division costs about 20 instructions on the device even in 32 bits,
      * a third of the loss's own. */
@@ -86,14 +87,14 @@ template <int OP, class T> FX_HD double elem_work(const ElemArgs<T>& a,
     if (OP == BCE && !(xv >= A(0) && xv <= A(1) && yv >= A(0) && yv <= A(1))) raise_flag(a.err);
     const A lv = OP == KL_DIV ? kl_loss(xv, yv, log_target)
                : OP == BCE    ? bce_loss(xv, yv, wv)
-                              : bce_logits_loss(xv, yv, wv, has_pw, pv);
+                              : bce_logits_loss<A, SHORT>(xv, yv, wv, has_pw, pv);
     if (a.want_loss) a.loss[i0 * a.ls0 + i1 * a.ls1 + i2 * a.ls2] = narrow_to<T>::from(lv);
     if (a.want_grad) {
         const A scale = u.scale_one ? u.scale
                                     : A(a.gscale[i0 * a.gss0 + i1 * a.gss1 + i2 * a.gss2] * a.gmul);
         const A gv = OP == KL_DIV ? kl_grad(yv, log_target, scale)
-                   : OP == BCE    ? bce_grad(xv, yv, wv, scale)
-                                  : bce_logits_grad(xv, yv, wv, has_pw, pv, scale);
+                   : OP == BCE    ? bce_grad<A, SHORT>(xv, yv, wv, scale)
+                                  : bce_logits_grad<A, SHORT>(xv, yv, wv, has_pw, pv, scale);
         a.g[i0 * a.gs0 + i1 * a.gs1 + i2 * a.gs2] = narrow_to<T>::from(gv);
     }
     return (double)lv;

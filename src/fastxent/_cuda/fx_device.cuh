@@ -474,16 +474,32 @@ template <class A> FX_HD A prob_row_loss(RowSums<A> s) {
  * w [(pw y + 1 - y) sigmoid(x) - pw y]. Without pos_weight the pw terms are left out, not
  * set to 1: PyTorch leaves them out, and an infinite y makes (pw - 1) y = 0 * inf a NaN
  * where its loss and gradient are -inf. */
-template <class A> FX_HD A bce_logits_loss(A x, A y, A w, bool has_pw, A pw) {
+/* a / b; with SHORT (a result rounded to 16 bits) the device's approximate division: 2 ulp
+ * of float for |b| in [2^-126, 2^126], which holds every divisor below, where IEEE division
+ * takes about ten instructions and a check for its slow path. */
+template <bool SHORT, class A> FX_HD A fx_div(A a, A b) {
+#if defined(__CUDA_ARCH__)
+    if constexpr (SHORT && sizeof(A) == 4) {
+        float r;
+        asm("div.approx.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+        return r;
+    }
+#endif
+    return a / b;
+}
+
+template <class A, bool SHORT = false> FX_HD A bce_logits_loss(A x, A y, A w, bool has_pw,
+                                                               A pw) {
     const A e = fx_exp(-fx_abs(x)), u = A(1) + e;
-    const A l1p = (u == A(1)) ? e : fx_log(u) * e / (u - A(1));
+    const A l1p = (u == A(1)) ? e : fx_log(u) * fx_div<SHORT>(e, u - A(1));
     const A sp = l1p + (x < A(0) ? -x : A(0));
     return w * ((A(1) - y) * x + (has_pw ? (A(1) + (pw - A(1)) * y) * sp : sp));
 }
 
-template <class A> FX_HD A bce_logits_grad(A x, A y, A w, bool has_pw, A pw, A scale) {
+template <class A, bool SHORT = false> FX_HD A bce_logits_grad(A x, A y, A w, bool has_pw,
+                                                               A pw, A scale) {
     const A e = fx_exp(-fx_abs(x)), u = A(1) + e;
-    const A sg = (x < A(0) ? e : A(1)) / u;
+    const A sg = fx_div<SHORT>(x < A(0) ? e : A(1), u);
     return scale * w * (has_pw ? (pw * y + A(1) - y) * sg - pw * y : sg - y);
 }
 
@@ -499,11 +515,11 @@ template <class A> FX_HD A bce_loss(A p, A y, A w) {
     return w * ((y - A(1)) * clamp_log(fx_log1p(-p)) - y * clamp_log(fx_log(p)));
 }
 
-template <class A> FX_HD A bce_grad(A p, A y, A w, A scale) {
+template <class A, bool SHORT = false> FX_HD A bce_grad(A p, A y, A w, A scale) {
     const A floor = A(1e-12f);
     A d = p * (A(1) - p);
     d = d > floor ? d : floor;
-    return scale * w * (p - y) / d;
+    return fx_div<SHORT>(scale * w * (p - y), d);
 }
 
 /* kl_div: log_target false: xlogy(t, t) - t x, gradient -t;
