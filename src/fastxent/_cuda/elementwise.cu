@@ -90,8 +90,8 @@ template <int OP, class T> FX_HD double elem_work(const ElemArgs<T>& a,
                               : bce_logits_loss<A, SHORT>(xv, yv, wv, has_pw, pv);
     if (a.want_loss) a.loss[i0 * a.ls0 + i1 * a.ls1 + i2 * a.ls2] = narrow_to<T>::from(lv);
     if (a.want_grad) {
-        const A scale = u.scale_one ? u.scale
-                                    : A(a.gscale[i0 * a.gss0 + i1 * a.gss1 + i2 * a.gss2] * a.gmul);
+        const long long gk = i0 * a.gss0 + i1 * a.gss1 + i2 * a.gss2;
+        const A scale = u.scale_one ? u.scale : A(a.gscale[gk] * a.gmul);
         const A gv = OP == KL_DIV ? kl_grad(yv, log_target, scale)
                    : OP == BCE    ? bce_grad<A, SHORT>(xv, yv, wv, scale)
                                   : bce_logits_grad<A, SHORT>(xv, yv, wv, has_pw, pv, scale);
