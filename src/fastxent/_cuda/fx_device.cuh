@@ -469,11 +469,6 @@ template <class A> FX_HD A prob_row_loss(RowSums<A> s) {
 
 /* ---- element-wise losses -------------------------------------------------------------- */
 
-/* binary_cross_entropy_with_logits: w [(1 - y) x + (1 + (pw - 1) y) softplus(-x)], with
- * softplus(-x) = log1p(exp(-|x|)) + max(-x, 0) through Goldberg's log1p; and its gradient
- * w [(pw y + 1 - y) sigmoid(x) - pw y]. Without pos_weight the pw terms are left out, not
- * set to 1: PyTorch leaves them out, and an infinite y makes (pw - 1) y = 0 * inf a NaN
- * where its loss and gradient are -inf. */
 /* a / b; with SHORT (a result rounded to 16 bits) the device's approximate division: 2 ulp
  * of float for |b| in [2^-126, 2^126], which holds every divisor below, where IEEE division
  * takes about ten instructions and a check for its slow path. */
@@ -488,6 +483,11 @@ template <bool SHORT, class A> FX_HD A fx_div(A a, A b) {
     return a / b;
 }
 
+/* binary_cross_entropy_with_logits: w [(1 - y) x + (1 + (pw - 1) y) softplus(-x)], with
+ * softplus(-x) = log1p(exp(-|x|)) + max(-x, 0) through Goldberg's log1p; and its gradient
+ * w [(pw y + 1 - y) sigmoid(x) - pw y]. Without pos_weight the pw terms are left out, not
+ * set to 1: PyTorch leaves them out, and an infinite y makes (pw - 1) y = 0 * inf a NaN
+ * where its loss and gradient are -inf. */
 template <class A, bool SHORT = false> FX_HD A bce_logits_loss(A x, A y, A w, bool has_pw,
                                                                A pw) {
     const A e = fx_exp(-fx_abs(x)), u = A(1) + e;
