@@ -84,8 +84,12 @@ def index_rows(const floating[:, :, :] x,       # IN  (outer, C, inner) logits
     cdef const double* scale
     cdef Py_ssize_t sstep
     cdef floating* g
-    for r in range(w.shape[0]):
-        W += w[r]
+    # W enters only the smoothing terms, so the weights are summed only with smoothing: no
+    # weight but the target's reaches a row without it (an infinite one in W made 0 * W a
+    # NaN in every entry, where PyTorch gives numbers)
+    if eps > 0:
+        for r in range(w.shape[0]):
+            W += w[r]
     if rows > 0 and _packed(x) and (not want_grad or _packed_grad_rows(grad, gscale)):
         # Rows back to back (C order), the gradient's too: one fx_packed_index call per
         # thread.

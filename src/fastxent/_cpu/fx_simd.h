@@ -519,9 +519,9 @@ static inline double fx_ignored_scale(double eps, double W) {
  * A = 0, or NaN where its sum is NaN: PyTorch's backward zeroes an ignored row as
  * g - p * sum(g), NaN wherever p is (a NaN or +inf logit, or a row of -inf), and where
  * smoothing meets a weight that is not finite (fx_ignored_scale). Without smoothing, B = 0
- * and no term of W enters, so such a weight of a class no row targets leaves the rows
- * finite, as in PyTorch (0 * inf would be NaN). The maths is
- * _xent.pyx's (design note e). The sum of a row with a finite maximum is at least 1, where
+ * and W holds no weight (_xent.pyx sums them only with smoothing), so such a weight of a
+ * class no row targets leaves the rows finite, as in PyTorch (0 * inf would be NaN). The
+ * maths is _xent.pyx's (design note e). The sum of a row with a finite maximum is at least 1, where
  * fx_vlog_pos holds; the others are NaN rows, or all -inf ones whose m - xy is NaN. */
 __attribute__((always_inline)) static inline void
 fx_index_finish(int lanes, int nrows, const int64_t* t, const double* w, double W, double eps,
@@ -533,7 +533,7 @@ fx_index_finish(int lanes, int nrows, const int64_t* t, const double* w, double 
      * addresses are unmapped -- scale is NULL for a loss without gradient (float64 C = 10
      * loss 0.8 -> 2.0 ms). */
     double wyk[FX_FINISH_LANES] = {0}, sk[FX_FINISH_LANES] = {0};
-    const double smooth_w = eps > 0.0 ? spread * W : 0.0, ignored = fx_ignored_scale(eps, W);
+    const double ignored = fx_ignored_scale(eps, W);
     for (int k = 0; k < nrows; ++k) wyk[k] = t[k] >= 0 ? (w ? w[t[k]] : 1.0) : 0.0;
     /* A whole block's scales as a copy of constant size (vector moves): with nrows as the
      * size, GCC emits rep movsq, whose start-up stood out in the profile of the C = 10
@@ -555,7 +555,7 @@ fx_index_finish(int lanes, int nrows, const int64_t* t, const double* w, double 
         const fx_nd lo = eps > 0.0 ? (1.0 - eps) * wy * nll + spread * (av + W * lv) : wy * nll;
         memcpy(loss + h, &lo, sizeof lo);
         if (!scale) continue;
-        const fx_nd K = (1.0 - eps) * wy + smooth_w;
+        const fx_nd K = (1.0 - eps) * wy + spread * W;
         const fx_nd Av = sc * K / sv, Bv = sc * spread;
         const fx_nd py = fx_vexp_nonpos(xyv - mv) / sv;
         const fx_nd gyv = sc * (K * py - (1.0 - eps) * wy - spread * wy);

@@ -441,7 +441,7 @@ template <class A> FX_HD IndexGrad<A> index_row_grad(RowSums<A> s, A wy, A W, A 
                                                      A scale) {
     const A spread = eps / A(C);
     IndexGrad<A> r;
-    r.k = (A(1) - eps) * wy + (eps > A(0) ? spread * W : A(0));
+    r.k = (A(1) - eps) * wy + spread * W;
     r.ka = scale * r.k / s.total;
     /* no smoothing term without smoothing, as on the CPU: a scale beyond A's range (a huge
      * grad_output, rounded to float for 32- and 16-bit inputs) would make it inf * 0, a NaN

@@ -329,7 +329,7 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
             put_values(kc, 1, c, v, k);
         });
         m = L.max(m);
-        if (FX_PREFETCH && next >= 0 && a.sc == 1) prefetch_row(L, a, next, c0, n);
+        if (next >= 0 && a.sc == 1) prefetch_row(L, a, next, c0, n);   /* FX_PREFETCH */
         if (OP == LSE && m == -inf) m = A(0);   /* a row of -inf: exp(-inf) = 0, lse = -inf */
         /* pass 2, from shared memory: exp(x - m) once per logit, kept for the outputs */
         visit_row(L, (const T*)kc, 1, n, sx, [&](int c, const T* v, int k) {
@@ -377,6 +377,7 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
         if (CACHED) write_row(L, (const T*)kc, 1, sx, gs, a.gsc, n, fn);
         else write_row(L, xs, a.sc, sx, gs, a.gsc, n, fn);
     };
+    /* sum_c w_c, which add_relative sums only with smoothing: without it no weight enters */
     const A W = a.has_w ? s.a : A(C);
     const A scale = (OP == CE_INDEX || OP == CE_PROB) && a.want_grad
                         ? A(a.gscale[o * a.gss_o + i * a.gss_i] * a.gmul) : A(0);
