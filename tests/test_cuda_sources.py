@@ -530,9 +530,12 @@ def test_transforms_non_finite(cuda_host):
 
 
 def _elementwise(host, op, x, y, *, w=None, pw=None, log_target=False, go=None,
-                 spread=False):
+                 spread=False, per_element=False):
     """`spread`: weights, pos_weight and grad_output given as numbers are passed as arrays
-    of that value (unit stride), not broadcast (stride 0, which the kernel reads once)."""
+    of that value (unit stride), not broadcast (stride 0, which the kernel reads once).
+    `per_element`: a block per element, whose partial is that element's loss in the
+    kernel's own arithmetic (before rounding to x's dtype); these partials are returned
+    in place of the total."""
     shape = x.shape
 
     def operand(v):
@@ -545,18 +548,19 @@ def _elementwise(host, op, x, y, *, w=None, pw=None, log_target=False, go=None,
     gs3 = None if go is None else operand(go)
     loss = np.full(shape, np.nan, x.dtype)
     grad = np.full(shape, np.nan, x.dtype)
-    grid, block = 3, 4                  # several blocks' partials, some of them empty
+    grid, block = (max(x.size, 1), 1) if per_element else (3, 4)  # some blocks empty
+    partial = np.full(grid, np.nan)
     total = np.full((), np.nan)
     err = np.zeros(1, np.int32)
     args = P.elementwise_args(x3, y3, w3=w3, pw3=pw3, log_target=log_target, gscale3=gs3,
                               loss3=loss.reshape(1, 1, -1),
                               g3=None if go is None else grad.reshape(1, 1, -1),
                               err=err, counter=np.zeros(1, np.int32),
-                              partial=np.full(grid, np.nan), out=total)
+                              partial=partial, out=total)
     assert host.fx_host_elementwise(S.ELEMENTWISE_OPS[op], DTYPE_CODES[x.dtype.name],
                                     _c(np.int64(grid)), _c(np.int64(block)),
                                     *map(_c, args)) == 0
-    return loss, grad, float(total), int(err[0])
+    return loss, grad, partial if per_element else float(total), int(err[0])
 
 
 @pytest.mark.parametrize("dtype", list(NP_DTYPES))
@@ -611,6 +615,42 @@ def test_elementwise_operands_of_one_value_are_read_once(cuda_host, op, dtype):
         shape, 0.8), **{fkw[k]: np.full(shape, v) for k, v in kw.items()})
     _close(once[0], want, dtype, "loss")
     _close(once[1], want_grad, dtype, "grad")
+
+
+def _every_value(dtype, lo, hi):
+    """Every finite value of a 16-bit dtype in [lo, hi], as that dtype."""
+    values = np.arange(1 << 16, dtype=np.uint16).view(NP_DTYPES[dtype])
+    with np.errstate(invalid="ignore"):         # the NaN patterns
+        wide = values.astype(np.float64)
+    return values[np.isfinite(wide) & (wide >= lo) & (wide <= hi)]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_16_bit_losses_logs_keep_float_digits(cuda_host, dtype):
+    """16-bit inputs take log_short, its series near 1 and exp_short (SHORT in
+    elementwise.cu): every loss before rounding to 16 bits lies within 2**-17 of the
+    float64 value, over every value of the dtype (the device's own approximate log2 and
+    exp2 add their documented error on top, out of reach of this host build)."""
+    p = _every_value(dtype, 0.0, 1.0)
+    for y in (1.0, 0.0, 0.3):      # each log alone, then both together (same signs)
+        yt = np.full(p.shape, y, p.dtype)
+        _, _, got, _ = _elementwise(cuda_host, "bce", p, yt, per_element=True)
+        pd, y = p.astype(np.float64), float(yt[0])
+        with np.errstate(divide="ignore"):
+            want = -(y * np.maximum(np.log(pd), -100)
+                     + (1 - y) * np.maximum(np.log1p(-pd), -100))
+        np.testing.assert_allclose(got, want, rtol=2.0 ** -17, atol=0, err_msg=f"bce {y}")
+    x = _every_value(dtype, -60.0, 60.0)
+    xd = x.astype(np.float64)
+    # y = 1 leaves softplus(-x) alone, y = 0.3 adds -0.3 x of the same sign; exp_short's
+    # own rounding of x log2(e) is about |x| 2**-24 of exp(-|x|)
+    for y in (1.0, 0.3):
+        yt = np.full(x.shape, y, x.dtype)
+        _, _, got, _ = _elementwise(cuda_host, "bce_logits", x, yt, per_element=True)
+        y = float(yt[0])
+        want = (1 - y) * xd + np.log1p(np.exp(-np.abs(xd))) + np.maximum(-xd, 0)
+        np.testing.assert_allclose(got, want, rtol=2.0 ** -17 + 60 * 2.0 ** -24, atol=0,
+                                   err_msg=f"bce_logits {y}")
 
 
 def test_elementwise_non_finite(cuda_host):

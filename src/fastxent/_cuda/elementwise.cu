@@ -62,7 +62,7 @@ template <int OP, class T> FX_HD double elem_work(const ElemArgs<T>& a,
                                                  const Uniform<typename acc_of<T>::type>& u,
                                                  long long k) {
     typedef typename acc_of<T>::type A;
-    constexpr bool SHORT = sizeof(T) == 2;  /* results rounded to 16 bits (fx_div) */
+    constexpr bool SHORT = sizeof(T) == 2;  /* results rounded to 16 bits */
     /* Operands of one layout merge into one axis (_validate.elementwise_views), which needs
      * no division; a division costs about 20 instructions on the device even in 32 bits,
      * a third of the loss's own. */
@@ -86,7 +86,7 @@ template <int OP, class T> FX_HD double elem_work(const ElemArgs<T>& a,
     /* binary_cross_entropy's input and target must lie in [0, 1]; NaN fails too */
     if (OP == BCE && !(xv >= A(0) && xv <= A(1) && yv >= A(0) && yv <= A(1))) raise_flag(a.err);
     const A lv = OP == KL_DIV ? kl_loss(xv, yv, log_target)
-               : OP == BCE    ? bce_loss(xv, yv, wv)
+               : OP == BCE    ? bce_loss<A, SHORT>(xv, yv, wv)
                               : bce_logits_loss<A, SHORT>(xv, yv, wv, has_pw, pv);
     if (a.want_loss) a.loss[i0 * a.ls0 + i1 * a.ls1 + i2 * a.ls2] = narrow_to<T>::from(lv);
     if (a.want_grad) {

@@ -483,22 +483,62 @@ template <bool SHORT, class A> FX_HD A fx_div(A a, A b) {
     return a / b;
 }
 
+/* Logarithms for results rounded to 16 bits, where logf's polynomial (about thirty
+ * instructions) is more than the result keeps. log_short: ln 2 log2(v) by the device's
+ * approximate log2, whose absolute error is 2^-22 over [0.5, 2] and 2 ulp elsewhere
+ * (CUDA's table for __log2f); subnormal v kept (no .ftz: a bfloat16 probability can be
+ * one). So it serves only where |ln v| is not small: v outside [15/16, 17/16], where the
+ * error is at most 2^-18 of the result. Near 1 the series takes over:
+ * neg_log1m_series(e) = -ln(1 - e) = e + e^2/2 + e^3/3 + e^4/4 for |e| <= 1/16, whose first
+ * omitted term is below 2^-18 of the result. */
+FX_HD float log_short(float v) {
+#if defined(__CUDA_ARCH__)
+    float r;
+    asm("lg2.approx.f32 %0, %1;" : "=f"(r) : "f"(v));
+    return r * 0.693147182f;
+#else
+    /* the host form truncates log2 to the device's error bound over [0.5, 2], so that host
+     * tests see a log taken where that bound is too coarse */
+    const float l2 = log2f(v);
+    return (v >= 0.5f && v <= 2.0f ? truncf(l2 * 4194304.0f) / 4194304.0f : l2) *
+           0.693147182f;
+#endif
+}
+
+FX_HD float neg_log1m_series(float e) {
+    return e * (1.0f + e * (0.5f + e * (0.333333343f + e * 0.25f)));
+}
+
+/* log1p(e) for e = exp(-|x|) in [0, 1], or NaN (which takes the second arm and stays NaN);
+ * 1 + e rounds by at most 2^-24, about 2^-20 of ln(1 + e) there. */
+FX_HD float log1p_short(float e) {
+    return e <= 0.0625f ? -neg_log1m_series(-e) : log_short(1.0f + e);
+}
+
 /* binary_cross_entropy_with_logits: w [(1 - y) x + (1 + (pw - 1) y) softplus(-x)], with
- * softplus(-x) = log1p(exp(-|x|)) + max(-x, 0) through Goldberg's log1p; and its gradient
- * w [(pw y + 1 - y) sigmoid(x) - pw y]. Without pos_weight the pw terms are left out, not
- * set to 1: PyTorch leaves them out, and an infinite y makes (pw - 1) y = 0 * inf a NaN
- * where its loss and gradient are -inf. */
+ * softplus(-x) = log1p(exp(-|x|)) + max(-x, 0), log1p by Goldberg's formula (or
+ * log1p_short for SHORT); and its gradient w [(pw y + 1 - y) sigmoid(x) - pw y]. SHORT
+ * (results rounded to 16 bits) takes exp_short, as the 16-bit rows do. Without pos_weight
+ * the pw terms are left out, not set to 1: PyTorch leaves them out, and an infinite y makes
+ * (pw - 1) y = 0 * inf a NaN where its loss and gradient are -inf. */
+template <class A, bool SHORT> FX_HD A exp_minus_abs(A x) {
+    if constexpr (SHORT) return exp_short(-fx_abs(x));
+    else return fx_exp(-fx_abs(x));
+}
+
 template <class A, bool SHORT = false> FX_HD A bce_logits_loss(A x, A y, A w, bool has_pw,
                                                                A pw) {
-    const A e = fx_exp(-fx_abs(x)), u = A(1) + e;
-    const A l1p = (u == A(1)) ? e : fx_log(u) * fx_div<SHORT>(e, u - A(1));
+    const A e = exp_minus_abs<A, SHORT>(x), u = A(1) + e;
+    A l1p;
+    if constexpr (SHORT) l1p = log1p_short(e);
+    else l1p = (u == A(1)) ? e : fx_log(u) * (e / (u - A(1)));
     const A sp = l1p + (x < A(0) ? -x : A(0));
     return w * ((A(1) - y) * x + (has_pw ? (A(1) + (pw - A(1)) * y) * sp : sp));
 }
 
 template <class A, bool SHORT = false> FX_HD A bce_logits_grad(A x, A y, A w, bool has_pw,
                                                                A pw, A scale) {
-    const A e = fx_exp(-fx_abs(x)), u = A(1) + e;
+    const A e = exp_minus_abs<A, SHORT>(x), u = A(1) + e;
     const A sg = fx_div<SHORT>(x < A(0) ? e : A(1), u);
     return scale * w * (has_pw ? (pw * y + A(1) - y) * sg - pw * y : sg - y);
 }
@@ -511,8 +551,19 @@ FX_HD double fx_log1p(double v) { return log1p(v); }
 
 template <class A> FX_HD A clamp_log(A v) { return v < A(-100) ? A(-100) : v; }
 
-template <class A> FX_HD A bce_loss(A p, A y, A w) {
-    return w * ((y - A(1)) * clamp_log(fx_log1p(-p)) - y * clamp_log(fx_log(p)));
+/* With SHORT (p stored in 16 bits), each log of an argument near 1 takes the series:
+ * 1 - p is exact in float wherever it is used, since p >= 1/16 has no bit below 2^-14. */
+template <class A, bool SHORT = false> FX_HD A bce_loss(A p, A y, A w) {
+    A log_p, log_1mp;
+    if constexpr (SHORT) {
+        const A q = A(1) - p;
+        log_1mp = p <= A(0.0625f) ? -neg_log1m_series(p) : log_short(q);
+        log_p = q <= A(0.0625f) ? -neg_log1m_series(q) : log_short(p);
+    } else {
+        log_1mp = fx_log1p(-p);
+        log_p = fx_log(p);
+    }
+    return w * ((y - A(1)) * clamp_log(log_1mp) - y * clamp_log(log_p));
 }
 
 template <class A, bool SHORT = false> FX_HD A bce_grad(A p, A y, A w, A scale) {
