@@ -626,31 +626,37 @@ def _every_value(dtype, lo, hi):
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-def test_16_bit_losses_logs_keep_float_digits(cuda_host, dtype):
-    """16-bit inputs take log_short, its series near 1 and exp_short (SHORT in
+def test_16_bit_element_losses_keep_float_digits(cuda_host, dtype):
+    """16-bit inputs take ln_approx, the series near 1 and exp_short (SHORT in
     elementwise.cu): every loss before rounding to 16 bits lies within 2**-17 of the
-    float64 value, over every value of the dtype (the device's own approximate log2 and
-    exp2 add their documented error on top, out of reach of this host build)."""
+    float64 value (plus exp_short's |v| 2**-24), over every value of the dtype. The host
+    build truncates log2 to the device's documented error; the device's approximate exp2
+    adds its own 2**-22 on top, out of reach of this build."""
+    exp_err = 60 * 2.0 ** -24                   # exp_short's rounding of v log2(e), |v| <= 60
+
+    def check(op, x, y, want_of, rtol=2.0 ** -17, **kw):
+        """y: the target, an array or one value; want_of(x, y) in float64."""
+        yt = np.broadcast_to(np.asarray(y, x.dtype), x.shape)
+        _, _, got, _ = _elementwise(cuda_host, op, x, yt, per_element=True, **kw)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            want = want_of(x.astype(np.float64), yt.astype(np.float64))
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=0, err_msg=f"{op} {kw}")
+
     p = _every_value(dtype, 0.0, 1.0)
     for y in (1.0, 0.0, 0.3):      # each log alone, then both together (same signs)
-        yt = np.full(p.shape, y, p.dtype)
-        _, _, got, _ = _elementwise(cuda_host, "bce", p, yt, per_element=True)
-        pd, y = p.astype(np.float64), float(yt[0])
-        with np.errstate(divide="ignore"):
-            want = -(y * np.maximum(np.log(pd), -100)
-                     + (1 - y) * np.maximum(np.log1p(-pd), -100))
-        np.testing.assert_allclose(got, want, rtol=2.0 ** -17, atol=0, err_msg=f"bce {y}")
+        check("bce", p, y, lambda p, y: -(y * np.maximum(np.log(p), -100)
+                                          + (1 - y) * np.maximum(np.log1p(-p), -100)))
     x = _every_value(dtype, -60.0, 60.0)
-    xd = x.astype(np.float64)
-    # y = 1 leaves softplus(-x) alone, y = 0.3 adds -0.3 x of the same sign; exp_short's
-    # own rounding of x log2(e) is about |x| 2**-24 of exp(-|x|)
+    # y = 1 leaves softplus(-x) alone, y = 0.3 adds -0.3 x of the same sign
     for y in (1.0, 0.3):
-        yt = np.full(x.shape, y, x.dtype)
-        _, _, got, _ = _elementwise(cuda_host, "bce_logits", x, yt, per_element=True)
-        y = float(yt[0])
-        want = (1 - y) * xd + np.log1p(np.exp(-np.abs(xd))) + np.maximum(-xd, 0)
-        np.testing.assert_allclose(got, want, rtol=2.0 ** -17 + 60 * 2.0 ** -24, atol=0,
-                                   err_msg=f"bce_logits {y}")
+        check("bce_logits", x, y, lambda x, y: (1 - y) * x + np.log1p(np.exp(-np.abs(x)))
+              + np.maximum(-x, 0), rtol=2.0 ** -17 + exp_err)
+    # kl_div's input 0 leaves the target's own term: t ln t, or exp(t) t
+    t = _every_value(dtype, 0.0, 60.0)
+    check("kl_div", np.zeros_like(t), t, lambda _, t: np.where(t == 0, 0.0, t * np.log(t)))
+    t = _every_value(dtype, -60.0, 60.0)
+    check("kl_div", np.zeros_like(t), t, lambda _, t: np.exp(t) * t,
+          rtol=2.0 ** -17 + exp_err, log_target=True)
 
 
 def test_elementwise_non_finite(cuda_host):

@@ -85,14 +85,14 @@ template <int OP, class T> FX_HD double elem_work(const ElemArgs<T>& a,
     const bool log_target = a.log_target != 0;
     /* binary_cross_entropy's input and target must lie in [0, 1]; NaN fails too */
     if (OP == BCE && !(xv >= A(0) && xv <= A(1) && yv >= A(0) && yv <= A(1))) raise_flag(a.err);
-    const A lv = OP == KL_DIV ? kl_loss(xv, yv, log_target)
+    const A lv = OP == KL_DIV ? kl_loss<A, SHORT>(xv, yv, log_target)
                : OP == BCE    ? bce_loss<A, SHORT>(xv, yv, wv)
                               : bce_logits_loss<A, SHORT>(xv, yv, wv, has_pw, pv);
     if (a.want_loss) a.loss[i0 * a.ls0 + i1 * a.ls1 + i2 * a.ls2] = narrow_to<T>::from(lv);
     if (a.want_grad) {
         const long long gk = i0 * a.gss0 + i1 * a.gss1 + i2 * a.gss2;
         const A scale = u.scale_one ? u.scale : A(a.gscale[gk] * a.gmul);
-        const A gv = OP == KL_DIV ? kl_grad(yv, log_target, scale)
+        const A gv = OP == KL_DIV ? kl_grad<A, SHORT>(yv, log_target, scale)
                    : OP == BCE    ? bce_grad<A, SHORT>(xv, yv, wv, scale)
                                   : bce_logits_grad<A, SHORT>(xv, yv, wv, has_pw, pv, scale);
         a.g[i0 * a.gs0 + i1 * a.gs1 + i2 * a.gs2] = narrow_to<T>::from(gv);

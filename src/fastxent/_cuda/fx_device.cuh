@@ -484,14 +484,14 @@ template <bool SHORT, class A> FX_HD A fx_div(A a, A b) {
 }
 
 /* Logarithms for results rounded to 16 bits, where logf's polynomial (about thirty
- * instructions) is more than the result keeps. log_short: ln 2 log2(v) by the device's
- * approximate log2, whose absolute error is 2^-22 over [0.5, 2] and 2 ulp elsewhere
- * (CUDA's table for __log2f); subnormal v kept (no .ftz: a bfloat16 probability can be
- * one). So it serves only where |ln v| is not small: v outside [15/16, 17/16], where the
- * error is at most 2^-18 of the result. Near 1 the series takes over:
- * neg_log1m_series(e) = -ln(1 - e) = e + e^2/2 + e^3/3 + e^4/4 for |e| <= 1/16, whose first
- * omitted term is below 2^-18 of the result. */
-FX_HD float log_short(float v) {
+ * instructions and a branch) is more than the result keeps. ln_approx: ln 2 log2(v) by the
+ * device's approximate log2, whose absolute error is 2^-22 over [0.5, 2] and 2 ulp
+ * elsewhere (CUDA's table for __log2f); subnormal v kept (no .ftz: a bfloat16 value can be
+ * one). It serves only where |ln v| is not small, v outside [15/16, 17/16]: there its error
+ * is at most 2^-18 of the result. Near 1 the series takes over: neg_log1m_series(e) =
+ * -ln(1 - e) = e + e^2/2 + e^3/3 + e^4/4 for |e| <= 1/16, whose first omitted term is below
+ * 2^-18 of the result. */
+FX_HD float ln_approx(float v) {
 #if defined(__CUDA_ARCH__)
     float r;
     asm("lg2.approx.f32 %0, %1;" : "=f"(r) : "f"(v));
@@ -509,26 +509,33 @@ FX_HD float neg_log1m_series(float e) {
     return e * (1.0f + e * (0.5f + e * (0.333333343f + e * 0.25f)));
 }
 
-/* log1p(e) for e = exp(-|x|) in [0, 1], or NaN (which takes the second arm and stays NaN);
- * 1 + e rounds by at most 2^-24, about 2^-20 of ln(1 + e) there. */
+/* ln v for v stored in 16 bits (1 - v is exact near 1); NaN takes the second arm and stays
+ * NaN, 0 gives -inf. */
+FX_HD float log_short(float v) {
+    const float e = 1.0f - v;
+    return fabsf(e) <= 0.0625f ? -neg_log1m_series(e) : ln_approx(v);
+}
+
+/* log1p(e) for e = exp(-|x|) in [0, 1], or NaN; 1 + e rounds by at most 2^-24, about
+ * 2^-20 of ln(1 + e) where it is taken. */
 FX_HD float log1p_short(float e) {
-    return e <= 0.0625f ? -neg_log1m_series(-e) : log_short(1.0f + e);
+    return e <= 0.0625f ? -neg_log1m_series(-e) : ln_approx(1.0f + e);
+}
+
+/* exp(v) of the element-wise losses: exp_short for SHORT, as the 16-bit rows take. */
+template <class A, bool SHORT> FX_HD A elem_exp(A v) {
+    if constexpr (SHORT) return exp_short(v);
+    else return fx_exp(v);
 }
 
 /* binary_cross_entropy_with_logits: w [(1 - y) x + (1 + (pw - 1) y) softplus(-x)], with
  * softplus(-x) = log1p(exp(-|x|)) + max(-x, 0), log1p by Goldberg's formula (or
- * log1p_short for SHORT); and its gradient w [(pw y + 1 - y) sigmoid(x) - pw y]. SHORT
- * (results rounded to 16 bits) takes exp_short, as the 16-bit rows do. Without pos_weight
- * the pw terms are left out, not set to 1: PyTorch leaves them out, and an infinite y makes
- * (pw - 1) y = 0 * inf a NaN where its loss and gradient are -inf. */
-template <class A, bool SHORT> FX_HD A exp_minus_abs(A x) {
-    if constexpr (SHORT) return exp_short(-fx_abs(x));
-    else return fx_exp(-fx_abs(x));
-}
-
+ * log1p_short for SHORT); and its gradient w [(pw y + 1 - y) sigmoid(x) - pw y]. Without
+ * pos_weight the pw terms are left out, not set to 1: PyTorch leaves them out, and an
+ * infinite y makes (pw - 1) y = 0 * inf a NaN where its loss and gradient are -inf. */
 template <class A, bool SHORT = false> FX_HD A bce_logits_loss(A x, A y, A w, bool has_pw,
                                                                A pw) {
-    const A e = exp_minus_abs<A, SHORT>(x), u = A(1) + e;
+    const A e = elem_exp<A, SHORT>(-fx_abs(x)), u = A(1) + e;
     A l1p;
     if constexpr (SHORT) l1p = log1p_short(e);
     else l1p = (u == A(1)) ? e : fx_log(u) * (e / (u - A(1)));
@@ -538,7 +545,7 @@ template <class A, bool SHORT = false> FX_HD A bce_logits_loss(A x, A y, A w, bo
 
 template <class A, bool SHORT = false> FX_HD A bce_logits_grad(A x, A y, A w, bool has_pw,
                                                                A pw, A scale) {
-    const A e = exp_minus_abs<A, SHORT>(x), u = A(1) + e;
+    const A e = elem_exp<A, SHORT>(-fx_abs(x)), u = A(1) + e;
     const A sg = fx_div<SHORT>(x < A(0) ? e : A(1), u);
     return scale * w * (has_pw ? (pw * y + A(1) - y) * sg - pw * y : sg - y);
 }
@@ -551,14 +558,13 @@ FX_HD double fx_log1p(double v) { return log1p(v); }
 
 template <class A> FX_HD A clamp_log(A v) { return v < A(-100) ? A(-100) : v; }
 
-/* With SHORT (p stored in 16 bits), each log of an argument near 1 takes the series:
- * 1 - p is exact in float wherever it is used, since p >= 1/16 has no bit below 2^-14. */
+/* With SHORT (p stored in 16 bits), ln(1 - p) takes the series up to p = 1/16; above it
+ * 1 - p is exact in float, since p has no bit below 2^-14. */
 template <class A, bool SHORT = false> FX_HD A bce_loss(A p, A y, A w) {
     A log_p, log_1mp;
     if constexpr (SHORT) {
-        const A q = A(1) - p;
-        log_1mp = p <= A(0.0625f) ? -neg_log1m_series(p) : log_short(q);
-        log_p = q <= A(0.0625f) ? -neg_log1m_series(q) : log_short(p);
+        log_1mp = p <= A(0.0625f) ? -neg_log1m_series(p) : ln_approx(A(1) - p);
+        log_p = log_short(p);
     } else {
         log_1mp = fx_log1p(-p);
         log_p = fx_log(p);
@@ -575,14 +581,17 @@ template <class A, bool SHORT = false> FX_HD A bce_grad(A p, A y, A w, A scale) 
 
 /* kl_div: log_target false: xlogy(t, t) - t x, gradient -t;
  *         log_target true:  exp(t) (t - x),    gradient -exp(t). */
-template <class A> FX_HD A kl_loss(A x, A t, bool log_target) {
-    if (log_target) return fx_exp(t) * (t - x);
-    const A xlogx = fx_isnan(t) ? t : (t == A(0) ? A(0) : t * fx_log(t));
+template <class A, bool SHORT = false> FX_HD A kl_loss(A x, A t, bool log_target) {
+    if (log_target) return elem_exp<A, SHORT>(t) * (t - x);
+    A log_t;
+    if constexpr (SHORT) log_t = log_short(t);
+    else log_t = fx_log(t);
+    const A xlogx = fx_isnan(t) ? t : (t == A(0) ? A(0) : t * log_t);
     return xlogx - t * x;
 }
 
-template <class A> FX_HD A kl_grad(A t, bool log_target, A scale) {
-    return -(log_target ? fx_exp(t) : t) * scale;
+template <class A, bool SHORT = false> FX_HD A kl_grad(A t, bool log_target, A scale) {
+    return -(log_target ? elem_exp<A, SHORT>(t) : t) * scale;
 }
 
 }  // namespace fx
