@@ -10,7 +10,7 @@ backend's own argument tuples (``_gpu_plan.row_args``). It varies what the backe
 - lanes and block: a warp per row in blocks of 128 or 256 threads (C <= 8192), or a block
   per row of 256, 512 or 1024 threads, with the row cached in shared memory (where it fits)
   or streamed;
-- ``FX_IN_FLIGHT``: the vector loads each lane keeps in flight (2, 4, 8);
+- ``FX_IN_FLIGHT``: the 16-byte groups each lane keeps in flight (2, 4, 8);
 - ``FX_MIN_BLOCKS``: the blocks per multiprocessor the register allocation must allow;
 - ``FX_PREFETCH``: a block caching its row asks L2 for its next row once the current one
   is in shared memory, so that HBM reads it during the exponentials and the writes;
@@ -51,8 +51,8 @@ DTYPES = ("float32", "bfloat16")
 KNOBS = (dict(S.TUNING_DEFAULTS),                        # the backend's own, first
          {"FX_IN_FLIGHT": 8, "FX_MIN_BLOCKS": 1, "FX_PREFETCH": 0},
          {"FX_IN_FLIGHT": 2, "FX_MIN_BLOCKS": 1, "FX_PREFETCH": 0},
+         {"FX_IN_FLIGHT": 2, "FX_MIN_BLOCKS": 2, "FX_PREFETCH": 0},
          {"FX_IN_FLIGHT": 4, "FX_MIN_BLOCKS": 2, "FX_PREFETCH": 0},
-         {"FX_IN_FLIGHT": 8, "FX_MIN_BLOCKS": 2, "FX_PREFETCH": 0},
          {"FX_IN_FLIGHT": 4, "FX_MIN_BLOCKS": 1, "FX_PREFETCH": 1},
          {"FX_IN_FLIGHT": 8, "FX_MIN_BLOCKS": 1, "FX_PREFETCH": 1})
 CONFIGS = ((32, 128, False), (32, 256, False),

@@ -30,6 +30,8 @@ def build(directory):
                            ("fx_host_from_bf16", ctypes.c_float, ctypes.c_ushort)):
         getattr(lib, name).restype = res
         getattr(lib, name).argtypes = [arg]
+    lib.fx_host_row_cache_bytes.restype = ctypes.c_longlong
+    lib.fx_host_row_cache_bytes.argtypes = [ctypes.c_int, ctypes.c_int]
     lib.fx_host_narrow_double.restype = ctypes.c_uint
     lib.fx_host_narrow_double.argtypes = [ctypes.c_int, ctypes.c_double]
     return lib

@@ -48,7 +48,7 @@ FILES = ("rows.cu", "elementwise.cu", "reduce.cu")
 # Two of gpu_sweep.py's variant modules, between them every launch knob and block size it
 # compiles that the backend does not (the rest differ only in the knobs' values).
 SWEEP_VARIANTS = (("float32", {"FX_IN_FLIGHT": 8, "FX_MIN_BLOCKS": 1, "FX_PREFETCH": 1}),
-                  ("bfloat16", {"FX_IN_FLIGHT": 8, "FX_MIN_BLOCKS": 2, "FX_PREFETCH": 0}))
+                  ("bfloat16", {"FX_IN_FLIGHT": 4, "FX_MIN_BLOCKS": 2, "FX_PREFETCH": 0}))
 
 
 def _sweep_module(gpu_sweep, dtype, knobs):
@@ -877,6 +877,16 @@ def test_reduced_loss_is_rounded_once(cuda_host, dtype):
     assert np.isnan(nan.view(np_dtype).astype(np.float32))
 
 
+def test_the_plan_asks_for_the_row_cache_the_kernel_uses(cuda_host):
+    """_gpu_plan.row_cache_bytes, the dynamic shared memory of a launch, is the cache that
+    row_work lays out (rows.cu: row_cache_elems): the row and a 16-byte group less one
+    more class, so that it can start at the row's offset from a vector boundary."""
+    for dtype, code in DTYPE_CODES.items():
+        for C in (1, 7, 8, 9, 1000, 32000, 50257):
+            assert cuda_host.fx_host_row_cache_bytes(code, C) == \
+                P.row_cache_bytes(C, NP_DTYPES[dtype].itemsize)
+
+
 def test_plans_cover_the_lane_mappings():
     assert P.row_config(10, 1, 4) == S.THREAD_PER_ROW
     assert P.row_config(5000, 7, 4) == S.THREAD_PER_ROW
@@ -887,7 +897,9 @@ def test_plans_cover_the_lane_mappings():
     # the 16-bit types cache their raw logits: twice the classes fit
     assert P.row_config(50257, 1, 2) == S.BLOCK_PER_ROW_CACHED
     assert P.row_config(128256, 1, 2) == S.BLOCK_PER_ROW
-    assert P.row_shared_bytes(32000, S.BLOCK_PER_ROW_CACHED, 2) == 2 * 32003
+    # a 16-byte group less one more: 7 classes of a 16-bit type (3 of float32)
+    assert P.row_shared_bytes(32000, S.BLOCK_PER_ROW_CACHED, 2) == 2 * 32007
+    assert P.row_shared_bytes(32000, S.BLOCK_PER_ROW_CACHED, 4) == 4 * 32003
     assert P.row_shared_bytes(32000, S.BLOCK_PER_ROW, 4) == 0
     for nrows in (1, 5, 10 ** 6, 3 * 10 ** 9):
         for cfg in S.ROW_CONFIGS:

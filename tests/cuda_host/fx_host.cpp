@@ -82,7 +82,7 @@ template <class F> int with_target(int target, F f) {
 
 template <int OP, bool CACHED, class T, class TI>
 void run_rows(const RowArgs<T, TI>& a) {
-    std::vector<T> cache(CACHED ? row_cache_elems(a.C) : 1);
+    std::vector<T> cache(CACHED ? row_cache_elems<T>(a.C) : 1);
     const long long nrows = a.outer * a.inner;
     if (g_lanes == 1 && g_cluster == 1) {
         const HostLanes lanes;
@@ -261,6 +261,17 @@ unsigned int fx_host_narrow_double(int dtype, double v) {
     }
     store_double_as(dtype, &h, v);
     return h;
+}
+
+/* rows.cu's row cache for C classes of the coded dtype, in bytes (row_cache_elems), for the
+ * test that _gpu_plan.row_cache_bytes asks for as much shared memory; -1 for an unknown
+ * code. */
+long long fx_host_row_cache_bytes(int dtype, int C) {
+    long long bytes = -1;
+    with_dtype(dtype, [&](auto tag) {
+        bytes = row_cache_elems<decltype(tag)>(C) * (long long)sizeof(tag);
+    });
+    return bytes;
 }
 
 /* Lanes per row for the following fx_host_rows calls (1 by default). */

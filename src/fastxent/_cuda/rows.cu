@@ -16,9 +16,10 @@
  * pass for the max and the sum of exp(x - max) (online softmax: the sum is rescaled when
  * the max grows), plus a pass for the sums relative to the max when label smoothing or
  * probability targets need them. Then (3) the outputs. Every pass over a row of unit stride
- * moves four elements per access (16 bytes of float32) from its first vector boundary on
- * (split_row), with several loads in flight per lane (visit_row, write_row): a block alone
- * on its multiprocessor would otherwise wait on memory latency. Reductions run in a
+ * moves 16 bytes per access (a group: 4 classes of float32, 8 of a 16-bit type; float64
+ * takes 4 classes in two accesses) from its first vector boundary on (split_row), with
+ * several loads in flight per lane (visit_row, write_row): a block alone on its
+ * multiprocessor would otherwise wait on memory latency. Reductions run in a
  * fixed order (butterfly shuffles, then warp slots in index order) and every row's loss goes
  * to its own slot in `rows_out` (double). For a reduced loss the kernel adds them itself, as
  * the two stages of fx_device.cuh (finish_rows): no float atomics, and repeats are
@@ -54,29 +55,31 @@ template <class T, class TI> struct RowArgs {
     int* err;
 };
 
-/* Four elements of T as one vector access moves them: 16 bytes of float32, 8 of the 16-bit
- * types, 32 of float64 (two 16-byte accesses). */
-template <class T> struct alignas(4 * sizeof(T) < 16 ? 4 * sizeof(T) : 16) Vec4 {
-    T v[4];
+/* The classes of T one group moves: 16 bytes, one vector access, for float32 (4) and the
+ * 16-bit types (8); float64 takes 4, 32 bytes in two 16-byte accesses. */
+template <class T> constexpr int GROUP = sizeof(T) == 2 ? 8 : 4;
+
+template <class T> struct alignas(16) Vec {
+    T v[GROUP<T>];
 };
 
-template <class T> FX_HD Vec4<T> load4(const T* p) {
-    Vec4<T> r;
+template <class T> FX_HD Vec<T> load_vec(const T* p) {
+    Vec<T> r;
 #if defined(__CUDA_ARCH__)
-    r = *reinterpret_cast<const Vec4<T>*>(p);          /* ld.global.v4 / v2, ld.shared.v4 */
+    r = *reinterpret_cast<const Vec<T>*>(p);           /* ld.global.v4, ld.shared.v4 */
 #else
     /* the host test stands in for the device: a misaligned vector access would fault there */
-    if (((unsigned long long)p % alignof(Vec4<T>)) != 0) __builtin_trap();
+    if (((unsigned long long)p % alignof(Vec<T>)) != 0) __builtin_trap();
     __builtin_memcpy(&r, p, sizeof r);
 #endif
     return r;
 }
 
-template <class T> FX_HD void store4(T* p, const Vec4<T>& v) {
+template <class T> FX_HD void store_vec(T* p, const Vec<T>& v) {
 #if defined(__CUDA_ARCH__)
-    *reinterpret_cast<Vec4<T>*>(p) = v;
+    *reinterpret_cast<Vec<T>*>(p) = v;
 #else
-    if (((unsigned long long)p % alignof(Vec4<T>)) != 0) __builtin_trap();
+    if (((unsigned long long)p % alignof(Vec<T>)) != 0) __builtin_trap();
     __builtin_memcpy(p, &v, sizeof v);
 #endif
 }
@@ -109,39 +112,40 @@ template <class T> FX_HD void store4(T* p, const Vec4<T>& v) {
 enum { IN_FLIGHT = FX_IN_FLIGHT };
 
 /* How a row of unit stride splits into vector accesses: classes [0, head) one at a time
- * (up to the first vector boundary), `groups` groups of four, then the rest one at a time.
- * Lane l owns head class l, groups l, l + NL, ... and tail classes head + 4 groups + l, ...
- * A strided or element-misaligned row is all tail. */
+ * (up to the first vector boundary), `groups` groups of GROUP<T>, then the rest one at a
+ * time. Lane l owns head class l, groups l, l + NL, ... and tail classes
+ * head + GROUP groups + l, ... A strided or element-misaligned row is all tail. */
 struct Split {
     int head, groups;
 };
 
 template <class T> FX_HD Split split_row(const T* p, int n, long long s) {
     Split r = {0, 0};
-    const unsigned long long al = alignof(Vec4<T>), mis = (unsigned long long)p % al;
+    const unsigned long long al = alignof(Vec<T>), mis = (unsigned long long)p % al;
     if (s != 1 || mis % sizeof(T) != 0) return r;
     r.head = (int)(((al - mis) % al) / sizeof(T));
     if (r.head > n) r.head = n;
-    r.groups = (n - r.head) / 4;
+    r.groups = (n - r.head) / GROUP<T>;
     return r;
 }
 
-/* The group of four classes c.. as one vector: one load where the row lines up with the
- * split (`vec`), four otherwise. */
-template <class T> FX_HD Vec4<T> load_group(const T* p, long long s, int c, bool vec) {
-    if (vec) return load4(p + c);
-    Vec4<T> r;
-    FX_UNROLL for (int e = 0; e < 4; ++e) r.v[e] = p[(c + e) * s];
+/* The group of classes c.. as one vector: one load where the row lines up with the split
+ * (`vec`), one per class otherwise. */
+template <class T> FX_HD Vec<T> load_group(const T* p, long long s, int c, bool vec) {
+    if (vec) return load_vec(p + c);
+    Vec<T> r;
+    FX_UNROLL for (int e = 0; e < GROUP<T>; ++e) r.v[e] = p[(c + e) * s];
     return r;
 }
 
 /* Visit a row's classes as a lane owns them under `sp` (a split of p's own layout, or of a
- * row p is written to), calling f(c, v, k) for k = 4 consecutive classes c.. of a group, or
- * k = 1; IN_FLIGHT groups are loaded before the first is used. `vec`: p lines up with sp,
- * so a group is one vector load. */
+ * row p is written to), calling f(c, v, k) for the k = GROUP<T> consecutive classes c.. of a
+ * group, or k = 1; IN_FLIGHT groups are loaded before the first is used. `vec`: p lines up
+ * with sp, so a group is one vector load. */
 template <class T, class Lanes, class F>
 FX_HD void visit_row(const Lanes& L, const T* p, long long s, int n, Split sp, F f,
                      bool vec = true) {
+    constexpr int G = GROUP<T>;
     const int NL = L.lanes(), lane = L.lane();
     for (int c = lane; c < sp.head; c += NL) {
         const T v = p[c * s];
@@ -149,35 +153,35 @@ FX_HD void visit_row(const Lanes& L, const T* p, long long s, int n, Split sp, F
     }
     int j = lane;
     for (; j + (IN_FLIGHT - 1) * NL < sp.groups; j += IN_FLIGHT * NL) {
-        Vec4<T> v[IN_FLIGHT];
+        Vec<T> v[IN_FLIGHT];
         FX_UNROLL for (int u = 0; u < IN_FLIGHT; ++u)
-            v[u] = load_group(p, s, sp.head + 4 * (j + u * NL), vec);
-        FX_UNROLL for (int u = 0; u < IN_FLIGHT; ++u) f(sp.head + 4 * (j + u * NL), v[u].v, 4);
+            v[u] = load_group(p, s, sp.head + G * (j + u * NL), vec);
+        FX_UNROLL for (int u = 0; u < IN_FLIGHT; ++u) f(sp.head + G * (j + u * NL), v[u].v, G);
     }
     for (; j < sp.groups; j += NL) {
-        const Vec4<T> v = load_group(p, s, sp.head + 4 * j, vec);
-        f(sp.head + 4 * j, v.v, 4);
+        const Vec<T> v = load_group(p, s, sp.head + G * j, vec);
+        f(sp.head + G * j, v.v, G);
     }
-    for (int c = sp.head + 4 * sp.groups + lane; c < n; c += NL) {
+    for (int c = sp.head + G * sp.groups + lane; c < n; c += NL) {
         const T v = p[c * s];
         f(c, &v, 1);
     }
 }
 
-/* Whether this lane visits class c of a row split as `sp` (visit_row's order): a head class
- * one at a time, a group of four as one, then the tail. */
-template <class Lanes> FX_HD bool visits(const Lanes& L, Split sp, int c) {
-    const int NL = L.lanes(), body = sp.head + 4 * sp.groups;
-    const int slot = c < sp.head ? c : (c < body ? (c - sp.head) / 4 : c - body);
+/* Whether this lane visits class c of a row of T split as `sp` (visit_row's order): a head
+ * class one at a time, a group as one, then the tail. */
+template <class T, class Lanes> FX_HD bool visits(const Lanes& L, Split sp, int c) {
+    const int NL = L.lanes(), body = sp.head + GROUP<T> * sp.groups;
+    const int slot = c < sp.head ? c : (c < body ? (c - sp.head) / GROUP<T> : c - body);
     return slot % NL == L.lane();
 }
 
-/* k values from v to p's classes c..: one vector store for a group of four. */
+/* k values from v to p's classes c..: one vector store for a group. */
 template <class T> FX_HD void put_values(T* p, long long s, int c, const T* v, int k) {
-    if (k == 4) {
-        Vec4<T> w;
-        FX_UNROLL for (int e = 0; e < 4; ++e) w.v[e] = v[e];
-        store4(p + c, w);
+    if (k == GROUP<T>) {
+        Vec<T> w;
+        FX_UNROLL for (int e = 0; e < GROUP<T>; ++e) w.v[e] = v[e];
+        store_vec(p + c, w);
     } else {
         p[c * s] = v[0];
     }
@@ -188,22 +192,25 @@ template <class T> FX_HD void put_values(T* p, long long s, int c, const T* v, i
 template <class S, class T, class Lanes, class F>
 FX_HD void write_row(const Lanes& L, const S* src, long long ss, Split ssp, T* g,
                      long long gs, int n, F fn) {
+    static_assert(GROUP<S> == GROUP<T>, "a group of src is a group of g");
     const Split gsp = split_row(g, n, gs);
     const bool vec_src = ss == 1 && ssp.head == gsp.head && ssp.groups == gsp.groups;
     visit_row(L, src, ss, n, gsp, [&](int c, const S* v, int k) {
-        T out[4];
-        FX_UNROLL for (int e = 0; e < 4; ++e) {
+        T out[GROUP<T>];
+        FX_UNROLL for (int e = 0; e < GROUP<T>; ++e) {
             if (e < k) out[e] = narrow_to<T>::from(fn(c + e, widen(v[e])));
         }
         put_values(g, gs, c, out, k);
     }, vec_src);
 }
 
-/* Elements of the row cache for C classes: three more, so that the cache can start at the
- * same offset from a vector boundary as the row. */
-FX_HD long long row_cache_elems(int C) { return (long long)C + 3; }
+/* Elements of the row cache for C classes of T: GROUP - 1 more, so that the cache can start
+ * at the same offset from a vector boundary as the row. */
+template <class T> FX_HD long long row_cache_elems(int C) {
+    return (long long)C + GROUP<T> - 1;
+}
 
-/* k logits (a group of four, or one) into the streaming pass: the running max and the sum
+/* k logits (a group, or one) into the streaming pass: the running max and the sum
  * of exp(x - max), rescaled once when the group's max exceeds it (a NaN never raises it);
  * logsumexp also counts NaN logits. Rescaling logit by logit cost a second exponential per
  * logit, both evaluated whichever the branch (ptxas if-converts it): 35 instructions a logit
@@ -212,7 +219,7 @@ FX_HD long long row_cache_elems(int C) { return (long long)C + 3; }
 template <int OP, class T, class A> FX_HD void online_add(const T* v, int k, A& m,
                                                           RowSums<A>& s) {
     const A inf = A(inf_f());
-    A x[4], g = m;
+    A x[GROUP<T>], g = m;
     for (int e = 0; e < k; ++e) {
         x[e] = A(widen(v[e]));
         g = fx_max(g, x[e]);
@@ -304,7 +311,7 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
     const T* qr = a.q + o * a.qso + i * a.qsi;
     const Split sx = split_row(xs, n, a.sc);
     /* the cache starts where the row's first full vector lines up with a vector boundary */
-    T* kc = cache + ((4 - sx.head) & 3);
+    T* kc = cache + ((GROUP<T> - sx.head) & (GROUP<T> - 1));
     RowSums<A> s = {A(0), A(0), A(0)};
     A m = -inf;
     /* The op's sums relative to the row's max, once the max is known. */
@@ -333,7 +340,7 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
         if (OP == LSE && m == -inf) m = A(0);   /* a row of -inf: exp(-inf) = 0, lse = -inf */
         /* pass 2, from shared memory: exp(x - m) once per logit, kept for the outputs */
         visit_row(L, (const T*)kc, 1, n, sx, [&](int c, const T* v, int k) {
-            T kept[4];
+            T kept[GROUP<T>];
             for (int e = 0; e < k; ++e) {
                 const A x = A(widen(v[e])), ex = row_exp<T>(x - m);
                 s.total += ex;
@@ -405,7 +412,7 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
                 return eps > A(0) ? g - k.kb * (a.has_w ? A(a.w[c0 + c]) : A(1)) : g;
             });
             const long long yc = y - c0;        /* the target's class in this slice */
-            if (yc >= 0 && yc < n && visits(L, split_row(gs, n, a.gsc), (int)yc))
+            if (yc >= 0 && yc < n && visits<T>(L, split_row(gs, n, a.gsc), (int)yc))
                 gs[yc * a.gsc] = narrow_to<T>::from(gy);
         }
     } else if (OP == CE_PROB) {
