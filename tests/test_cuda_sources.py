@@ -529,13 +529,26 @@ def test_transforms_non_finite(cuda_host):
             _close(out, fn(x, axis=1), "float64", op)
 
 
+def _at_offset(values, offset):
+    """A copy of the 1-d `values` that starts `offset` elements past a 16-byte boundary."""
+    size = values.dtype.itemsize
+    buf = np.empty(values.size + 16 // size + offset, values.dtype)
+    start = (-buf.ctypes.data % 16) // size + offset
+    out = buf[start:start + values.size]
+    out[...] = values
+    assert out.ctypes.data % 16 == offset * size
+    return out
+
+
 def _elementwise(host, op, x, y, *, w=None, pw=None, log_target=False, go=None,
-                 spread=False, per_element=False):
+                 spread=False, per_element=False, offset=None):
     """`spread`: weights, pos_weight and grad_output given as numbers are passed as arrays
     of that value (unit stride), not broadcast (stride 0, which the kernel reads once).
     `per_element`: a block per element, whose partial is that element's loss in the
     kernel's own arithmetic (before rounding to x's dtype); these partials are returned
-    in place of the total."""
+    in place of the total. The target goes as a view of stride 2, which keeps each
+    element on a thread of its own (a vector group of 16 bytes needs unit strides).
+    `offset`: the loss and gradient start that many elements past a 16-byte boundary."""
     shape = x.shape
 
     def operand(v):
@@ -543,11 +556,15 @@ def _elementwise(host, op, x, y, *, w=None, pw=None, log_target=False, go=None,
         return (np.ascontiguousarray(v) if spread else v).reshape(1, 1, -1)
 
     x3, y3 = x.reshape(1, 1, -1), np.ascontiguousarray(y).reshape(1, 1, -1)
+    if per_element:
+        y3 = np.repeat(y3, 2, axis=2)[:, :, ::2]
     w3 = None if op == "kl_div" else operand(np.ones(1) if w is None else w)
     pw3 = None if pw is None else operand(pw)
     gs3 = None if go is None else operand(go)
     loss = np.full(shape, np.nan, x.dtype)
     grad = np.full(shape, np.nan, x.dtype)
+    if offset is not None:
+        loss, grad = (_at_offset(a.ravel(), offset).reshape(shape) for a in (loss, grad))
     grid, block = (max(x.size, 1), 1) if per_element else (3, 4)  # some blocks empty
     partial = np.full(grid, np.nan)
     total = np.full((), np.nan)
@@ -657,6 +674,36 @@ def test_16_bit_element_losses_keep_float_digits(cuda_host, dtype):
     t = _every_value(dtype, -60.0, 60.0)
     check("kl_div", np.zeros_like(t), t, lambda _, t: np.exp(t) * t,
           rtol=2.0 ** -17 + exp_err, log_target=True)
+
+
+@pytest.mark.parametrize("dtype", list(NP_DTYPES))
+@pytest.mark.parametrize("op", ["bce_logits", "bce", "kl_div"])
+def test_elementwise_groups_at_every_offset(cuda_host, op, dtype):
+    """Operands of unit stride at one offset from a 16-byte boundary go in 16-byte groups
+    after a head of single elements (elem_split); at different offsets, element by element.
+    Either way each loss and gradient entry is the CPU path's, whatever the offset and the
+    length (the host build traps on a misaligned vector access)."""
+    rng = np.random.default_rng(19)
+    group = 16 // NP_DTYPES[dtype].itemsize
+    fn = {"bce_logits": fx.binary_cross_entropy_with_logits, "bce": fx.binary_cross_entropy,
+          "kl_div": fx.kl_div}[op]
+    for n in (1, group - 1, 3 * group + 5):
+        xs = (rng.uniform(0.05, 0.95, n) if op == "bce" else
+              rng.standard_normal(n) * 3).astype(NP_DTYPES[dtype])
+        ys = rng.uniform(0, 1, n).astype(NP_DTYPES[dtype])
+        go = rng.uniform(0.5, 1.5, n)
+        kw = {} if op == "kl_div" else dict(w=rng.uniform(0.5, 2, n))
+        fkw = {} if op == "kl_div" else dict(weight=kw["w"])
+        want, want_grad = fn(xs, ys, reduction="none", return_grad=True, grad_output=go, **fkw)
+        for offset in range(group):
+            for y_offset in {offset, (offset + 1) % group}:     # the same, or not
+                x, y = _at_offset(xs, offset), _at_offset(ys, y_offset)
+                loss, grad, total, _ = _elementwise(cuda_host, op, x, y, go=go, offset=offset,
+                                                    **kw)
+                what = f"{op} n={n} offsets {offset}, {y_offset}"
+                _close(loss, want, dtype, what)
+                _close(grad, want_grad, dtype, what)
+                _close(total, want.astype(np.float64).sum(), dtype, what)
 
 
 def test_elementwise_non_finite(cuda_host):

@@ -142,16 +142,16 @@ void rows_partials(const double* rows_out, long long nrows, long long grid, int 
     }
 }
 
-/* Element k goes to the block a grid-stride loop gives it; with `partial` (a reduced loss),
- * each block's partial is the sum of its elements' losses. */
+/* Every thread of the grid in turn, with the elements elem_thread gives it; with `partial`
+ * (a reduced loss), each block's partial is the sum of its threads' losses. */
 template <int OP, class T>
 void run_elementwise(const ElemArgs<T>& a, long long grid, long long block, double* partial) {
-    if (partial)
-        for (long long b = 0; b < grid; ++b) partial[b] = 0.0;
     const auto u = uniform_operands<OP>(a);
-    for (long long k = 0; k < a.d0 * a.d1 * a.d2; ++k) {
-        const double loss = elem_work<OP>(a, u, k);
-        if (partial) partial[(k / block) % grid] += loss;
+    for (long long b = 0; b < grid; ++b) {
+        double sum = 0.0;
+        for (long long t = 0; t < block; ++t)
+            sum += elem_thread<OP>(a, u, b * block + t, grid * block);
+        if (partial) partial[b] = sum;
     }
 }
 

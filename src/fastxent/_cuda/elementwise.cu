@@ -3,14 +3,15 @@
  * (stride 0 broadcasts: weights, pos_weight, a scalar gradient scale), as on the CPU
  * (_cpu/_binary.pyx, _kldiv.pyx).
  *
- * A grid-stride loop over the elements. For a reduced loss the kernel is the two stages of
+ * A grid-stride loop over the elements, by 16-byte groups where the operands' layout allows
+ * (elem_split). For a reduced loss the kernel is the two stages of
  * fx_device.cuh: each block adds its threads' losses in double in a fixed order and writes
  * one partial sum, and the last block to finish adds the partials in index order and
  * writes the sum or mean, so a reduced call needs no second kernel. Deterministic for a
  * given grid, no float atomics. A binary_cross_entropy input or target outside [0, 1] sets
  * bit 0 of *err (an integer atomic), which the host raises as a ValueError. The gradient
  * may be the input itself (each element is read before it is written, by the same thread).
- * elem_work is host+device: the CI host test runs it.
+ * elem_thread is host+device: the CI host test runs it, thread by thread.
  */
 #include "fx_device.cuh"
 
@@ -56,13 +57,29 @@ template <int OP, class T> FX_HD Uniform<typename acc_of<T>::type> uniform_opera
     return u;
 }
 
+/* One element's loss, and its gradient into *gv when wanted, in A arithmetic (SHORT: results
+ * rounded to 16 bits, fx_device.cuh). `log_target`: kl_div's, a.log_target. */
+template <int OP, class T, class A> FX_HD A elem_values(const ElemArgs<T>& a, A xv, A yv, A wv,
+                                                       A pv, A scale, bool log_target, A* gv) {
+    constexpr bool SHORT = sizeof(T) == 2;
+    const bool has_pw = OP == BCE_LOGITS && a.has_pw;
+    /* binary_cross_entropy's input and target must lie in [0, 1]; NaN fails too */
+    if (OP == BCE && !(xv >= A(0) && xv <= A(1) && yv >= A(0) && yv <= A(1))) raise_flag(a.err);
+    if (a.want_grad)
+        *gv = OP == KL_DIV ? kl_grad<A, SHORT>(yv, log_target, scale)
+            : OP == BCE    ? bce_grad<A, SHORT>(xv, yv, wv, scale)
+                           : bce_logits_grad<A, SHORT>(xv, yv, wv, has_pw, pv, scale);
+    return OP == KL_DIV ? kl_loss<A, SHORT>(xv, yv, log_target)
+         : OP == BCE    ? bce_loss<A, SHORT>(xv, yv, wv)
+                        : bce_logits_loss<A, SHORT>(xv, yv, wv, has_pw, pv);
+}
+
 /* Element k (C order over d0, d1, d2): writes its loss and gradient when wanted, returns
  * its loss in double for the block's partial sum. `u`: uniform_operands(a). */
 template <int OP, class T> FX_HD double elem_work(const ElemArgs<T>& a,
                                                  const Uniform<typename acc_of<T>::type>& u,
                                                  long long k) {
     typedef typename acc_of<T>::type A;
-    constexpr bool SHORT = sizeof(T) == 2;  /* results rounded to 16 bits */
     /* Operands of one layout merge into one axis (_validate.elementwise_views), which needs
      * no division; a division costs about 20 instructions on the device even in 32 bits,
      * a third of the loss's own. */
@@ -78,26 +95,112 @@ template <int OP, class T> FX_HD double elem_work(const ElemArgs<T>& a,
     const A wv = OP == KL_DIV ? A(1)
                : u.w_one      ? u.w
                               : A(a.w[i0 * a.ws0 + i1 * a.ws1 + i2 * a.ws2]);
-    const bool has_pw = OP == BCE_LOGITS && a.has_pw;
-    const A pv = !has_pw ? A(1)
+    const A pv = !(OP == BCE_LOGITS && a.has_pw) ? A(1)
                : u.pw_one ? u.pw
                           : A(a.pw[i0 * a.ps0 + i1 * a.ps1 + i2 * a.ps2]);
-    const bool log_target = a.log_target != 0;
-    /* binary_cross_entropy's input and target must lie in [0, 1]; NaN fails too */
-    if (OP == BCE && !(xv >= A(0) && xv <= A(1) && yv >= A(0) && yv <= A(1))) raise_flag(a.err);
-    const A lv = OP == KL_DIV ? kl_loss<A, SHORT>(xv, yv, log_target)
-               : OP == BCE    ? bce_loss<A, SHORT>(xv, yv, wv)
-                              : bce_logits_loss<A, SHORT>(xv, yv, wv, has_pw, pv);
+    const A scale = !a.want_grad ? A(0)
+                  : u.scale_one  ? u.scale
+                                 : A(a.gscale[i0 * a.gss0 + i1 * a.gss1 + i2 * a.gss2] * a.gmul);
+    A gv = A(0);
+    const A lv = elem_values<OP>(a, xv, yv, wv, pv, scale, a.log_target != 0, &gv);
     if (a.want_loss) a.loss[i0 * a.ls0 + i1 * a.ls1 + i2 * a.ls2] = narrow_to<T>::from(lv);
-    if (a.want_grad) {
-        const long long gk = i0 * a.gss0 + i1 * a.gss1 + i2 * a.gss2;
-        const A scale = u.scale_one ? u.scale : A(a.gscale[gk] * a.gmul);
-        const A gv = OP == KL_DIV ? kl_grad<A, SHORT>(yv, log_target, scale)
-                   : OP == BCE    ? bce_grad<A, SHORT>(xv, yv, wv, scale)
-                                  : bce_logits_grad<A, SHORT>(xv, yv, wv, has_pw, pv, scale);
-        a.g[i0 * a.gs0 + i1 * a.gs1 + i2 * a.gs2] = narrow_to<T>::from(gv);
-    }
+    if (a.want_grad) a.g[i0 * a.gs0 + i1 * a.gs1 + i2 * a.gs2] = narrow_to<T>::from(gv);
     return (double)lv;
+}
+
+/* Where every element of the one merged axis lies at unit stride in x, y and the outputs
+ * (the weights, pos_weight and gradient scale at unit stride or one value), all at the same
+ * offset from a 16-byte boundary, the elements go as rows.cu's rows do: `head` one at a
+ * time up to the first boundary, then `groups` groups of GROUP<T> (one vector access per
+ * operand), then the tail. Element by element, a thread kept 2 bytes per operand of a
+ * 16-bit loss in flight (4 of float32): about 8 KB per multiprocessor at full occupancy, a
+ * fraction of what HBM's latency asks. {0, 0}: every element one at a time. */
+struct ElemSplit {
+    long long head, groups;
+};
+
+template <class T> FX_HD ElemSplit elem_split(const ElemArgs<T>& a, long long n) {
+    ElemSplit r = {0, 0};
+    auto unit_or_one = [](long long s) { return s == 0 || s == 1; };
+    if (a.d0 != 1 || a.d1 != 1 || a.xs2 != 1 || a.ys2 != 1 || (a.want_loss && a.ls2 != 1) ||
+        (a.want_grad && a.gs2 != 1) || !unit_or_one(a.ws2) || !unit_or_one(a.ps2) ||
+        !unit_or_one(a.gss2))
+        return r;
+    const unsigned long long mis = (unsigned long long)a.x % 16;
+    auto same = [&](const void* p) { return (unsigned long long)p % 16 == mis; };
+    if (mis % sizeof(T) != 0 || !same(a.y) || (a.want_loss && !same(a.loss)) ||
+        (a.want_grad && !same(a.g)))
+        return r;
+    r.head = (long long)((16 - mis) % 16 / sizeof(T));
+    if (r.head > n) r.head = n;
+    r.groups = (n - r.head) / GROUP<T>;
+    return r;
+}
+
+/* A group to global memory in 16-byte stores. nvcc 13 (sm_90) split elem_group's aggregate
+ * store into 32-bit ones, four a group (its loads stayed 16-byte); PTX's vector store keeps
+ * one. */
+template <class T> FX_HD void store_vec_global(T* p, const Vec<T>& v) {
+#if defined(__CUDA_ARCH__)
+    FX_UNROLL for (int i = 0; i < (int)(sizeof(Vec<T>) / 16); ++i) {
+        const unsigned int* w = reinterpret_cast<const unsigned int*>(&v) + 4 * i;
+        asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};"
+                     :: "l"(reinterpret_cast<char*>(p) + 16 * i), "r"(w[0]), "r"(w[1]),
+                        "r"(w[2]), "r"(w[3]) : "memory");
+    }
+#else
+    store_vec(p, v);
+#endif
+}
+
+/* The group of elements k.. (a vector access per operand); returns their losses' sum in
+ * double, added element by element as elem_work's callers add them. LOG_TARGET is kl_div's
+ * a.log_target, fixed per instantiation so that a group does not evaluate both forms. */
+template <int OP, bool LOG_TARGET, class T>
+FX_HD double elem_group(const ElemArgs<T>& a, const Uniform<typename acc_of<T>::type>& u,
+                        long long k) {
+    typedef typename acc_of<T>::type A;
+    const Vec<T> vx = load_vec(a.x + k), vy = load_vec(a.y + k);
+    Vec<T> vl, vg;
+    double acc = 0.0;
+    FX_UNROLL for (int e = 0; e < GROUP<T>; ++e) {
+        const long long i = k + e;
+        const A wv = OP == KL_DIV ? A(1) : u.w_one ? u.w : A(a.w[i * a.ws2]);
+        const A pv = !(OP == BCE_LOGITS && a.has_pw) ? A(1)
+                   : u.pw_one ? u.pw : A(a.pw[i * a.ps2]);
+        const A scale = !a.want_grad ? A(0)
+                      : u.scale_one  ? u.scale : A(a.gscale[i * a.gss2] * a.gmul);
+        A gv = A(0);
+        const A lv = elem_values<OP>(a, A(widen(vx.v[e])), A(widen(vy.v[e])), wv, pv, scale,
+                                     LOG_TARGET, &gv);
+        vl.v[e] = narrow_to<T>::from(lv);
+        vg.v[e] = narrow_to<T>::from(gv);
+        acc += (double)lv;
+    }
+    if (a.want_loss) store_vec_global(a.loss + k, vl);
+    if (a.want_grad) store_vec_global(a.g + k, vg);
+    return acc;
+}
+
+/* Thread t of nt: its elements' losses, summed in double in its own order (the head
+ * element t, groups t, t + nt, ..., then the tail; or every nt-th element). */
+template <int OP, class T> FX_HD double elem_thread(const ElemArgs<T>& a,
+                                                  const Uniform<typename acc_of<T>::type>& u,
+                                                  long long t, long long nt) {
+    const long long n = a.d0 * a.d1 * a.d2;
+    const ElemSplit sp = elem_split(a, n);
+    const long long body = sp.head + GROUP<T> * sp.groups;
+    double acc = 0.0;
+    for (long long k = t; k < sp.head; k += nt) acc += elem_work<OP>(a, u, k);
+    if (OP == KL_DIV && a.log_target) {
+        for (long long j = t; j < sp.groups; j += nt)
+            acc += elem_group<OP, true>(a, u, sp.head + GROUP<T> * j);
+    } else {
+        for (long long j = t; j < sp.groups; j += nt)
+            acc += elem_group<OP, false>(a, u, sp.head + GROUP<T> * j);
+    }
+    for (long long k = body + t; k < n; k += nt) acc += elem_work<OP>(a, u, k);
+    return acc;
 }
 
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
@@ -121,13 +224,9 @@ __global__ void __launch_bounds__(BLOCK) elementwise(
                            pw, ps0, ps1, ps2, has_pw, log_target, gscale, gss0, gss1, gss2,
                            gmul, loss, ls0, ls1, ls2, want_loss, g, gs0, gs1, gs2, want_grad,
                            err};
-    const long long n = d0 * d1 * d2;
     const auto u = uniform_operands<OP>(a);
-    double acc = 0.0;
-    for (long long k = (long long)blockIdx.x * BLOCK + threadIdx.x; k < n;
-         k += (long long)gridDim.x * BLOCK) {
-        acc += elem_work<OP>(a, u, k);
-    }
+    const double acc = elem_thread<OP>(a, u, (long long)blockIdx.x * BLOCK + threadIdx.x,
+                                       (long long)gridDim.x * BLOCK);
     if (finish)                                          /* uniform over the grid */
         finish_reduced<BLOCK>(acc, partial, counter, mode, nullptr, denominator, out,
                               out_dtype);

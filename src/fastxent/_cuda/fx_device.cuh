@@ -192,6 +192,44 @@ FX_HD double fx_max(double a, double b) { return fmax(a, b); }
 FX_HD bool fx_isnan(float v) { return v != v; }
 FX_HD bool fx_isnan(double v) { return v != v; }
 
+/* ---- vector access -------------------------------------------------------------------
+ * A group: the elements of T one 16-byte vector access moves, for float32 (4) and the
+ * 16-bit types (8); float64 takes 4, 32 bytes in two 16-byte accesses. The row passes
+ * (rows.cu) and the element-wise losses (elementwise.cu) move their unit-stride runs by
+ * groups from the first 16-byte boundary on. */
+template <class T> constexpr int GROUP = sizeof(T) == 2 ? 8 : 4;
+
+template <class T> struct alignas(16) Vec {
+    T v[GROUP<T>];
+};
+
+template <class T> FX_HD Vec<T> load_vec(const T* p) {
+    Vec<T> r;
+#if defined(__CUDA_ARCH__)
+    r = *reinterpret_cast<const Vec<T>*>(p);           /* ld.global.v4, ld.shared.v4 */
+#else
+    /* the host test stands in for the device: a misaligned vector access would fault there */
+    if (((unsigned long long)p % alignof(Vec<T>)) != 0) __builtin_trap();
+    __builtin_memcpy(&r, p, sizeof r);
+#endif
+    return r;
+}
+
+template <class T> FX_HD void store_vec(T* p, const Vec<T>& v) {
+#if defined(__CUDA_ARCH__)
+    *reinterpret_cast<Vec<T>*>(p) = v;
+#else
+    if (((unsigned long long)p % alignof(Vec<T>)) != 0) __builtin_trap();
+    __builtin_memcpy(p, &v, sizeof v);
+#endif
+}
+
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+#define FX_UNROLL _Pragma("unroll")
+#else
+#define FX_UNROLL
+#endif
+
 /* ---- lanes: the threads that share a row or a reduction ----------------------------------
  * Every body that reduces is written once over a Lanes type: HostLanes (one lane, on the
  * host or a thread per row), WarpLanes (a warp's butterfly shuffles), BlockLanes (the

@@ -55,41 +55,6 @@ template <class T, class TI> struct RowArgs {
     int* err;
 };
 
-/* The classes of T one group moves: 16 bytes, one vector access, for float32 (4) and the
- * 16-bit types (8); float64 takes 4, 32 bytes in two 16-byte accesses. */
-template <class T> constexpr int GROUP = sizeof(T) == 2 ? 8 : 4;
-
-template <class T> struct alignas(16) Vec {
-    T v[GROUP<T>];
-};
-
-template <class T> FX_HD Vec<T> load_vec(const T* p) {
-    Vec<T> r;
-#if defined(__CUDA_ARCH__)
-    r = *reinterpret_cast<const Vec<T>*>(p);           /* ld.global.v4, ld.shared.v4 */
-#else
-    /* the host test stands in for the device: a misaligned vector access would fault there */
-    if (((unsigned long long)p % alignof(Vec<T>)) != 0) __builtin_trap();
-    __builtin_memcpy(&r, p, sizeof r);
-#endif
-    return r;
-}
-
-template <class T> FX_HD void store_vec(T* p, const Vec<T>& v) {
-#if defined(__CUDA_ARCH__)
-    *reinterpret_cast<Vec<T>*>(p) = v;
-#else
-    if (((unsigned long long)p % alignof(Vec<T>)) != 0) __builtin_trap();
-    __builtin_memcpy(p, &v, sizeof v);
-#endif
-}
-
-#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
-#define FX_UNROLL _Pragma("unroll")
-#else
-#define FX_UNROLL
-#endif
-
 /* Two launch knobs. The backend compiles the values below; benchmarks/gpu_sweep.py compiles
  * others with -D (_cuda_sources.tuning_options) and times them on a device.
  * FX_IN_FLIGHT: vector loads a lane keeps in flight in a pass that reads HBM. One at a time
