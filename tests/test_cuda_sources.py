@@ -684,7 +684,8 @@ def test_elementwise_groups_at_every_offset(cuda_host, op, dtype):
     Either way each loss and gradient entry is the CPU path's, whatever the offset and the
     length (the host build traps on a misaligned vector access)."""
     rng = np.random.default_rng(19)
-    group = 16 // NP_DTYPES[dtype].itemsize
+    size = NP_DTYPES[dtype].itemsize
+    group = 8 if size == 2 else 4           # fx_device.cuh's GROUP: float64 in two accesses
     fn = {"bce_logits": fx.binary_cross_entropy_with_logits, "bce": fx.binary_cross_entropy,
           "kl_div": fx.kl_div}[op]
     for n in (1, group - 1, 3 * group + 5):
@@ -695,8 +696,9 @@ def test_elementwise_groups_at_every_offset(cuda_host, op, dtype):
         kw = {} if op == "kl_div" else dict(w=rng.uniform(0.5, 2, n))
         fkw = {} if op == "kl_div" else dict(weight=kw["w"])
         want, want_grad = fn(xs, ys, reduction="none", return_grad=True, grad_output=go, **fkw)
-        for offset in range(group):
-            for y_offset in {offset, (offset + 1) % group}:     # the same, or not
+        offsets = 16 // size                # the element offsets from a 16-byte boundary
+        for offset in range(offsets):
+            for y_offset in {offset, (offset + 1) % offsets}:   # the same, or not
                 x, y = _at_offset(xs, offset), _at_offset(ys, y_offset)
                 loss, grad, total, _ = _elementwise(cuda_host, op, x, y, go=go, offset=offset,
                                                     **kw)

@@ -58,9 +58,9 @@ def cluster_slice_classes(C: int, k: int) -> int:
 
 
 def row_cache_bytes(C: int, itemsize: int) -> int:
-    """The row cache: the row's elements as stored (rows.cu: row_work), a 16-byte group's
-    classes less one more (rows.cu: GROUP, 8 of a 16-bit type, else 4), so that it can start
-    at the row's offset from a vector boundary (row_cache_elems)."""
+    """The row cache: the row's elements as stored (rows.cu: row_work), and a 16-byte group's
+    classes less one (fx_device.cuh: GROUP, 8 of a 16-bit type, else 4), so that it can
+    start at the row's offset from a vector boundary (rows.cu: row_cache_elems)."""
     group = 8 if itemsize == 2 else 4
     return (C + group - 1) * itemsize
 
