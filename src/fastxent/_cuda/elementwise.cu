@@ -115,12 +115,8 @@ template <int OP, class T> FX_HD double elem_work(const ElemArgs<T>& a,
  * operand), then the tail. Element by element, a thread kept 2 bytes per operand of a
  * 16-bit loss in flight (4 of float32): about 8 KB per multiprocessor at full occupancy, a
  * fraction of what HBM's latency asks. {0, 0}: every element one at a time. */
-struct ElemSplit {
-    long long head, groups;
-};
-
-template <class T> FX_HD ElemSplit elem_split(const ElemArgs<T>& a, long long n) {
-    ElemSplit r = {0, 0};
+template <class T> FX_HD Split<long long> elem_split(const ElemArgs<T>& a, long long n) {
+    const Split<long long> r = {0, 0};
     auto unit_or_one = [](long long s) { return s == 0 || s == 1; };
     if (a.d0 != 1 || a.d1 != 1 || a.xs2 != 1 || a.ys2 != 1 || (a.want_loss && a.ls2 != 1) ||
         (a.want_grad && a.gs2 != 1) || !unit_or_one(a.ws2) || !unit_or_one(a.ps2) ||
@@ -128,13 +124,8 @@ template <class T> FX_HD ElemSplit elem_split(const ElemArgs<T>& a, long long n)
         return r;
     const unsigned long long mis = (unsigned long long)a.x % 16;
     auto same = [&](const void* p) { return (unsigned long long)p % 16 == mis; };
-    if (mis % sizeof(T) != 0 || !same(a.y) || (a.want_loss && !same(a.loss)) ||
-        (a.want_grad && !same(a.g)))
-        return r;
-    r.head = (long long)((16 - mis) % 16 / sizeof(T));
-    if (r.head > n) r.head = n;
-    r.groups = (n - r.head) / GROUP<T>;
-    return r;
+    if (!same(a.y) || (a.want_loss && !same(a.loss)) || (a.want_grad && !same(a.g))) return r;
+    return split_row(a.x, n, 1);
 }
 
 /* A group to global memory in 16-byte stores. nvcc 13 (sm_90) split elem_group's aggregate
@@ -188,7 +179,7 @@ template <int OP, class T> FX_HD double elem_thread(const ElemArgs<T>& a,
                                                   const Uniform<typename acc_of<T>::type>& u,
                                                   long long t, long long nt) {
     const long long n = a.d0 * a.d1 * a.d2;
-    const ElemSplit sp = elem_split(a, n);
+    const Split<long long> sp = elem_split(a, n);
     const long long body = sp.head + GROUP<T> * sp.groups;
     double acc = 0.0;
     for (long long k = t; k < sp.head; k += nt) acc += elem_work<OP>(a, u, k);

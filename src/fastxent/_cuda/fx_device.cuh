@@ -176,9 +176,10 @@ FX_HD float exp_short(float v) {
 #endif
 }
 
-/* exp for the row passes of storage type T (acc_of<T> arithmetic). */
-template <class T, class A> FX_HD A row_exp(A v) {
-    if constexpr (sizeof(T) == 2) return exp_short(v);
+/* exp for results rounded to 16 bits (SHORT: exp_short) or not (fx_exp): the row passes of
+ * a 16-bit storage type and the element-wise losses of one. */
+template <bool SHORT, class A> FX_HD A exp_for(A v) {
+    if constexpr (SHORT) return exp_short(v);
     else return fx_exp(v);
 }
 FX_HD float fx_log(float v) { return logf(v); }
@@ -222,6 +223,24 @@ template <class T> FX_HD void store_vec(T* p, const Vec<T>& v) {
     if (((unsigned long long)p % alignof(Vec<T>)) != 0) __builtin_trap();
     __builtin_memcpy(p, &v, sizeof v);
 #endif
+}
+
+/* How a run of n elements of T at stride s splits into vector accesses: [0, head) one at a
+ * time (up to the first 16-byte boundary), `groups` groups of GROUP<T>, then the rest one at
+ * a time. A strided or element-misaligned run is all tail. N: the count's type (int for a
+ * row's classes, long long for the element-wise losses). */
+template <class N> struct Split {
+    N head, groups;
+};
+
+template <class T, class N> FX_HD Split<N> split_row(const T* p, N n, long long s) {
+    Split<N> r = {0, 0};
+    const unsigned long long al = alignof(Vec<T>), mis = (unsigned long long)p % al;
+    if (s != 1 || mis % sizeof(T) != 0) return r;
+    r.head = (N)(((al - mis) % al) / sizeof(T));
+    if (r.head > n) r.head = n;
+    r.groups = (n - r.head) / GROUP<T>;
+    return r;
 }
 
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
@@ -560,12 +579,6 @@ FX_HD float log1p_short(float e) {
     return e <= 0.0625f ? -neg_log1m_series(-e) : ln_approx(1.0f + e);
 }
 
-/* exp(v) of the element-wise losses: exp_short for SHORT, as the 16-bit rows take. */
-template <class A, bool SHORT> FX_HD A elem_exp(A v) {
-    if constexpr (SHORT) return exp_short(v);
-    else return fx_exp(v);
-}
-
 /* binary_cross_entropy_with_logits: w [(1 - y) x + (1 + (pw - 1) y) softplus(-x)], with
  * softplus(-x) = log1p(exp(-|x|)) + max(-x, 0), log1p by Goldberg's formula (or
  * log1p_short for SHORT); and its gradient w [(pw y + 1 - y) sigmoid(x) - pw y]. Without
@@ -573,7 +586,7 @@ template <class A, bool SHORT> FX_HD A elem_exp(A v) {
  * infinite y makes (pw - 1) y = 0 * inf a NaN where its loss and gradient are -inf. */
 template <class A, bool SHORT = false> FX_HD A bce_logits_loss(A x, A y, A w, bool has_pw,
                                                                A pw) {
-    const A e = elem_exp<A, SHORT>(-fx_abs(x)), u = A(1) + e;
+    const A e = exp_for<SHORT>(-fx_abs(x)), u = A(1) + e;
     A l1p;
     if constexpr (SHORT) l1p = log1p_short(e);
     else l1p = (u == A(1)) ? e : fx_log(u) * (e / (u - A(1)));
@@ -583,7 +596,7 @@ template <class A, bool SHORT = false> FX_HD A bce_logits_loss(A x, A y, A w, bo
 
 template <class A, bool SHORT = false> FX_HD A bce_logits_grad(A x, A y, A w, bool has_pw,
                                                                A pw, A scale) {
-    const A e = elem_exp<A, SHORT>(-fx_abs(x)), u = A(1) + e;
+    const A e = exp_for<SHORT>(-fx_abs(x)), u = A(1) + e;
     const A sg = fx_div<SHORT>(x < A(0) ? e : A(1), u);
     return scale * w * (has_pw ? (pw * y + A(1) - y) * sg - pw * y : sg - y);
 }
@@ -620,7 +633,7 @@ template <class A, bool SHORT = false> FX_HD A bce_grad(A p, A y, A w, A scale) 
 /* kl_div: log_target false: xlogy(t, t) - t x, gradient -t;
  *         log_target true:  exp(t) (t - x),    gradient -exp(t). */
 template <class A, bool SHORT = false> FX_HD A kl_loss(A x, A t, bool log_target) {
-    if (log_target) return elem_exp<A, SHORT>(t) * (t - x);
+    if (log_target) return exp_for<SHORT>(t) * (t - x);
     A log_t;
     if constexpr (SHORT) log_t = log_short(t);
     else log_t = fx_log(t);
@@ -629,7 +642,7 @@ template <class A, bool SHORT = false> FX_HD A kl_loss(A x, A t, bool log_target
 }
 
 template <class A, bool SHORT = false> FX_HD A kl_grad(A t, bool log_target, A scale) {
-    return -(log_target ? elem_exp<A, SHORT>(t) : t) * scale;
+    return -(log_target ? exp_for<SHORT>(t) : t) * scale;
 }
 
 }  // namespace fx

@@ -76,23 +76,9 @@ template <class T, class TI> struct RowArgs {
 #endif
 enum { IN_FLIGHT = FX_IN_FLIGHT };
 
-/* How a row of unit stride splits into vector accesses: classes [0, head) one at a time
- * (up to the first vector boundary), `groups` groups of GROUP<T>, then the rest one at a
- * time. Lane l owns head class l, groups l, l + NL, ... and tail classes
- * head + GROUP groups + l, ... A strided or element-misaligned row is all tail. */
-struct Split {
-    int head, groups;
-};
-
-template <class T> FX_HD Split split_row(const T* p, int n, long long s) {
-    Split r = {0, 0};
-    const unsigned long long al = alignof(Vec<T>), mis = (unsigned long long)p % al;
-    if (s != 1 || mis % sizeof(T) != 0) return r;
-    r.head = (int)(((al - mis) % al) / sizeof(T));
-    if (r.head > n) r.head = n;
-    r.groups = (n - r.head) / GROUP<T>;
-    return r;
-}
+/* A row splits into vector accesses as fx_device.cuh's split_row says. Lane l owns head
+ * class l, groups l, l + NL, ... and tail classes head + GROUP groups + l, ... */
+typedef Split<int> RowSplit;
 
 /* The group of classes c.. as one vector: one load where the row lines up with the split
  * (`vec`), one per class otherwise. */
@@ -108,7 +94,7 @@ template <class T> FX_HD Vec<T> load_group(const T* p, long long s, int c, bool 
  * group, or k = 1; IN_FLIGHT groups are loaded before the first is used. `vec`: p lines up
  * with sp, so a group is one vector load. */
 template <class T, class Lanes, class F>
-FX_HD void visit_row(const Lanes& L, const T* p, long long s, int n, Split sp, F f,
+FX_HD void visit_row(const Lanes& L, const T* p, long long s, int n, RowSplit sp, F f,
                      bool vec = true) {
     constexpr int G = GROUP<T>;
     const int NL = L.lanes(), lane = L.lane();
@@ -135,7 +121,7 @@ FX_HD void visit_row(const Lanes& L, const T* p, long long s, int n, Split sp, F
 
 /* Whether this lane visits class c of a row of T split as `sp` (visit_row's order): a head
  * class one at a time, a group as one, then the tail. */
-template <class T, class Lanes> FX_HD bool visits(const Lanes& L, Split sp, int c) {
+template <class T, class Lanes> FX_HD bool visits(const Lanes& L, RowSplit sp, int c) {
     const int NL = L.lanes(), body = sp.head + GROUP<T> * sp.groups;
     const int slot = c < sp.head ? c : (c < body ? (c - sp.head) / GROUP<T> : c - body);
     return slot % NL == L.lane();
@@ -155,10 +141,10 @@ template <class T> FX_HD void put_values(T* p, long long s, int c, const T* v, i
 /* Write g[c] = fn(c, src value) for a row, in g's vector split: vector stores wherever g
  * allows them, vector loads of src where src lines up with g (same head, unit stride). */
 template <class S, class T, class Lanes, class F>
-FX_HD void write_row(const Lanes& L, const S* src, long long ss, Split ssp, T* g,
+FX_HD void write_row(const Lanes& L, const S* src, long long ss, RowSplit ssp, T* g,
                      long long gs, int n, F fn) {
     static_assert(GROUP<S> == GROUP<T>, "a group of src is a group of g");
-    const Split gsp = split_row(g, n, gs);
+    const RowSplit gsp = split_row(g, n, gs);
     const bool vec_src = ss == 1 && ssp.head == gsp.head && ssp.groups == gsp.groups;
     visit_row(L, src, ss, n, gsp, [&](int c, const S* v, int k) {
         T out[GROUP<T>];
@@ -183,6 +169,7 @@ template <class T> FX_HD long long row_cache_elems(int C) {
  * exp(x - 0) gives those 0 and NaN, where x - max would be NaN for -inf too. */
 template <int OP, class T, class A> FX_HD void online_add(const T* v, int k, A& m,
                                                           RowSums<A>& s) {
+    constexpr bool SHORT = sizeof(T) == 2;      /* exp_for: 16-bit storage takes exp_short */
     const A inf = A(inf_f());
     A x[GROUP<T>], g = m;
     for (int e = 0; e < k; ++e) {
@@ -190,12 +177,12 @@ template <int OP, class T, class A> FX_HD void online_add(const T* v, int k, A& 
         g = fx_max(g, x[e]);
     }
     if (g > m) {
-        s.total *= row_exp<T>(m - g);
+        s.total *= exp_for<SHORT>(m - g);
         m = g;
     }
     const A base = m == -inf ? A(0) : m;
     for (int e = 0; e < k; ++e) {
-        s.total += row_exp<T>(x[e] - base);
+        s.total += exp_for<SHORT>(x[e] - base);
         if (OP == LSE && fx_isnan(x[e])) s.a += A(1);
     }
 }
@@ -223,6 +210,7 @@ template <int OP, bool CACHED, class T, class TI, class Lanes>
 FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool active,
                     T* cache, long long next = -1) {
     typedef typename acc_of<T>::type A;
+    constexpr bool SHORT = sizeof(T) == 2;      /* exp_for: 16-bit storage takes exp_short */
     /* The row cache holds the row as stored. After pass 2 it holds exp(x - max) instead for
      * float32 and float64 (evaluated once per logit), except for log_softmax, which needs
      * the logits. The 16-bit types keep their raw logits, half the shared memory of a
@@ -274,7 +262,7 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
     }
 
     const T* qr = a.q + o * a.qso + i * a.qsi;
-    const Split sx = split_row(xs, n, a.sc);
+    const RowSplit sx = split_row(xs, n, a.sc);
     /* the cache starts where the row's first full vector lines up with a vector boundary */
     T* kc = cache + ((GROUP<T> - sx.head) & (GROUP<T> - 1));
     RowSums<A> s = {A(0), A(0), A(0)};
@@ -307,7 +295,7 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
         visit_row(L, (const T*)kc, 1, n, sx, [&](int c, const T* v, int k) {
             T kept[GROUP<T>];
             for (int e = 0; e < k; ++e) {
-                const A x = A(widen(v[e])), ex = row_exp<T>(x - m);
+                const A x = A(widen(v[e])), ex = exp_for<SHORT>(x - m);
                 s.total += ex;
                 add_relative(c0 + c + e, x);
                 kept[e] = narrow_to<T>::from(ex);
@@ -323,7 +311,7 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
             online_add<OP>(v, k, m, s);
         });
         const A M = L.max(m);
-        if (m < M) s.total *= row_exp<T>(m - M);   /* this lane's sum, relative to the row's max */
+        if (m < M) s.total *= exp_for<SHORT>(m - M);    /* this lane's sum, to the row's max */
         m = M;
         if (m == -inf) {
             if (OP == LSE) { m = A(0); s.total = A(0); }   /* lse = -inf, or NaN (below) */
@@ -344,7 +332,7 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
     /* pass 3: the row's loss and its outputs, from the cache or the logits; e_of(v) is
      * exp(x - m) of the value read (the cached exponential itself, or from the logit). The
      * class index of the slice's c is c0 + c. */
-    auto e_of = [&](A v) { return (CACHED && KEEP_E) ? v : row_exp<T>(v - m); };
+    auto e_of = [&](A v) { return (CACHED && KEEP_E) ? v : exp_for<SHORT>(v - m); };
     auto write = [&](auto fn) {
         if (CACHED) write_row(L, (const T*)kc, 1, sx, gs, a.gsc, n, fn);
         else write_row(L, xs, a.sc, sx, gs, a.gsc, n, fn);
