@@ -309,7 +309,9 @@ class HostKernel:
             finally:
                 self.lib.fx_host_set_cluster(1)
         elif self.kind == "elementwise":
-            assert self.lib.fx_host_elementwise(S.ELEMENTWISE_OPS[self.op], code,
+            indexed = re.fullmatch(r"fx::elementwise<\d+, [^,]+, \d+, (true|false)>",
+                                    self.name).group(1) == "true"
+            assert self.lib.fx_host_elementwise(S.ELEMENTWISE_OPS[self.op], code, int(indexed),
                                                 _ll(grid[0]), _ll(block[0]), *cargs) == 0
         else:
             target = {S.mean_scale_kernel(t): i for i, t in enumerate(S.TARGETS)}[self.name]

@@ -575,7 +575,7 @@ def _elementwise(host, op, x, y, *, w=None, pw=None, log_target=False, go=None,
                               err=err, counter=np.zeros(1, np.int32),
                               partial=partial, out=total)
     assert host.fx_host_elementwise(S.ELEMENTWISE_OPS[op], DTYPE_CODES[x.dtype.name],
-                                    _c(np.int64(grid)), _c(np.int64(block)),
+                                    _c(np.int32(0)), _c(np.int64(grid)), _c(np.int64(block)),
                                     *map(_c, args)) == 0
     return loss, grad, partial if per_element else float(total), int(err[0])
 
@@ -706,6 +706,74 @@ def test_elementwise_groups_at_every_offset(cuda_host, op, dtype):
                 _close(loss, want, dtype, what)
                 _close(grad, want_grad, dtype, what)
                 _close(total, want.astype(np.float64).sum(), dtype, what)
+
+
+# (shape, weight's shape, pos_weight's shape, grad_output's order): operands that keep two or
+# three axes of the view (_validate.elementwise_views) while the input, the target and the
+# outputs stay dense in C order. None: no such operand.
+KEPT_AXES = [((40, 13), (13,), (13,), "C"),         # per class: (N, C) keeps both axes
+             ((97, 3), (97, 1), (3,), "C"),         # rows shorter than a group; per sample
+             ((30, 16), None, (16,), "F"),          # grad_output in Fortran order
+             ((5, 7, 11), (1, 7, 1), (7, 1), "C")]  # three axes
+
+
+@pytest.mark.parametrize("dtype", list(NP_DTYPES))
+@pytest.mark.parametrize("op", ["bce_logits", "bce", "kl_div"])
+def test_elementwise_groups_of_views_that_keep_axes(cuda_host, op, dtype):
+    """Where a per-class or per-sample operand keeps more than one axis of the view, the
+    input, target and outputs can still be dense, and then go in 16-byte groups whose other
+    operands follow each element's position (the INDEXED kernel). Either instantiation gives
+    any view the CPU path's values, at every offset from a 16-byte boundary. Twelve threads
+    take several groups each, so a thread's position moves with carries over every axis."""
+    from fastxent import _validate as V
+    rng = np.random.default_rng(23)
+    np_dtype = NP_DTYPES[dtype]
+    offsets = 16 // np_dtype.itemsize
+    fn = {"bce_logits": fx.binary_cross_entropy_with_logits, "bce": fx.binary_cross_entropy,
+          "kl_div": fx.kl_div}[op]
+    for shape, w_shape, pw_shape, order in KEPT_AXES:
+        xs = (rng.uniform(0.05, 0.95, shape) if op == "bce" else
+              rng.standard_normal(shape) * 3).astype(np_dtype)
+        ys = rng.uniform(0, 1, shape).astype(np_dtype)
+        go = rng.uniform(0.5, 1.5, shape)
+        go = np.asfortranarray(go) if order == "F" else go
+        kw = {}
+        if op != "kl_div" and w_shape:
+            kw["weight"] = rng.uniform(0.5, 2, w_shape)
+        if op == "bce_logits" and pw_shape:
+            kw["pos_weight"] = rng.uniform(0.5, 3, pw_shape)
+        want, want_grad = fn(xs, ys, reduction="none", return_grad=True, grad_output=go, **kw)
+        for offset in range(offsets):
+            for y_offset in {offset, (offset + 1) % offsets}:   # the same, or not
+                x = _at_offset(xs.ravel(), offset).reshape(shape)
+                y = _at_offset(ys.ravel(), y_offset).reshape(shape)
+                others = [y]
+                if op != "kl_div":
+                    others.append(np.broadcast_to(np.asarray(kw.get("weight", 1.0)), shape))
+                if "pos_weight" in kw:
+                    others.append(np.broadcast_to(kw["pos_weight"], shape))
+                perm, _, views = V.elementwise_views(x, *others, go)
+                assert perm == tuple(range(len(shape)))
+                d0, d1, d2 = views[0].shape
+                assert (d0 * d1 != 1) == (len(kw) > 0 or order == "F"), views[0].shape
+                for indexed in (False, True):
+                    loss, grad = (_at_offset(np.full(xs.size, np.nan, np_dtype), offset)
+                                  .reshape(d0, d1, d2) for _ in range(2))
+                    grid, block = 3, 4
+                    partial, total = np.full(grid, np.nan), np.full((), np.nan)
+                    args = P.elementwise_args(
+                        views[0], views[1], w3=views[2] if op != "kl_div" else None,
+                        pw3=views[3] if "pos_weight" in kw else None, gscale3=views[-1],
+                        loss3=loss, g3=grad, err=np.zeros(1, np.int32),
+                        counter=np.zeros(1, np.int32), partial=partial, out=total)
+                    assert cuda_host.fx_host_elementwise(
+                        S.ELEMENTWISE_OPS[op], DTYPE_CODES[dtype], _c(np.int32(indexed)),
+                        _c(np.int64(grid)), _c(np.int64(block)), *map(_c, args)) == 0
+                    what = (f"{op} {shape} offsets {offset}, {y_offset}, "
+                            f"{'indexed' if indexed else 'one axis'}")
+                    _close(loss.reshape(shape), want, dtype, what)
+                    _close(grad.reshape(shape), want_grad, dtype, what)
+                    _close(float(total), want.astype(np.float64).sum(), dtype, what)
 
 
 def test_elementwise_non_finite(cuda_host):
@@ -867,7 +935,7 @@ def test_elementwise_reduces_in_its_last_block(cuda_host, grid):
                     partial=partial, counter=np.zeros(1, np.int32), mode=mode,
                     denominator_value=den, out=out)
                 assert cuda_host.fx_host_elementwise(
-                    S.ELEMENTWISE_OPS["bce_logits"], DTYPE_CODES["float64"],
+                    S.ELEMENTWISE_OPS["bce_logits"], DTYPE_CODES["float64"], _c(np.int32(0)),
                     _c(np.int64(grid)), _c(np.int64(4)), *map(_c, args)) == 0
                 total = 0.0
                 for p in partial:               # the last block's order: block index

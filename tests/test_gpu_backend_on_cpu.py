@@ -325,6 +325,32 @@ def test_elementwise(gpu, dtype, shape):
             _close(got[1], want[1], dtype)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_operands_of_their_own_layout_take_the_indexed_kernel(gpu, dtype):
+    """A per-class pos_weight or weight, or a per-sample weight, keeps a second axis of the
+    element-wise views: the backend launches the INDEXED instantiation for those calls (its
+    16-byte groups follow each element's position) and the one-axis one otherwise."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((50, 12)).astype(DTYPES[dtype])
+    y = rng.uniform(size=(50, 12)).astype(DTYPES[dtype])
+    cases = [(dict(pos_weight=rng.uniform(0.5, 3, 12)), True),
+             (dict(weight=rng.uniform(0.5, 2, 12)), True),
+             (dict(weight=rng.uniform(0.5, 2, (50, 1))), True),
+             (dict(weight=rng.uniform(0.5, 2, (50, 12)), pos_weight=np.array(2.0)), False),
+             ({}, False)]
+    for kw, indexed in cases:
+        for red in ("mean", "none"):
+            want = fx.binary_cross_entropy_with_logits(x, y, reduction=red, return_grad=True,
+                                                       **kw)
+            got = fx.binary_cross_entropy_with_logits(
+                gpu.dev(x), gpu.dev(y), reduction=red, return_grad=True,
+                **{k: gpu.dev(v) for k, v in kw.items()})
+            assert gpu.kernels[-1].name.endswith(f"{'true' if indexed else 'false'}>"), \
+                (kw.keys(), gpu.kernels[-1].name)
+            _close(got[0], want[0], dtype)
+            _close(got[1], want[1], dtype)
+
+
 def test_value_errors_are_deferred_to_the_next_call(gpu):
     x = gpu.dev(np.zeros((4, 3), np.float32))
     loss = fx.cross_entropy(x, gpu.dev(np.array([0, 3, 1, 2])), reduction="none")

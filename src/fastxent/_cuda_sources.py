@@ -85,9 +85,11 @@ def row_kernel(op: str, dtype: str, target: str | None, config) -> str:
             f"{'true' if cached else 'false'}>")
 
 
-def elementwise_kernel(op: str, dtype: str) -> str:
-    """The name expression of one element-wise kernel instantiation."""
-    return f"fx::elementwise<{ELEMENTWISE_OPS[op]}, {DTYPES[dtype]}, {ELEMENTWISE_BLOCK}>"
+def elementwise_kernel(op: str, dtype: str, indexed: bool) -> str:
+    """The name expression of one element-wise kernel instantiation; `indexed` for a view
+    that keeps more than one axis (elementwise.cu's INDEXED)."""
+    return (f"fx::elementwise<{ELEMENTWISE_OPS[op]}, {DTYPES[dtype]}, {ELEMENTWISE_BLOCK}, "
+            f"{'true' if indexed else 'false'}>")
 
 
 def mean_scale_kernel(target: str) -> str:
@@ -105,7 +107,7 @@ def module(kind: str, op: str, dtype: str):
         return "rows.cu", names
     if kind == "reduce":
         return "reduce.cu", [mean_scale_kernel(t) for t in TARGETS]
-    return "elementwise.cu", [elementwise_kernel(op, dtype)]
+    return "elementwise.cu", [elementwise_kernel(op, dtype, i) for i in (False, True)]
 
 
 def all_modules():

@@ -548,7 +548,9 @@ def _elementwise_call(op, input, target, *, weight=None, pos_weight=None, reduct
                                   log_target=log_target, gscale3=views[k + 1] if want else None,
                                   gmul=gmul, loss3=loss3, g3=g3,
                                   err=flags[:1] if probabilities else None, **reduce)
-        name = S.elementwise_kernel(op, _name(cdt))
+        # a per-class pos_weight or weight keeps a second axis (INDEXED): positions then
+        # move by carries, which the one-axis kernel's group loop has no use for
+        name = S.elementwise_kernel(op, _name(cdt), indexed=shape3[0] * shape3[1] != 1)
         _kernel("elementwise", op, _name(cdt), name)((grid,), (S.ELEMENTWISE_BLOCK,), args)
     if probabilities:       # after every check made at the call: a refused call defers none
         _defer(flags[:1], ValueError, "input and target of binary_cross_entropy must hold "

@@ -144,23 +144,23 @@ void rows_partials(const double* rows_out, long long nrows, long long grid, int 
 
 /* Every thread of the grid in turn, with the elements elem_thread gives it; with `partial`
  * (a reduced loss), each block's partial is the sum of its threads' losses. */
-template <int OP, class T>
+template <int OP, bool INDEXED, class T>
 void run_elementwise(const ElemArgs<T>& a, long long grid, long long block, double* partial) {
     const auto u = uniform_operands<OP>(a);
     for (long long b = 0; b < grid; ++b) {
         double sum = 0.0;
         for (long long t = 0; t < block; ++t)
-            sum += elem_thread<OP>(a, u, b * block + t, grid * block);
+            sum += elem_thread<OP, INDEXED>(a, u, b * block + t, grid * block);
         if (partial) partial[b] = sum;
     }
 }
 
-template <class T>
+template <bool INDEXED, class T>
 void elementwise_op(int op, const ElemArgs<T>& a, long long grid, long long block,
                     double* partial) {
-    if (op == BCE) run_elementwise<BCE>(a, grid, block, partial);
-    else if (op == BCE_LOGITS) run_elementwise<BCE_LOGITS>(a, grid, block, partial);
-    else run_elementwise<KL_DIV>(a, grid, block, partial);
+    if (op == BCE) run_elementwise<BCE, INDEXED>(a, grid, block, partial);
+    else if (op == BCE_LOGITS) run_elementwise<BCE_LOGITS, INDEXED>(a, grid, block, partial);
+    else run_elementwise<KL_DIV, INDEXED>(a, grid, block, partial);
 }
 
 /* A reduce.cu kernel's blocks one after another, then its last block's step. */
@@ -208,9 +208,10 @@ int fx_host_rows(int op, int dtype, int target, int cached, long long grid, int 
     return unknown;
 }
 
-/* op, dtype, grid and block, then fx::elementwise's arguments; for a reduced loss a partial
- * per block and the result (the counter unused). */
-int fx_host_elementwise(int op, int dtype, long long grid, long long block, const void* x,
+/* op, dtype, the kernel's INDEXED, grid and block, then fx::elementwise's arguments; for a
+ * reduced loss a partial per block and the result (the counter unused). */
+int fx_host_elementwise(int op, int dtype, int indexed, long long grid, long long block,
+                        const void* x,
                         long long d0, long long d1, long long d2, long long xs0,
                         long long xs1, long long xs2,
                         const void* y, long long ys0, long long ys1, long long ys2,
@@ -228,7 +229,8 @@ int fx_host_elementwise(int op, int dtype, long long grid, long long block, cons
                                ys2, w, ws0, ws1, ws2, pw, ps0, ps1, ps2, has_pw, log_target,
                                gscale, gss0, gss1, gss2, gmul, (T*)loss, ls0, ls1, ls2, want_loss,
                                (T*)g, gs0, gs1, gs2, want_grad, err};
-        elementwise_op(op, a, grid, block, finish ? partial : nullptr);
+        if (indexed) elementwise_op<true>(op, a, grid, block, finish ? partial : nullptr);
+        else elementwise_op<false>(op, a, grid, block, finish ? partial : nullptr);
         if (finish)     /* the last block's step, once every block's partial is written */
             write_reduced(HostLanes(), partial, grid, mode, nullptr, denominator, out,
                           out_dtype);

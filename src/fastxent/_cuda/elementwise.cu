@@ -74,53 +74,103 @@ template <int OP, class T, class A> FX_HD A elem_values(const ElemArgs<T>& a, A 
                         : bce_logits_loss<A, SHORT>(xv, yv, wv, has_pw, pv);
 }
 
-/* Element k (C order over d0, d1, d2): writes its loss and gradient when wanted, returns
- * its loss in double for the block's partial sum. `u`: uniform_operands(a). */
-template <int OP, class T> FX_HD double elem_work(const ElemArgs<T>& a,
-                                                 const Uniform<typename acc_of<T>::type>& u,
-                                                 long long k) {
-    typedef typename acc_of<T>::type A;
-    /* Operands of one layout merge into one axis (_validate.elementwise_views), which needs
-     * no division; a division costs about 20 instructions on the device even in 32 bits,
-     * a third of the loss's own. */
-    long long i0 = 0, i1 = 0, i2 = k;
-    if (a.d0 != 1) {
-        const long long d12 = a.d1 * a.d2, r = k - (i0 = k / d12) * d12;
-        i2 = r - (i1 = r / a.d2) * a.d2;
-    } else if (a.d1 != 1) {
-        i2 = k - (i1 = k / a.d2) * a.d2;
+/* Element (i0, i1, i2) of the (d0, d1, d2) view; an operand's element is at(its strides).
+ * Pos<false> is for a view of one merged axis (d0 = d1 = 1), where i2 alone moves and a
+ * position needs no division: a division costs about 20 instructions on the device even in
+ * 32 bits, a third of the loss's own. */
+template <bool INDEXED> struct Pos {
+    long long i0, i1, i2;
+    FX_HD long long at(long long s0, long long s1, long long s2) const {
+        return INDEXED ? i0 * s0 + i1 * s1 + i2 * s2 : i2 * s2;
     }
-    const A xv = widen(a.x[i0 * a.xs0 + i1 * a.xs1 + i2 * a.xs2]);
-    const A yv = widen(a.y[i0 * a.ys0 + i1 * a.ys1 + i2 * a.ys2]);
+    /* the next element in C order */
+    FX_HD void next(long long d1, long long d2) {
+        if (++i2 != d2 || !INDEXED) return;
+        i2 = 0;
+        if (++i1 != d1) return;
+        i1 = 0;
+        ++i0;
+    }
+    /* `by` elements further on, given as pos_of(by): digits added with their carries
+     * (INDEXED only: on one axis the position is the element's index itself) */
+    FX_HD void advance(const Pos by, long long d1, long long d2) {
+        if (!INDEXED) return;
+        i2 += by.i2;
+        if (i2 >= d2) {
+            i2 -= d2;
+            ++i1;
+        }
+        i1 += by.i1;
+        if (i1 >= d1) {
+            i1 -= d1;
+            ++i0;
+        }
+        i0 += by.i0;
+    }
+};
+
+/* The position of element k (C order over d0, d1, d2). */
+template <bool INDEXED, class T> FX_HD Pos<INDEXED> pos_of(const ElemArgs<T>& a, long long k) {
+    Pos<INDEXED> p = {0, 0, k};
+    if (!INDEXED) return p;
+    if (a.d0 != 1) {
+        const long long d12 = a.d1 * a.d2, r = k - (p.i0 = k / d12) * d12;
+        p.i2 = r - (p.i1 = r / a.d2) * a.d2;
+    } else if (a.d1 != 1) {
+        p.i2 = k - (p.i1 = k / a.d2) * a.d2;
+    }
+    return p;
+}
+
+/* The element at position p: writes its loss and gradient when wanted, returns its loss in
+ * double for the block's partial sum. `u`: uniform_operands(a). */
+template <int OP, class T, bool INDEXED>
+FX_HD double elem_work(const ElemArgs<T>& a, const Uniform<typename acc_of<T>::type>& u,
+                       const Pos<INDEXED> p) {
+    typedef typename acc_of<T>::type A;
+    const A xv = widen(a.x[p.at(a.xs0, a.xs1, a.xs2)]);
+    const A yv = widen(a.y[p.at(a.ys0, a.ys1, a.ys2)]);
     const A wv = OP == KL_DIV ? A(1)
                : u.w_one      ? u.w
-                              : A(a.w[i0 * a.ws0 + i1 * a.ws1 + i2 * a.ws2]);
+                              : A(a.w[p.at(a.ws0, a.ws1, a.ws2)]);
     const A pv = !(OP == BCE_LOGITS && a.has_pw) ? A(1)
                : u.pw_one ? u.pw
-                          : A(a.pw[i0 * a.ps0 + i1 * a.ps1 + i2 * a.ps2]);
+                          : A(a.pw[p.at(a.ps0, a.ps1, a.ps2)]);
     const A scale = !a.want_grad ? A(0)
                   : u.scale_one  ? u.scale
-                                 : A(a.gscale[i0 * a.gss0 + i1 * a.gss1 + i2 * a.gss2] * a.gmul);
+                                 : A(a.gscale[p.at(a.gss0, a.gss1, a.gss2)] * a.gmul);
     A gv = A(0);
     const A lv = elem_values<OP>(a, xv, yv, wv, pv, scale, a.log_target != 0, &gv);
-    if (a.want_loss) a.loss[i0 * a.ls0 + i1 * a.ls1 + i2 * a.ls2] = narrow_to<T>::from(lv);
-    if (a.want_grad) a.g[i0 * a.gs0 + i1 * a.gs1 + i2 * a.gs2] = narrow_to<T>::from(gv);
+    if (a.want_loss) a.loss[p.at(a.ls0, a.ls1, a.ls2)] = narrow_to<T>::from(lv);
+    if (a.want_grad) a.g[p.at(a.gs0, a.gs1, a.gs2)] = narrow_to<T>::from(gv);
     return (double)lv;
 }
 
-/* Where every element of the one merged axis lies at unit stride in x, y and the outputs
- * (the weights, pos_weight and gradient scale at unit stride or one value), all at the same
- * offset from a 16-byte boundary, the elements go as rows.cu's rows do: `head` one at a
- * time up to the first boundary, then `groups` groups of GROUP<T> (one vector access per
- * operand), then the tail. Element by element, a thread kept 2 bytes per operand of a
- * 16-bit loss in flight (4 of float32): about 8 KB per multiprocessor at full occupancy, a
- * fraction of what HBM's latency asks. {0, 0}: every element one at a time. */
-template <class T> FX_HD Split<long long> elem_split(const ElemArgs<T>& a, long long n) {
+/* Element k, anywhere: a view of more than one axis finds its position by division. */
+template <int OP, class T> FX_HD double elem_work(const ElemArgs<T>& a,
+                                                 const Uniform<typename acc_of<T>::type>& u,
+                                                 long long k) {
+    return elem_work<OP>(a, u, pos_of<true>(a, k));
+}
+
+/* Where x, y and the outputs hold the view's elements densely in C order (each at unit
+ * stride, the outer axes following on), all at the same offset from a 16-byte boundary, the
+ * elements go as rows.cu's rows do: `head` one at a time up to the first boundary, then
+ * `groups` groups of GROUP<T> (one vector access per operand), then the tail. The weights,
+ * pos_weight and gradient scale are read element by element at their own strides: without
+ * INDEXED only along one merged axis, with it along all three (a per-class pos_weight over
+ * (N, C) keeps two). Element by element, a thread kept 2 bytes per operand of a 16-bit loss
+ * in flight (4 of float32): about 8 KB per multiprocessor at full occupancy, a fraction of
+ * what HBM's latency asks. {0, 0}: every element one at a time. */
+template <bool INDEXED, class T> FX_HD Split<long long> elem_split(const ElemArgs<T>& a,
+                                                                 long long n) {
     const Split<long long> r = {0, 0};
-    auto unit_or_one = [](long long s) { return s == 0 || s == 1; };
-    if (a.d0 != 1 || a.d1 != 1 || a.xs2 != 1 || a.ys2 != 1 || (a.want_loss && a.ls2 != 1) ||
-        (a.want_grad && a.gs2 != 1) || !unit_or_one(a.ws2) || !unit_or_one(a.ps2) ||
-        !unit_or_one(a.gss2))
+    auto dense = [&](long long s0, long long s1, long long s2) {
+        return s2 == 1 && (a.d1 == 1 || s1 == a.d2) && (a.d0 == 1 || s0 == a.d1 * a.d2);
+    };
+    if ((!INDEXED && (a.d0 != 1 || a.d1 != 1)) || !dense(a.xs0, a.xs1, a.xs2) ||
+        !dense(a.ys0, a.ys1, a.ys2) || (a.want_loss && !dense(a.ls0, a.ls1, a.ls2)) ||
+        (a.want_grad && !dense(a.gs0, a.gs1, a.gs2)))
         return r;
     const unsigned long long mis = (unsigned long long)a.x % 16;
     auto same = [&](const void* p) { return (unsigned long long)p % 16 == mis; };
@@ -144,23 +194,27 @@ template <class T> FX_HD void store_vec_global(T* p, const Vec<T>& v) {
 #endif
 }
 
-/* The group of elements k.. (a vector access per operand); returns their losses' sum in
- * double, added element by element as elem_work's callers add them. LOG_TARGET is kl_div's
+/* The group of elements k.. at position p (a vector access per operand); returns their
+ * losses' sum in double, added element by element as elem_work's callers add them. The
+ * group lies in one row of the view (i2 to i2 + GROUP - 1), so each other operand's
+ * elements step by its innermost stride from its element at p. LOG_TARGET is kl_div's
  * a.log_target, fixed per instantiation so that a group does not evaluate both forms. */
-template <int OP, bool LOG_TARGET, class T>
+template <int OP, bool LOG_TARGET, bool INDEXED, class T>
 FX_HD double elem_group(const ElemArgs<T>& a, const Uniform<typename acc_of<T>::type>& u,
-                        long long k) {
+                        long long k, const Pos<INDEXED> p) {
     typedef typename acc_of<T>::type A;
     const Vec<T> vx = load_vec(a.x + k), vy = load_vec(a.y + k);
+    const double* w = a.w + p.at(a.ws0, a.ws1, a.ws2);
+    const double* pw = a.pw + p.at(a.ps0, a.ps1, a.ps2);
+    const double* gscale = a.gscale + p.at(a.gss0, a.gss1, a.gss2);
     Vec<T> vl, vg;
     double acc = 0.0;
     FX_UNROLL for (int e = 0; e < GROUP<T>; ++e) {
-        const long long i = k + e;
-        const A wv = OP == KL_DIV ? A(1) : u.w_one ? u.w : A(a.w[i * a.ws2]);
+        const A wv = OP == KL_DIV ? A(1) : u.w_one ? u.w : A(w[e * a.ws2]);
         const A pv = !(OP == BCE_LOGITS && a.has_pw) ? A(1)
-                   : u.pw_one ? u.pw : A(a.pw[i * a.ps2]);
+                   : u.pw_one ? u.pw : A(pw[e * a.ps2]);
         const A scale = !a.want_grad ? A(0)
-                      : u.scale_one  ? u.scale : A(a.gscale[i * a.gss2] * a.gmul);
+                      : u.scale_one  ? u.scale : A(gscale[e * a.gss2] * a.gmul);
         A gv = A(0);
         const A lv = elem_values<OP>(a, A(widen(vx.v[e])), A(widen(vy.v[e])), wv, pv, scale,
                                      LOG_TARGET, &gv);
@@ -173,33 +227,58 @@ FX_HD double elem_group(const ElemArgs<T>& a, const Uniform<typename acc_of<T>::
     return acc;
 }
 
+/* Thread t of nt's groups, j = t, t + nt, ..., their losses added to `acc` in turn. With
+ * INDEXED a thread's position moves by the digits of its stride (two divisions a thread,
+ * none a group), and a group that crosses a row of the view (fewer than GROUP<T> elements
+ * left in the row) goes one element at a time, not unrolled: its registers are the
+ * kernel's. */
+template <int OP, bool LOG_TARGET, bool INDEXED, class T>
+FX_HD double elem_groups(const ElemArgs<T>& a, const Uniform<typename acc_of<T>::type>& u,
+                         const Split<long long>& sp, long long t, long long nt, double acc) {
+    Pos<INDEXED> p = pos_of<INDEXED>(a, sp.head + GROUP<T> * t);
+    const Pos<INDEXED> stride = pos_of<INDEXED>(a, GROUP<T> * nt);
+    for (long long j = t; j < sp.groups; j += nt) {
+        const long long k = sp.head + GROUP<T> * j;
+        if (!INDEXED) p = pos_of<INDEXED>(a, k);    /* k itself: no second induction variable */
+        if (!INDEXED || p.i2 + GROUP<T> <= a.d2) {
+            acc += elem_group<OP, LOG_TARGET>(a, u, k, p);
+        } else {                        /* a group across rows: its elements one at a time */
+            Pos<INDEXED> q = p;
+            FX_NO_UNROLL for (int e = 0; e < GROUP<T>; ++e, q.next(a.d1, a.d2))
+                acc += elem_work<OP>(a, u, q);
+        }
+        p.advance(stride, a.d1, a.d2);
+    }
+    return acc;
+}
+
 /* Thread t of nt: its elements' losses, summed in double in its own order (the head
- * element t, groups t, t + nt, ..., then the tail; or every nt-th element). */
-template <int OP, class T> FX_HD double elem_thread(const ElemArgs<T>& a,
-                                                  const Uniform<typename acc_of<T>::type>& u,
-                                                  long long t, long long nt) {
+ * element t, groups t, t + nt, ..., then the tail; or every nt-th element). INDEXED: the
+ * view has more than one axis (the kernel's template argument). */
+template <int OP, bool INDEXED, class T>
+FX_HD double elem_thread(const ElemArgs<T>& a, const Uniform<typename acc_of<T>::type>& u,
+                         long long t, long long nt) {
     const long long n = a.d0 * a.d1 * a.d2;
-    const Split<long long> sp = elem_split(a, n);
-    const long long body = sp.head + GROUP<T> * sp.groups;
+    const Split<long long> sp = elem_split<INDEXED>(a, n);
     double acc = 0.0;
     for (long long k = t; k < sp.head; k += nt) acc += elem_work<OP>(a, u, k);
-    if (OP == KL_DIV && a.log_target) {
-        for (long long j = t; j < sp.groups; j += nt)
-            acc += elem_group<OP, true>(a, u, sp.head + GROUP<T> * j);
-    } else {
-        for (long long j = t; j < sp.groups; j += nt)
-            acc += elem_group<OP, false>(a, u, sp.head + GROUP<T> * j);
-    }
-    for (long long k = body + t; k < n; k += nt) acc += elem_work<OP>(a, u, k);
+    acc = OP == KL_DIV && a.log_target ? elem_groups<OP, true, INDEXED>(a, u, sp, t, nt, acc)
+                                       : elem_groups<OP, false, INDEXED>(a, u, sp, t, nt, acc);
+    for (long long k = sp.head + GROUP<T> * sp.groups + t; k < n; k += nt)
+        acc += elem_work<OP>(a, u, k);
     return acc;
 }
 
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 
 /* finish: 0 for per-element losses (nothing is added), 1 for a reduced loss (mode REDUCE_SUM
- * or REDUCE_MEAN_BY_VALUE; partial, one per block; counter zeroed). */
-template <int OP, class T, int BLOCK>
-__global__ void __launch_bounds__(BLOCK) elementwise(
+ * or REDUCE_MEAN_BY_VALUE; partial, one per block; counter zeroed). INDEXED: the view keeps
+ * more than one axis (elem_split); either instantiation is right for any view. The minimum
+ * blocks a multiprocessor keep ptxas (nvcc 13) from its own register target, which spilled
+ * in the 16-bit INDEXED kernels (at 64) and in float64 kl_div (at 63); with 0 the other
+ * kernels keep their registers within a few of before. */
+template <int OP, class T, int BLOCK, bool INDEXED>
+__global__ void __launch_bounds__(BLOCK, INDEXED ? 2 : sizeof(T) == 8 ? 1 : 0) elementwise(
         const T* x, long long d0, long long d1, long long d2,
         long long xs0, long long xs1, long long xs2,
         const T* y, long long ys0, long long ys1, long long ys2,
@@ -216,8 +295,9 @@ __global__ void __launch_bounds__(BLOCK) elementwise(
                            gmul, loss, ls0, ls1, ls2, want_loss, g, gs0, gs1, gs2, want_grad,
                            err};
     const auto u = uniform_operands<OP>(a);
-    const double acc = elem_thread<OP>(a, u, (long long)blockIdx.x * BLOCK + threadIdx.x,
-                                       (long long)gridDim.x * BLOCK);
+    const double acc = elem_thread<OP, INDEXED>(a, u,
+                                                (long long)blockIdx.x * BLOCK + threadIdx.x,
+                                                (long long)gridDim.x * BLOCK);
     if (finish)                                          /* uniform over the grid */
         finish_reduced<BLOCK>(acc, partial, counter, mode, nullptr, denominator, out,
                               out_dtype);

@@ -245,8 +245,10 @@ template <class T, class N> FX_HD Split<N> split_row(const T* p, N n, long long 
 
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 #define FX_UNROLL _Pragma("unroll")
+#define FX_NO_UNROLL _Pragma("unroll 1")
 #else
 #define FX_UNROLL
+#define FX_NO_UNROLL
 #endif
 
 /* ---- lanes: the threads that share a row or a reduction ----------------------------------
