@@ -207,20 +207,22 @@ CLASS_SHAPE, ELEMENT_SHAPE = (16384, 32000), (16384, 8192)
 TOLERANCE = {"float64": 1e-10, "float32": 2e-5, "float16": 4e-3, "bfloat16": 3e-2}
 
 
-def _other_ops(fx, F, torch, x, t, e, p, y):
+def _other_ops(fx, F, torch, x, t, e, p, y, pw):
     """Every kernel besides cross_entropy: ``name -> (fused, floor bytes, ours, input,
     theirs)``.
 
     `x` (N, C) logits and `t` class indices; `e`, `p` and `y` element-wise operands of one
     shape: logits, probabilities inside (0, 1) (binary_cross_entropy's input), and
-    probabilities as targets. ``ours()`` returns fastxent's outputs: the value, and for a
-    fused loss its gradient. ``theirs(v)`` is torch's value for the input tensor `v` (any
-    dtype), whose backward gives the gradient."""
+    probabilities as targets; `pw` a float32 pos_weight per class of `e`. ``ours()``
+    returns fastxent's outputs: the value, and for a fused loss its gradient. ``theirs(v)``
+    is torch's value for the input tensor `v` (any dtype), whose backward gives the
+    gradient."""
     s = x.dtype.itemsize
     n_class, n_elem = x.size * s, e.size * s
     lp = fx.log_softmax(x)                      # nll_loss's and kl_div's log-probabilities
     le = fx.log_softmax(e)
     tt, yt = torch.from_dlpack(t), torch.from_dlpack(y)
+    pwt = torch.from_dlpack(pw)
     return {
         "nll_loss": (True, n_class + t.size * t.itemsize,
                      lambda: fx.nll_loss(lp, t, return_grad=True), lp,
@@ -235,6 +237,12 @@ def _other_ops(fx, F, torch, x, t, e, p, y):
             True, 3 * n_elem,
             lambda: fx.binary_cross_entropy_with_logits(e, y, return_grad=True), e,
             lambda v: F.binary_cross_entropy_with_logits(v, yt.to(v.dtype))),
+        # the usual multi-label call: its views keep two axes (elementwise.cu's INDEXED)
+        "binary_cross_entropy_with_logits, pos_weight per class": (
+            True, 3 * n_elem + pw.size * pw.itemsize,
+            lambda: fx.binary_cross_entropy_with_logits(e, y, pos_weight=pw, return_grad=True),
+            e, lambda v: F.binary_cross_entropy_with_logits(v, yt.to(v.dtype),
+                                                            pos_weight=pwt.to(v.dtype))),
         "binary_cross_entropy": (
             True, 3 * n_elem, lambda: fx.binary_cross_entropy(p, y, return_grad=True), p,
             lambda v: F.binary_cross_entropy(v, yt.to(v.dtype))),
@@ -269,8 +277,9 @@ def other_kernels(cp, fx, torch, copy_gbs, log, deadline, *, dtypes=("float32", 
         e = cp.asarray(host_e.astype(dt))
         p = cp.asarray(np.clip(1 / (1 + np.exp(-host_e)), 0.01, 0.99).astype(dt))
         y = cp.asarray(rng.uniform(size=element_shape).astype(dt))
+        pw = cp.asarray((1 + np.arange(element_shape[-1]) % 5).astype(np.float32))
         for name, (fused, floor, ours, v, theirs) in _other_ops(
-                fx, F, torch, x, t, e, p, y).items():
+                fx, F, torch, x, t, e, p, y, pw).items():
             if time.perf_counter() > deadline:
                 log(f"budget spent: {name} {dname} not timed")
                 continue
@@ -310,7 +319,7 @@ def other_kernels(cp, fx, torch, copy_gbs, log, deadline, *, dtypes=("float32", 
             log(f"{name} {dname}: error {row['error']:.1e}, "
                 f"{ms if ms is None else f'{ms:.3f} ms'}")
             del leaf, vt, got
-        del x, t, e, p, y
+        del x, t, e, p, y, pw
         cp.get_default_memory_pool().free_all_blocks()
         torch.cuda.empty_cache()
     fx._gpu.check_errors()
