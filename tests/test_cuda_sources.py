@@ -776,6 +776,24 @@ def test_elementwise_groups_of_views_that_keep_axes(cuda_host, op, dtype):
                     _close(float(total), want.astype(np.float64).sum(), dtype, what)
 
 
+@pytest.mark.parametrize("shape3", [(1, 5, 0), (1, 0, 5), (2, 0, 3), (3, 4, 0)])
+def test_elementwise_empty_views_that_keep_axes(cuda_host, shape3):
+    """An empty view with more than one axis, one of them 0 long: the INDEXED kernel finds
+    no group and divides by nothing (the host build would trap on a division by 0), and
+    writes the reduced loss of no element, 0."""
+    x = np.zeros(shape3, np.float32)
+    pw = np.broadcast_to(np.full(shape3[1:], 2.0), shape3)
+    partial, total = np.full(3, np.nan), np.full((), np.nan, np.float32)
+    args = P.elementwise_args(x, x, w3=np.broadcast_to(np.ones(1), shape3), pw3=pw,
+                              gscale3=np.broadcast_to(np.ones(1), shape3), g3=x.copy(),
+                              err=np.zeros(1, np.int32), counter=np.zeros(1, np.int32),
+                              partial=partial, out=total)
+    assert cuda_host.fx_host_elementwise(
+        S.ELEMENTWISE_OPS["bce_logits"], DTYPE_CODES["float32"], _c(np.int32(1)),
+        _c(np.int64(3)), _c(np.int64(4)), *map(_c, args)) == 0
+    assert total == 0 and not partial.any()
+
+
 def test_elementwise_non_finite(cuda_host):
     x = np.array([np.inf, -np.inf, np.nan, 40.0, -40.0, 0.0])
     y = np.array([1.0, 0.0, 1.0, 1.0, 1.0, 0.5])

@@ -235,6 +235,7 @@ FX_HD double elem_group(const ElemArgs<T>& a, const Uniform<typename acc_of<T>::
 template <int OP, bool LOG_TARGET, bool INDEXED, class T>
 FX_HD double elem_groups(const ElemArgs<T>& a, const Uniform<typename acc_of<T>::type>& u,
                          const Split<long long>& sp, long long t, long long nt, double acc) {
+    if (t >= sp.groups) return acc;     /* no group: no division (an empty view may hold a 0) */
     Pos<INDEXED> p = pos_of<INDEXED>(a, sp.head + GROUP<T> * t);
     const Pos<INDEXED> stride = pos_of<INDEXED>(a, GROUP<T> * nt);
     for (long long j = t; j < sp.groups; j += nt) {
