@@ -8,6 +8,7 @@ denominator on the "device", gradient scales, grad_out and in-place gradients, r
 and the deferred value errors. The real device runs test_gpu.py.
 """
 import re
+import threading
 import types
 
 import numpy as np
@@ -370,6 +371,48 @@ def test_value_errors_are_deferred_to_the_next_call(gpu):
         fx.cross_entropy(x, gpu.dev(np.array([0.5, 1, 1, 2])))
     with pytest.raises(TypeError, match="x must be a floating-point array"):
         fx.softmax(gpu.dev(np.zeros(3, np.int32)))
+
+
+def test_a_thread_checking_errors_takes_no_other_threads_error(gpu, monkeypatch):
+    """Thread A waits on its call's error while thread B makes a bad call and checks: each
+    raises its own error, once. Before the pending list was taken out under a lock, B's
+    next call raised A's error (so A's was raised twice) and B's own was never raised."""
+    waiting, go_on = threading.Event(), threading.Event()
+
+    class HeldEvent(Event):                 # the copy has landed; a wait blocks the thread
+        def synchronize(self):
+            waiting.set()
+            assert go_on.wait(10)
+
+    made = []
+
+    def event(**kw):
+        made.append(HeldEvent() if not made else Event())
+        return made[-1]
+
+    monkeypatch.setattr(gpu.cp.cuda, "Event", event)
+    x = gpu.dev(np.zeros((2, 3), np.float32))
+    raised = []
+
+    def a():
+        fx.cross_entropy(x, gpu.dev(np.array([0, 3])))
+        try:
+            fx.check_errors()
+        except IndexError as e:
+            raised.append(e)
+
+    thread = threading.Thread(target=a)
+    thread.start()
+    try:
+        assert waiting.wait(10)
+        fx.binary_cross_entropy(gpu.dev(np.array([1.5])), gpu.dev(np.array([1.0])))
+        with pytest.raises(ValueError, match=r"\[0, 1\]"):
+            fx.check_errors()
+    finally:
+        go_on.set()
+        thread.join()
+    assert len(made) == 2 and len(raised) == 1 and "outside [0, 3)" in str(raised[0])
+    fx.check_errors()                       # each raised once
 
 
 @pytest.mark.parametrize("name,x,t,options", BAD_CALLS)

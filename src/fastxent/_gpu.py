@@ -111,7 +111,10 @@ def _n_sm(device: int) -> int:
 
 # --- deferred value errors -----------------------------------------------------------------
 
-_pending = []      # (event, pinned int32 flag, exception type, message)
+_pending = []      # (event, pinned int32 flag, exception type, message), of every thread
+# held only to add to _pending or to take its entries out: a thread checking them while
+# another defers or checks would otherwise lose that one's entry, or raise an error twice
+_pending_lock = threading.Lock()
 _collector = threading.local()      # .pending: this thread's list inside errors_now()
 
 
@@ -123,16 +126,30 @@ def _defer(flag, exc, message):
     flag.reshape(1).astype(np.int32, copy=False).get(out=host, stream=stream, blocking=False)
     event = cp.cuda.Event(block=False, disable_timing=True)
     event.record(stream)
+    entry = (event, host, exc, message)
     pending = getattr(_collector, "pending", None)
-    (_pending if pending is None else pending).append((event, host, exc, message))
+    if pending is not None:                 # this thread's own, inside errors_now()
+        pending.append(entry)
+        return
+    with _pending_lock:
+        _pending.append(entry)
 
 
 def check_errors(wait: bool = True) -> None:
     """Raise the first value error found on the device by an earlier call.
 
     With `wait`, wait for those calls' work; otherwise look only at what has finished.
+    The entries are taken out while they are looked at (so another thread's check does
+    not raise them too), and those not yet finished go back ahead of newer ones.
     """
-    _raise_first(_pending, wait)
+    with _pending_lock:
+        mine = _pending[:]
+        _pending.clear()
+    try:
+        _raise_first(mine, wait)
+    finally:
+        with _pending_lock:
+            _pending[:0] = mine
 
 
 @contextlib.contextmanager
