@@ -213,6 +213,13 @@ class Event:
         pass
 
 
+class Stream:
+    """The current stream: waiting for it is listed as device work."""
+
+    def synchronize(self):
+        _did("synchronize")
+
+
 class Device:
     """A device by id (the current one without); ``with`` makes it current."""
 
@@ -264,7 +271,7 @@ def fake_cupy():
         ascontiguousarray=_ascontiguousarray, isnan=_wrap(np.isnan, "isnan"),
         may_share_memory=np.may_share_memory,
         fuse=_fuse,
-        cuda=types.SimpleNamespace(Device=Device, get_current_stream=lambda: None,
+        cuda=types.SimpleNamespace(Device=Device, get_current_stream=Stream,
                                    Event=Event))
     cpx = types.SimpleNamespace(empty_pinned=lambda shape, dtype: np.zeros(shape, dtype))
     return cp, cpx

@@ -744,6 +744,23 @@ def test_device_work_per_call(gpu, call):
     _gpu.check_errors()
 
 
+def test_the_cached_one_is_waited_for_once_a_device(gpu):
+    """The default grad_output, a 1.0 made once per device, is waited for when it is made:
+    a call on another stream would read it without waiting for the stream that fills it."""
+    import cupy_stand_in
+    x = np.zeros((4, 3), np.float32)
+    t = np.array([0, 1, 2, 0])
+    _gpu._one.cache_clear()
+    for device, made in ((0, True), (0, False), (1, True)):
+        with Device(device):
+            x_d, t_d = gpu.dev(x), gpu.dev(t)
+            cupy_stand_in.WORK.clear()
+            fx.cross_entropy(x_d, t_d, return_grad=True)
+            assert (cupy_stand_in.WORK[:2] == ["full", "synchronize"]) == made
+            assert cupy_stand_in.WORK.count("synchronize") == made, cupy_stand_in.WORK
+    _gpu._one.cache_clear()
+
+
 # --- several devices ----------------------------------------------------------------------
 
 _ON_DEVICE_CALLS = {

@@ -6,11 +6,11 @@ zero-memory stand-ins, so both backends raise the same errors with the same mess
 any work. The kernels (``_cuda/*.cu``) are compiled on first use per device through
 ``cupy.RawModule`` (nothing compiles at import; ``import fastxent`` never imports CuPy).
 
-No call synchronises with the host. What needs the values is checked on the device:
-a class index outside [0, C) sets a flag and gives a NaN loss and gradient row, and BCE
-inputs outside [0, 1] set another; the flags are copied to pinned memory behind the call's
-work, and the next fastxent call on the device, or :func:`check_errors`, raises the
-IndexError / ValueError once the copy has landed.
+No call synchronises with the host (but once a device, for a constant it keeps). What needs
+the values is checked on the device: a class index outside [0, C) sets a flag and gives a
+NaN loss and gradient row, and BCE inputs outside [0, 1] set another; the flags are copied
+to pinned memory behind the call's work, and the next fastxent call on the device, or
+:func:`check_errors`, raises the IndexError / ValueError once the copy has landed.
 """
 from __future__ import annotations
 
@@ -89,9 +89,13 @@ def _kernel(kind: str, op: str, dtype: str, name: str):
 @functools.lru_cache(maxsize=None)
 def _one(device: int):
     """A float64 1.0 on `device` (the current one), made once: the kernels only read it, and
-    a copy from host memory in every call would wait for the stream to drain."""
+    a copy from host memory in every call would wait for the stream to drain. Its fill is
+    waited for here, once a device: a later call on another stream would not wait for the
+    stream that fills it."""
     cp = _cp()
-    return cp.full((), 1.0, cp.float64)
+    one = cp.full((), 1.0, cp.float64)
+    cp.cuda.get_current_stream().synchronize()
+    return one
 
 
 def _float64(value):
