@@ -540,6 +540,14 @@ def _at_offset(values, offset):
     return out
 
 
+def _run_elementwise(host, op, dtype, args, *, indexed=False, grid=3, block=4):
+    """elementwise.cu's kernel on the host build, `grid` blocks of `block` threads run
+    thread by thread, with the launcher's argument tuple `args`."""
+    assert host.fx_host_elementwise(S.ELEMENTWISE_OPS[op], DTYPE_CODES[dtype],
+                                    _c(np.int32(indexed)), _c(np.int64(grid)),
+                                    _c(np.int64(block)), *map(_c, args)) == 0
+
+
 def _elementwise(host, op, x, y, *, w=None, pw=None, log_target=False, go=None,
                  spread=False, per_element=False, offset=None):
     """`spread`: weights, pos_weight and grad_output given as numbers are passed as arrays
@@ -574,9 +582,7 @@ def _elementwise(host, op, x, y, *, w=None, pw=None, log_target=False, go=None,
                               g3=None if go is None else grad.reshape(1, 1, -1),
                               err=err, counter=np.zeros(1, np.int32),
                               partial=partial, out=total)
-    assert host.fx_host_elementwise(S.ELEMENTWISE_OPS[op], DTYPE_CODES[x.dtype.name],
-                                    _c(np.int32(0)), _c(np.int64(grid)), _c(np.int64(block)),
-                                    *map(_c, args)) == 0
+    _run_elementwise(host, op, x.dtype.name, args, grid=grid, block=block)
     return loss, grad, partial if per_element else float(total), int(err[0])
 
 
@@ -759,16 +765,13 @@ def test_elementwise_groups_of_views_that_keep_axes(cuda_host, op, dtype):
                 for indexed in (False, True):
                     loss, grad = (_at_offset(np.full(xs.size, np.nan, np_dtype), offset)
                                   .reshape(d0, d1, d2) for _ in range(2))
-                    grid, block = 3, 4
-                    partial, total = np.full(grid, np.nan), np.full((), np.nan)
+                    partial, total = np.full(3, np.nan), np.full((), np.nan)
                     args = P.elementwise_args(
                         views[0], views[1], w3=views[2] if op != "kl_div" else None,
                         pw3=views[3] if "pos_weight" in kw else None, gscale3=views[-1],
                         loss3=loss, g3=grad, err=np.zeros(1, np.int32),
                         counter=np.zeros(1, np.int32), partial=partial, out=total)
-                    assert cuda_host.fx_host_elementwise(
-                        S.ELEMENTWISE_OPS[op], DTYPE_CODES[dtype], _c(np.int32(indexed)),
-                        _c(np.int64(grid)), _c(np.int64(block)), *map(_c, args)) == 0
+                    _run_elementwise(cuda_host, op, dtype, args, indexed=indexed)  # 3 x 4
                     what = (f"{op} {shape} offsets {offset}, {y_offset}, "
                             f"{'indexed' if indexed else 'one axis'}")
                     _close(loss.reshape(shape), want, dtype, what)
@@ -788,9 +791,7 @@ def test_elementwise_empty_views_that_keep_axes(cuda_host, shape3):
                               gscale3=np.broadcast_to(np.ones(1), shape3), g3=x.copy(),
                               err=np.zeros(1, np.int32), counter=np.zeros(1, np.int32),
                               partial=partial, out=total)
-    assert cuda_host.fx_host_elementwise(
-        S.ELEMENTWISE_OPS["bce_logits"], DTYPE_CODES["float32"], _c(np.int32(1)),
-        _c(np.int64(3)), _c(np.int64(4)), *map(_c, args)) == 0
+    _run_elementwise(cuda_host, "bce_logits", "float32", args, indexed=True)
     assert total == 0 and not partial.any()
 
 
@@ -952,9 +953,7 @@ def test_elementwise_reduces_in_its_last_block(cuda_host, grid):
                     w3=np.broadcast_to(np.ones(1), (1, 1, n)), err=np.zeros(1, np.int32),
                     partial=partial, counter=np.zeros(1, np.int32), mode=mode,
                     denominator_value=den, out=out)
-                assert cuda_host.fx_host_elementwise(
-                    S.ELEMENTWISE_OPS["bce_logits"], DTYPE_CODES["float64"], _c(np.int32(0)),
-                    _c(np.int64(grid)), _c(np.int64(4)), *map(_c, args)) == 0
+                _run_elementwise(cuda_host, "bce_logits", "float64", args, grid=grid)
                 total = 0.0
                 for p in partial:               # the last block's order: block index
                     total += p
