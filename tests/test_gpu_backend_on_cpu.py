@@ -598,7 +598,8 @@ def test_gpu_check_times_every_other_kernel(gpu, gpu_sweep, monkeypatch, spoil):
     assert table.count("\n") == len(ops) + 1 and table.count("FAIL") == len(failures)
 
 
-@pytest.mark.parametrize("script", ["gpu_check.py", "gpu_profile.py", "gpu_sweep.py"])
+@pytest.mark.parametrize("script", ["gpu_check.py", "gpu_profile.py", "gpu_sweep.py",
+                                    "gpu_ncu.py"])
 def test_gpu_scripts_compile(script):
     import pathlib
     import py_compile

@@ -1,0 +1,276 @@
+"""Where the fused row kernel's time goes, by Nsight Compute's hardware counters.
+
+    PYTHONUNBUFFERED=1 python benchmarks/gpu_ncu.py --out OUTDIR [--ncu PATH]
+
+gpu_sweep.py says which launch shape of ``fx::rows`` is fastest; this script says why the
+backend's own one stops short of the copy bandwidth. It runs itself under ``ncu``: a child
+process makes one fused cross_entropy call per case (class indices, ``grad_out=``, the
+backend's choice of kernel), and ncu profiles each call's one ``fx::rows`` launch. Per case
+it prints:
+
+- the kernel's time, and the DRAM bytes it read and wrote over the floor (one read of the
+  logits, one write of the gradient): reads near 2x the floor mean each row came from HBM
+  twice;
+- DRAM throughput as a % of its peak, achieved occupancy, registers a thread, the blocks a
+  multiprocessor can hold by registers and by shared memory, and issue-slot use;
+- the stall reasons that cost most (cycles per issued instruction), shared-memory bank
+  conflicts and the L2 hit rate.
+
+ncu runs with ``--clock-control none`` (the clocks gpu_check.py's timings ran at) and its
+default cache flush before each replay. A metric this ncu does not know is dropped and the
+run repeated without it. ncu must be able to read the counters: on gVisor machines it could
+not. The raw CSV, the table and results.json go to --out.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+
+# (N, C, dtype): issue 4's shapes, and a warp-per-row one for contrast
+CASES = ((16384, 32000, "float32"), (16384, 32000, "bfloat16"),
+         (16384, 128256, "float32"), (16384, 128256, "bfloat16"),
+         (16384, 1000, "float32"))
+KERNEL_REGEX = "regex:rows"       # fx::rows and fx::rows_cluster, not CuPy's own kernels
+STALLS = ("long_scoreboard", "barrier", "short_scoreboard", "mio_throttle", "lg_throttle",
+          "wait", "math_pipe_throttle", "not_selected", "selected", "no_instruction",
+          "branch_resolving", "dispatch_stall", "drain", "membar", "imc_miss", "misc",
+          "sleeping", "tex_throttle")
+METRICS = ("gpu__time_duration.sum",
+           "sm__cycles_elapsed.avg.per_second",
+           "dram__bytes_read.sum",
+           "dram__bytes_write.sum",
+           "dram__throughput.avg.pct_of_peak_sustained_elapsed",
+           "sm__warps_active.avg.pct_of_peak_sustained_active",
+           "smsp__issue_active.avg.pct_of_peak_sustained_active",
+           "launch__registers_per_thread",
+           "launch__occupancy_limit_registers",
+           "launch__occupancy_limit_shared_mem",
+           "launch__block_size",
+           "launch__grid_size",
+           "lts__t_sector_hit_rate.pct",
+           "l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum",
+           "l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_st.sum",
+           ) + tuple(f"smsp__average_warps_issue_stalled_{r}_per_issue_active.ratio"
+                     for r in STALLS)
+# ncu's unit prefixes (decimal, bytes included)
+_PREFIX = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+_BASE_UNITS = ("byte", "second", "cycle", "hz", "inst", "warp", "sector", "request")
+
+
+def _unit_scale(unit: str) -> float:
+    """What a value in `unit` is multiplied by to be in base units ("usecond" 1e-6,
+    "Gbyte/second" 1e9, "cycle/nsecond" 1e9); 1 for a unit without a known prefix."""
+    def word(w):
+        for base in _BASE_UNITS:
+            if w.lower().endswith(base) and len(w) == len(base) + 1 and w[0] in _PREFIX:
+                return _PREFIX[w[0]]
+        return 1.0
+    num, _, den = unit.partition("/")
+    return word(num) / (word(den) if den else 1.0)
+
+
+def number(value: str, unit: str = ""):
+    """A metric value as a float in base units; None where ncu gave none ("n/a")."""
+    text = value.replace(",", "").strip()
+    try:
+        return float(text) * _unit_scale(unit.strip())
+    except ValueError:
+        return None
+
+
+def parse_csv(text: str):
+    """ncu's ``--csv`` details page (one row per metric and launch) as ``[(kernel name,
+    {metric: value in base units}), ...]`` in launch order. Lines that are not part of the
+    table (``==PROF==`` and the program's own output) are skipped."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines)
+                  if line.startswith('"ID"') and '"Metric Name"' in line), None)
+    if start is None:
+        raise ValueError("no ncu CSV table in the output")
+    launches = {}
+    for row in csv.DictReader(lines[start:]):
+        if not (row.get("ID") or "").isdigit() or not row.get("Metric Name"):
+            continue
+        name, values = launches.setdefault(int(row["ID"]), (row.get("Kernel Name", ""), {}))
+        values[row["Metric Name"]] = number(row.get("Metric Value") or "",
+                                            row.get("Metric Unit") or "")
+    return [launches[k] for k in sorted(launches)]
+
+
+def unknown_metrics(output: str, metrics) -> list:
+    """The metrics an ncu error in `output` names, whole or by the start of their name (ncu
+    refuses a whole run for one metric it does not know)."""
+    named = {t for line in output.splitlines() if "==ERROR==" in line
+             for t in re.findall(r"[a-z0-9_]+__[a-z0-9_.]+", line)}
+    return [m for m in metrics if any(m.startswith(t.rstrip(".")) for t in named)]
+
+
+def summarise(case, values):
+    """One case's row: the counters that say where its time goes, and its floor ratios."""
+    N, C, dtype = case
+    itemsize = 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
+    floor = N * C * itemsize                       # one read of the logits, one write
+    get = values.get
+    seconds = get("gpu__time_duration.sum")
+    stalls = {r: get(f"smsp__average_warps_issue_stalled_{r}_per_issue_active.ratio")
+              for r in STALLS}
+    top = sorted(((v, r) for r, v in stalls.items() if v), reverse=True)[:4]
+    return {
+        "case": f"{N}x{C} {dtype}",
+        "ms": None if seconds is None else seconds * 1e3,
+        "floor GB/s": None if not seconds else 2 * floor / seconds / 1e9,
+        "read x floor": None if get("dram__bytes_read.sum") is None
+        else get("dram__bytes_read.sum") / floor,
+        "write x floor": None if get("dram__bytes_write.sum") is None
+        else get("dram__bytes_write.sum") / floor,
+        "dram %": get("dram__throughput.avg.pct_of_peak_sustained_elapsed"),
+        "occupancy %": get("sm__warps_active.avg.pct_of_peak_sustained_active"),
+        "issue %": get("smsp__issue_active.avg.pct_of_peak_sustained_active"),
+        "registers": get("launch__registers_per_thread"),
+        "block": get("launch__block_size"),
+        "grid": get("launch__grid_size"),
+        "blocks/SM by registers": get("launch__occupancy_limit_registers"),
+        "blocks/SM by shared memory": get("launch__occupancy_limit_shared_mem"),
+        "L2 hit %": get("lts__t_sector_hit_rate.pct"),
+        "smem conflicts ld/st": (get("l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum"),
+                                 get("l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_st.sum")),
+        "SM GHz": None if get("sm__cycles_elapsed.avg.per_second") is None
+        else get("sm__cycles_elapsed.avg.per_second") / 1e9,
+        "top stalls": [(r, v) for v, r in top],
+    }
+
+
+def table(rows) -> str:
+    def f(v, fmt):
+        return "—" if v is None else format(v, fmt)
+    head = ("| case | ms | floor GB/s | DRAM read, write × floor | DRAM % | occupancy % | "
+            "issue % | regs | blocks/SM (regs, smem) | L2 hit % | smem conflicts ld/st | "
+            "top stalls (cycles/issue) |")
+    out = [head, "|" + " --- |" * head.count(" | ") + " --- |"]
+    for r in rows:
+        ld, st = r["smem conflicts ld/st"]
+        stalls = ", ".join(f"{name} {v:.1f}" for name, v in r["top stalls"]) or "—"
+        out.append(
+            f"| {r['case']} | {f(r['ms'], '.3f')} | {f(r['floor GB/s'], '.0f')} | "
+            f"{f(r['read x floor'], '.2f')}, {f(r['write x floor'], '.2f')} | "
+            f"{f(r['dram %'], '.0f')} | {f(r['occupancy %'], '.0f')} | {f(r['issue %'], '.0f')} | "
+            f"{f(r['registers'], '.0f')} | {f(r['blocks/SM by registers'], '.0f')}, "
+            f"{f(r['blocks/SM by shared memory'], '.0f')} | {f(r['L2 hit %'], '.0f')} | "
+            f"{f(ld, '.0f')}/{f(st, '.0f')} | {stalls} |")
+    return "\n".join(out)
+
+
+def child(cases) -> None:
+    """One fused call per case, in order: each launches fx::rows once (its module compiles
+    at the first call of its dtype, before that launch)."""
+    import cupy as cp
+    import ml_dtypes
+
+    import fastxent as fx
+    for N, C, dtype in cases:
+        # made on the device: NumPy takes tens of seconds for 16384 x 128256
+        x = cp.random.standard_normal((N, C), dtype=cp.float32) * 3
+        if dtype == "bfloat16":                # each float32's top half (CuPy makes none)
+            x = (x.view(cp.uint32) >> 16).astype(cp.uint16).view(np.dtype(ml_dtypes.bfloat16))
+        elif dtype != "float32":
+            x = x.astype(dtype)
+        t = cp.random.randint(0, C, N).astype(cp.int64)
+        g = cp.empty_like(x)
+        fx.cross_entropy(x, t, return_grad=True, grad_out=g)
+        cp.cuda.Device().synchronize()
+        fx.check_errors()
+        print(f"profiled: {N}x{C} {dtype}", file=sys.stderr, flush=True)
+
+
+def find_ncu(given=None):
+    """`given`, else ncu on PATH, else the newest one in NVIDIA's usual folders."""
+    if given:
+        return given
+    found = shutil.which("ncu")
+    if found:
+        return found
+    candidates = sorted(glob.glob("/opt/nvidia/nsight-compute/*/ncu") +
+                        glob.glob("/usr/local/cuda*/bin/ncu") +
+                        glob.glob("/usr/local/cuda*/nsight-compute*/ncu"))
+    return candidates[-1] if candidates else None
+
+
+def ncu_command(ncu, metrics, cases):
+    return [ncu, "--csv", "--print-units", "base", "--clock-control", "none",
+            "--target-processes", "all", "--kernel-name", KERNEL_REGEX,
+            "--metrics", ",".join(metrics),
+            sys.executable, os.path.abspath(__file__), "--child", json.dumps(cases)]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="gpu_ncu_out")
+    ap.add_argument("--ncu", help="the ncu executable (default: PATH, then /opt/nvidia)")
+    ap.add_argument("--timeout-s", type=float, default=480.0)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child is not None:
+        child([tuple(c) for c in json.loads(args.child)])
+        return 0
+    os.makedirs(args.out, exist_ok=True)
+    ncu = find_ncu(args.ncu)
+    if ncu is None:
+        print("no ncu found (pass --ncu PATH)", file=sys.stderr)
+        return 2
+    cases = [list(c) for c in CASES]
+    metrics = list(METRICS)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")] +
+        [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    for attempt in range(4):
+        cmd = ncu_command(ncu, metrics, cases)
+        print(f"ncu: {len(metrics)} metrics, {len(cases)} cases", flush=True)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True,
+                                  timeout=args.timeout_s, env=env)
+        except subprocess.TimeoutExpired as e:
+            print(f"ncu ran past {args.timeout_s:.0f} s:\n{(e.stderr or b'')[-4000:]!r}",
+                  file=sys.stderr)
+            return 1
+        with open(os.path.join(args.out, "ncu.csv"), "w") as fh:
+            fh.write(proc.stdout)
+        with open(os.path.join(args.out, "ncu_stderr.txt"), "w") as fh:
+            fh.write(proc.stderr)
+        dropped = unknown_metrics(proc.stdout + proc.stderr, metrics)
+        if proc.returncode == 0 or not dropped:
+            break
+        print(f"ncu does not know {dropped}: dropped, run again", flush=True)
+        metrics = [m for m in metrics if m not in dropped]
+    if proc.returncode != 0:
+        print(f"ncu exited {proc.returncode}:\n{(proc.stdout + proc.stderr)[-4000:]}",
+              file=sys.stderr)
+        return 1
+    launches = parse_csv(proc.stdout)
+    if len(launches) != len(cases):
+        print(f"{len(launches)} profiled launches for {len(cases)} cases:\n"
+              f"{proc.stderr[-4000:]}", file=sys.stderr)
+        return 1
+    rows = [dict(summarise(tuple(c), values), kernel=name)
+            for c, (name, values) in zip(cases, launches)]
+    text = table(rows)
+    with open(os.path.join(args.out, "results.json"), "w") as fh:
+        json.dump(dict(metrics=metrics, rows=rows), fh, indent=1)
+    with open(os.path.join(args.out, "table.md"), "w") as fh:
+        fh.write(text + "\n")
+    for r in rows:
+        print(f"{r['case']}: {r['kernel']}")
+    print("\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
