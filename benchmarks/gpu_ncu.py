@@ -3,10 +3,11 @@
     PYTHONUNBUFFERED=1 python benchmarks/gpu_ncu.py --out OUTDIR [--ncu PATH]
 
 gpu_sweep.py says which launch shape of ``fx::rows`` is fastest; this script says why the
-backend's own one stops short of the copy bandwidth. It runs itself under ``ncu``: a child
-process makes one fused cross_entropy call per case (class indices, ``grad_out=``, the
-backend's choice of kernel), and ncu profiles each call's one ``fx::rows`` launch. Per case
-it prints:
+backend's own one stops short of the copy bandwidth, and what the sweep's other shapes
+change. It runs itself under ``ncu``: a child process makes one fused cross_entropy call
+per case (class indices, ``grad_out=``, the backend's choice of kernel), then launches some
+of the sweep's variants alone at 16384 x 32000 (VARIANTS), and ncu profiles each
+``fx::rows`` launch. Per launch it prints:
 
 - the kernel's time, and the DRAM bytes it read and wrote over the floor (one read of the
   logits, one write of the gradient): reads near 2x the floor mean each row came from HBM
@@ -35,10 +36,24 @@ import sys
 
 import numpy as np
 
-# (N, C, dtype): issue 4's shapes, and a warp-per-row one for contrast
+from fastxent import _cuda_sources as S
+from fastxent import _gpu_plan as P
+
+# (N, C, dtype): whole backend calls at issue 4's shapes, and a warp-per-row one for contrast
 CASES = ((16384, 32000, "float32"), (16384, 32000, "bfloat16"),
          (16384, 128256, "float32"), (16384, 128256, "bfloat16"),
          (16384, 1000, "float32"))
+# Launch shapes of gpu_sweep.py, each launched alone as the sweep launches it (no reduced
+# loss) at VARIANT_SHAPE in both dtypes: (knobs, (lanes, block, cached)), None for the
+# backend's choice. The others: a 256-thread block caching the row (three bfloat16 blocks
+# fit a multiprocessor), the L2 prefetch of the next row, two 512-thread blocks held to 64
+# registers, and a cluster of two 256-thread blocks per row, each caching half (sm_90).
+VARIANT_SHAPE = (16384, 32000)
+VARIANTS = ((dict(S.TUNING_DEFAULTS), None),
+            (dict(S.TUNING_DEFAULTS), (256, 256, True)),
+            (dict(S.TUNING_DEFAULTS, FX_PREFETCH=1), (512, 512, True)),
+            (dict(S.TUNING_DEFAULTS, FX_MIN_BLOCKS=2, FX_IN_FLIGHT=2), (512, 512, True)),
+            (dict(S.TUNING_DEFAULTS), (512, 256, True)))
 KERNEL_REGEX = "regex:rows"       # fx::rows and fx::rows_cluster, not CuPy's own kernels
 STALLS = ("long_scoreboard", "barrier", "short_scoreboard", "mio_throttle", "lg_throttle",
           "wait", "math_pipe_throttle", "not_selected", "selected", "no_instruction",
@@ -114,9 +129,8 @@ def unknown_metrics(output: str, metrics) -> list:
     return [m for m in metrics if any(m.startswith(t.rstrip(".")) for t in named)]
 
 
-def summarise(case, values):
-    """One case's row: the counters that say where its time goes, and its floor ratios."""
-    N, C, dtype = case
+def summarise(label, N, C, dtype, values):
+    """One launch's row: the counters that say where its time goes, and its floor ratios."""
     itemsize = 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
     floor = N * C * itemsize                       # one read of the logits, one write
     get = values.get
@@ -125,7 +139,7 @@ def summarise(case, values):
               for r in STALLS}
     top = sorted(((v, r) for r, v in stalls.items() if v), reverse=True)[:4]
     return {
-        "case": f"{N}x{C} {dtype}",
+        "case": label,
         "ms": None if seconds is None else seconds * 1e3,
         "floor GB/s": None if not seconds else 2 * floor / seconds / 1e9,
         "read x floor": None if get("dram__bytes_read.sum") is None
@@ -169,26 +183,85 @@ def table(rows) -> str:
     return "\n".join(out)
 
 
-def child(cases) -> None:
-    """One fused call per case, in order: each launches fx::rows once (its module compiles
-    at the first call of its dtype, before that launch)."""
-    import cupy as cp
+def all_cases():
+    """What the child runs, in order: ``[N, C, dtype, variant index or None]`` (whole
+    backend calls first, then VARIANTS at VARIANT_SHAPE)."""
+    return ([[N, C, dtype, None] for N, C, dtype in CASES] +
+            [[*VARIANT_SHAPE, dtype, i] for dtype in ("float32", "bfloat16")
+             for i in range(len(VARIANTS))])
+
+
+def label(N, C, dtype, variant):
+    if variant is None:
+        return f"{N}x{C} {dtype}, backend call"
+    knobs, config = VARIANTS[variant]
+    config = config or P.row_config(C, 1, 2 if dtype == "bfloat16" else 4)
+    lanes, block, cached = config
+    shape = (f"cluster of {lanes // block} x {block}" if lanes > block
+             else f"{lanes} lanes, block {block}")
+    other = ", ".join(f"{k}={v}" for k, v in sorted(knobs.items())
+                      if v != S.TUNING_DEFAULTS[k])
+    return (f"{N}x{C} {dtype}, {shape}{', cached' if cached else ''}"
+            f"{', ' + other if other else ''}")
+
+
+def _logits(cp, N, C, dtype):
     import ml_dtypes
+    # made on the device: NumPy takes tens of seconds for 16384 x 128256
+    x = cp.random.standard_normal((N, C), dtype=cp.float32) * 3
+    if dtype == "bfloat16":                    # each float32's top half (CuPy makes none)
+        return (x.view(cp.uint32) >> 16).astype(cp.uint16).view(np.dtype(ml_dtypes.bfloat16))
+    return x if dtype == "float32" else x.astype(dtype)
+
+
+def _launch_variant(cp, N, C, dtype, variant, x, t, g, modules):
+    """One launch of fx::rows for cross_entropy with class indices, as gpu_sweep.py
+    launches it; False where the device cannot run it (a cluster before sm_90)."""
+    knobs, config = VARIANTS[variant]
+    config = config or P.row_config(C, 1, x.itemsize)
+    if config[0] > config[1] and int(cp.cuda.Device().compute_capability) < 90:
+        return False
+    name = S.row_kernel("ce_index", dtype, "int64", config)
+    key = (dtype, tuple(sorted(knobs.items())), name)
+    if key not in modules:
+        modules[key] = cp.RawModule(code=S.source("rows.cu"),
+                                    options=S.tuning_options(**knobs),
+                                    name_expressions=[name]).get_function(name)
+    fn = modules[key]
+    smem = P.row_shared_bytes(C, config, x.itemsize)
+    if smem > 48 * 1024:
+        fn.max_dynamic_shared_size_bytes = smem
+    rows, err = cp.empty(N, cp.float64), cp.zeros(1, cp.int32)
+    scale = cp.broadcast_to(cp.full((), 1.0 / N, cp.float64), (N, 1))
+    args = P.row_args(x.reshape(N, C, 1), t2=t.reshape(N, 1), gscale2=scale, rows_out=rows,
+                      g3=g.reshape(N, C, 1), err=err)
+    grid = P.row_grid(N, config, cp.cuda.Device().attributes["MultiProcessorCount"])
+    fn((grid,), (config[1],), args, shared_mem=smem)
+    return True
+
+
+def child(cases) -> None:
+    """Each case in order: a whole backend call (fused, ``grad_out=``) or a variant's
+    launch, each one fx::rows launch (modules compile before it). Its label goes to stderr
+    once it has run: the parent pairs ncu's launches with those lines."""
+    import cupy as cp
 
     import fastxent as fx
-    for N, C, dtype in cases:
-        # made on the device: NumPy takes tens of seconds for 16384 x 128256
-        x = cp.random.standard_normal((N, C), dtype=cp.float32) * 3
-        if dtype == "bfloat16":                # each float32's top half (CuPy makes none)
-            x = (x.view(cp.uint32) >> 16).astype(cp.uint16).view(np.dtype(ml_dtypes.bfloat16))
-        elif dtype != "float32":
-            x = x.astype(dtype)
+    modules = {}
+    for N, C, dtype, variant in cases:
+        x = _logits(cp, N, C, dtype)
         t = cp.random.randint(0, C, N).astype(cp.int64)
         g = cp.empty_like(x)
-        fx.cross_entropy(x, t, return_grad=True, grad_out=g)
+        if variant is None:
+            fx.cross_entropy(x, t, return_grad=True, grad_out=g)
+        elif not _launch_variant(cp, N, C, dtype, variant, x, t, g, modules):
+            print(f"skipped (no clusters before sm_90): {label(N, C, dtype, variant)}",
+                  file=sys.stderr, flush=True)
+            continue
         cp.cuda.Device().synchronize()
         fx.check_errors()
-        print(f"profiled: {N}x{C} {dtype}", file=sys.stderr, flush=True)
+        print(f"profiled: {label(N, C, dtype, variant)}", file=sys.stderr, flush=True)
+        del x, t, g
 
 
 def find_ncu(given=None):
@@ -219,14 +292,14 @@ def main(argv=None):
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child is not None:
-        child([tuple(c) for c in json.loads(args.child)])
+        child(json.loads(args.child))
         return 0
     os.makedirs(args.out, exist_ok=True)
     ncu = find_ncu(args.ncu)
     if ncu is None:
         print("no ncu found (pass --ncu PATH)", file=sys.stderr)
         return 2
-    cases = [list(c) for c in CASES]
+    cases = all_cases()
     metrics = list(METRICS)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")] +
@@ -255,12 +328,15 @@ def main(argv=None):
               file=sys.stderr)
         return 1
     launches = parse_csv(proc.stdout)
-    if len(launches) != len(cases):
-        print(f"{len(launches)} profiled launches for {len(cases)} cases:\n"
+    by_label = {label(*c): c for c in cases}
+    ran = [line[len("profiled: "):] for line in proc.stderr.splitlines()
+           if line.startswith("profiled: ")]
+    if len(launches) != len(ran) or not set(ran) <= set(by_label):
+        print(f"{len(launches)} profiled launches for {len(ran)} cases run:\n"
               f"{proc.stderr[-4000:]}", file=sys.stderr)
         return 1
-    rows = [dict(summarise(tuple(c), values), kernel=name)
-            for c, (name, values) in zip(cases, launches)]
+    rows = [dict(summarise(name, *by_label[name][:3], values), kernel=kernel)
+            for name, (kernel, values) in zip(ran, launches)]
     text = table(rows)
     with open(os.path.join(args.out, "results.json"), "w") as fh:
         json.dump(dict(metrics=metrics, rows=rows), fh, indent=1)

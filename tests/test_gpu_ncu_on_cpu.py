@@ -10,6 +10,9 @@ import types
 import numpy as np
 import pytest
 
+from fastxent import _cuda_sources as S
+from fastxent import _gpu_plan as P
+
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_ncu.py"
 
 
@@ -21,23 +24,63 @@ def gpu_ncu():
     return module
 
 
-def test_child_launches_the_row_kernel_once_per_case(gpu, gpu_ncu, capsys):
-    """What ncu profiles: one fx::rows launch per case, in the cases' order, each the
-    backend's choice for that shape and dtype (bfloat16 made from float32's top halves)."""
-    pytest.importorskip("ml_dtypes")
+def _child_cupy(gpu, cuda_host, compute_capability):
+    """The stand-in with CuPy's random numbers, a device's compute capability and
+    RawModule: each function a HostKernel, listed in gpu.kernels as the backend's are."""
+    from cupy_stand_in import HostKernel
     rng = np.random.default_rng(0)
-    gpu.cp.random = types.SimpleNamespace(
+    cp = gpu.cp
+    cp.random = types.SimpleNamespace(
         standard_normal=lambda shape, dtype: gpu.dev(rng.standard_normal(shape).astype(dtype)),
         randint=lambda low, high, n: gpu.dev(rng.integers(low, high, n)))
-    gpu.cp.cuda.Device = type("Device", (gpu.cp.cuda.Device,),
-                              {"synchronize": lambda self: None})
-    cases = [(6, 40, "float32"), (3, 3000, "bfloat16"), (4, 10, "float16")]
+    cp.cuda.Device = type("Device", (cp.cuda.Device,), {
+        "synchronize": lambda self: None, "compute_capability": compute_capability})
+
+    def raw_module(code, options, name_expressions):
+        def get_function(name):
+            dtype = next(d for d, c in S.DTYPES.items() if f", {c}, " in name)
+            gpu.kernels.append(HostKernel(cuda_host, "rows", "ce_index", dtype, name))
+            gpu.kernels[-1].options = options
+            return gpu.kernels[-1]
+        assert code == S.source("rows.cu") and len(name_expressions) == 1
+        return types.SimpleNamespace(get_function=get_function)
+    cp.RawModule = raw_module
+    return cp
+
+
+@pytest.mark.parametrize("compute_capability", ["90", "80"])
+def test_child_launches_the_row_kernel_once_per_case(gpu, cuda_host, gpu_ncu, capsys,
+                                                     compute_capability):
+    """What ncu profiles: one fx::rows launch per case, in order, and a line naming it.
+    Whole calls take the backend's kernel for their shape and dtype (bfloat16 made from
+    float32's top halves); variants are compiled with their knobs and launched with their
+    lane mapping, a cluster only from sm_90."""
+    pytest.importorskip("ml_dtypes")
+    _child_cupy(gpu, cuda_host, compute_capability)
+    cases = [[6, 40, "float32", None], [3, 3000, "bfloat16", None], [4, 10, "float16", None]]
+    cases += [[5, 3000, d, i] for d in ("float32", "bfloat16")
+              for i in range(len(gpu_ncu.VARIANTS))]
     gpu_ncu.child(cases)
     rows = [k for k in gpu.kernels if k.kind == "rows"]
-    assert [(k.op, k.dtype) for k in rows] == [("ce_index", d) for _, _, d in cases]
-    assert [k.launches for k in rows] == [1, 1, 1]
-    assert capsys.readouterr().err.splitlines() == [
-        f"profiled: {n}x{c} {d}" for n, c, d in cases]
+    ran = [c for c in cases if c[3] is None or compute_capability == "90"
+           or gpu_ncu.VARIANTS[c[3]][1] is None
+           or gpu_ncu.VARIANTS[c[3]][1][0] <= gpu_ncu.VARIANTS[c[3]][1][1]]
+    assert len(ran) == len(cases) - (2 if compute_capability == "80" else 0)
+    assert [(k.dtype, k.launches) for k in rows] == [(c[2], 1) for c in ran]
+    for k, (N, C, dtype, variant) in zip(rows, ran):
+        if variant is None:
+            assert k.name == S.row_kernel("ce_index", dtype, "int64",
+                                          P.row_config(C, 1, 2 if dtype != "float32" else 4))
+            continue
+        knobs, config = gpu_ncu.VARIANTS[variant]
+        config = config or P.row_config(C, 1, 2 if dtype == "bfloat16" else 4)
+        assert k.name == S.row_kernel("ce_index", dtype, "int64", config)
+        assert k.options == S.tuning_options(**knobs)
+    err = capsys.readouterr().err.splitlines()
+    assert [line for line in err if line.startswith("profiled: ")] == [
+        "profiled: " + gpu_ncu.label(*c) for c in ran]
+    assert sum(line.startswith("skipped") for line in err) == len(cases) - len(ran)
+    assert len({gpu_ncu.label(*c) for c in gpu_ncu.all_cases()}) == len(gpu_ncu.all_cases())
 
 
 def test_units_scale_to_base_units(gpu_ncu):
@@ -50,11 +93,12 @@ def test_units_scale_to_base_units(gpu_ncu):
 
 
 # A stand-in for ncu: refuses a run asking for the metric named in its first argument, as
-# ncu refuses a metric it does not know, or every run ("counters"); otherwise prints ncu's
-# --csv details table, one launch per case of the command's last argument, some metrics in
-# units of their own.
+# ncu refuses a metric it does not know, or every run ("counters"); otherwise runs no child
+# but prints what one would print to stderr for each case of the command's last argument
+# but the last (as if it could not run there), and ncu's --csv details table, one launch per
+# case run, some metrics in units of their own.
 FAKE_NCU = '''
-import json, sys
+import importlib.util, json, sys
 refused = sys.argv[1]
 args = sys.argv[2:]
 metrics = args[args.index("--metrics") + 1].split(",")
@@ -64,23 +108,28 @@ if refused == "counters":
 if any(m.startswith(refused) for m in metrics):
     print("==ERROR== Failed to find metric " + refused)
     sys.exit(1)
+spec = importlib.util.spec_from_file_location("gpu_ncu", args[-3])    # the script itself
+script = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(script)
 cases = json.loads(args[-1])
 VALUE = lambda m, i: 10.0 + i + sum(map(ord, m)) % 997 / 100
 units = {"gpu__time_duration.sum": ("usecond", lambda i: 1000.0 * (i + 1)),
-         "dram__bytes_read.sum": ("Mbyte", lambda i: 2.0 * SIZE[i] / 1e6),
-         "dram__bytes_write.sum": ("byte", lambda i: SIZE[i]),
+         "dram__bytes_read.sum": ("Mbyte", lambda i: 2.0 * SIZE / 1e6),
+         "dram__bytes_write.sum": ("byte", lambda i: SIZE),
          "sm__cycles_elapsed.avg.per_second": ("cycle/nsecond", lambda i: 1.75)}
 print("==PROF== Connected to process 1 (python)")
 print('"ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream",'
       '"Block Size","Grid Size","Device","CC","Section Name","Metric Name","Metric Unit",'
       '"Metric Value"')
-for i, (n, c, dtype) in enumerate(cases):
-    SIZE = {i: n * c * (2 if dtype == "bfloat16" else 4)}
+for i, (n, c, dtype, variant) in enumerate(cases[:-1]):
+    print("profiled: " + script.label(n, c, dtype, variant), file=sys.stderr)
+    SIZE = n * c * (2 if dtype == "bfloat16" else 4)
     for m in metrics:
         unit, value = units.get(m, ("", lambda i: VALUE(m, i)))
         print(f'"{i}","1","python","h","void fx::rows<0, float, long long, 512, 512, '
               f'true>(const T2 *, long long)","1","7","(512, 1, 1)","(528, 1, 1)","0",'
               f'"9.0","Command line profiler metrics","{m}","{unit}","{value(i):,.2f}"')
+print("skipped (no clusters before sm_90): the last", file=sys.stderr)
 print("==PROF== Disconnected from process 1")
 '''
 
@@ -105,13 +154,13 @@ def test_the_parent_drops_a_metric_ncu_refuses_and_tables_every_case(gpu_ncu, tm
     assert not any(m.startswith(refused) for m in results["metrics"])
     assert len(results["metrics"]) == len(gpu_ncu.METRICS) - 1
     rows = results["rows"]
-    assert [r["case"] for r in rows] == [f"{n}x{c} {d}" for n, c, d in gpu_ncu.CASES]
+    assert [r["case"] for r in rows] == [gpu_ncu.label(*c) for c in gpu_ncu.all_cases()[:-1]]
     for i, r in enumerate(rows):
         assert r["ms"] == pytest.approx(i + 1)                  # 1000 us, 2000 us, ...
         assert r["read x floor"] == pytest.approx(2.0, rel=1e-4)   # Mbyte, 2 decimals
         assert r["write x floor"] == pytest.approx(1.0)
         assert "fx::rows<0, float, long long, 512, 512, true>" in r["kernel"]
-    n, c, d = gpu_ncu.CASES[0]
+    n, c, _ = gpu_ncu.CASES[0]
     assert rows[0]["floor GB/s"] == pytest.approx(2 * n * c * 4 / 1e-3 / 1e9)
     # the four stalls that cost most, the largest first (the fake's value of a metric: 10
     # plus the case's index plus its name's character codes modulo 997, over 100: no ties)
@@ -122,8 +171,10 @@ def test_the_parent_drops_a_metric_ncu_refuses_and_tables_every_case(gpu_ncu, tm
     assert [name for name, _ in rows[1]["top stalls"]] == want
     assert [v for _, v in rows[1]["top stalls"]] == pytest.approx([value[r] for r in want])
     table = (out / "table.md").read_text()
-    assert table.count("\n") == len(gpu_ncu.CASES) + 2
-    assert "| 16384x32000 float32 | 1.000 |" in table
+    assert table.count("\n") == len(gpu_ncu.all_cases()) - 1 + 2
+    assert "| 16384x32000 float32, backend call | 1.000 |" in table
+    assert "| 16384x32000 bfloat16, cluster of 2 x 256, cached |" not in table   # skipped
+    assert "| 16384x32000 bfloat16, 512 lanes, block 512, cached, FX_PREFETCH=1 |" in table
 
 
 def test_a_failed_ncu_run_is_reported(gpu_ncu, tmp_path, capsys):
