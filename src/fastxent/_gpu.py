@@ -29,9 +29,17 @@ from ._problem import from_views, to_views
 _SUPPORTED = ("float16", "float32", "float64", "bfloat16")
 
 
+_GPU_TYPES = {}
+
+
 def is_gpu_array(a) -> bool:
-    """True for a ``cupy.ndarray`` (checked by module name: CuPy is not imported)."""
-    return type(a).__module__.split(".", 1)[0] == "cupy"
+    """True for a ``cupy.ndarray`` (checked by module name: CuPy is not imported), answered
+    once per type (a call asks about each of its arguments)."""
+    kind = type(a)
+    found = _GPU_TYPES.get(kind)
+    if found is None:
+        found = _GPU_TYPES[kind] = kind.__module__.split(".", 1)[0] == "cupy"
+    return found
 
 
 def _cp():
@@ -42,18 +50,6 @@ def _cp():
 def _cpx():
     import cupyx
     return cupyx
-
-
-_DTYPE_NAMES = {}
-
-
-def _name(dtype) -> str:
-    """``dtype.name``, which NumPy builds in Python at each use (about 2 us; a call needs it
-    for every kernel name)."""
-    name = _DTYPE_NAMES.get(dtype)
-    if name is None:
-        name = _DTYPE_NAMES[dtype] = dtype.name
-    return name
 
 
 def _on_input_device(fn):
@@ -123,11 +119,11 @@ _collector = threading.local()      # .pending: this thread's list inside errors
 
 
 def _defer(flag, exc, message):
-    """Raise `exc(message)` later if the int32 device scalar `flag` turns out non-zero."""
+    """Raise `exc(message)` later if the int32 (1,) device flag `flag` turns out non-zero."""
     cp = _cp()
     host = _cpx().empty_pinned((1,), np.int32)
     stream = cp.cuda.get_current_stream()
-    flag.reshape(1).astype(np.int32, copy=False).get(out=host, stream=stream, blocking=False)
+    flag.get(out=host, stream=stream, blocking=False)
     event = cp.cuda.Event(block=False, disable_timing=True)
     event.record(stream)
     entry = (event, host, exc, message)
@@ -194,7 +190,7 @@ def _device(a, dtype=None):
 
 def _input(x, name="input"):
     check_errors(wait=False)
-    if _name(x.dtype) not in _SUPPORTED:
+    if P.dtype_name(x.dtype) not in _SUPPORTED:
         V.float_array(name, V.stand_in(x))            # raises the CPU path's TypeError
     return x
 
@@ -313,9 +309,9 @@ def _launch_rows(op, x3, *, t2=None, ignore_index=-100, q3=None, w=None, eps=0.0
     rows = cp.empty(outer * inner, cp.float64)
     if rows.size == 0 and reduce_to is None:
         return rows, None
-    dtype = _name(x3.dtype)
+    dtype = P.dtype_name(x3.dtype)
     config = P.row_config(C, x3.strides[1] // x3.itemsize, x3.itemsize)
-    target = None if t2 is None else _name(t2.dtype)
+    target = None if t2 is None else P.dtype_name(t2.dtype)
     name = S.row_kernel(op, dtype, target, config)
     kernel = _kernel("rows", op, dtype, name)
     smem = P.row_shared_bytes(C, config, x3.itemsize)
@@ -353,7 +349,7 @@ def _mean_scale(t2, ignore, w, C, go, go_value, counter):
     args = P.mean_scale_args(t2, ignore_index=ignore, C=C, w=w, grad_output=go,
                              grad_output_mul=1.0 if go_value is None else go_value,
                              partials=buf[2:], counter=counter, out=buf[:2])
-    _reduce_kernel(S.mean_scale_kernel(_name(t2.dtype)))((grid,), (S.REDUCE_BLOCK,), args)
+    _reduce_kernel(S.mean_scale_kernel(P.dtype_name(t2.dtype)))((grid,), (S.REDUCE_BLOCK,), args)
     return buf[0], buf[1]
 
 
@@ -571,8 +567,8 @@ def _elementwise_call(op, input, target, *, weight=None, pos_weight=None, reduct
                                   err=flags[:1] if probabilities else None, **reduce)
         # a per-class pos_weight or weight keeps a second axis (INDEXED): positions then
         # move by carries, which the one-axis kernel's group loop has no use for
-        name = S.elementwise_kernel(op, _name(cdt), indexed=shape3[0] * shape3[1] != 1)
-        _kernel("elementwise", op, _name(cdt), name)((grid,), (S.ELEMENTWISE_BLOCK,), args)
+        name = S.elementwise_kernel(op, P.dtype_name(cdt), indexed=shape3[0] * shape3[1] != 1)
+        _kernel("elementwise", op, P.dtype_name(cdt), name)((grid,), (S.ELEMENTWISE_BLOCK,), args)
     if probabilities:       # after every check made at the call: a refused call defers none
         _defer(flags[:1], ValueError, "input and target of binary_cross_entropy must hold "
                                       "values in [0, 1] (found on the device)")

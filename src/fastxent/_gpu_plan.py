@@ -20,9 +20,22 @@ THREAD_PER_ROW_MAX_C = 32
 WARP_PER_ROW_MAX_C = 2048
 
 
-def _el(a, k: int) -> np.int64:
-    """Stride of axis k in elements."""
-    return np.int64(a.strides[k] // a.itemsize)
+_DTYPE_NAMES = {}
+
+
+def dtype_name(dtype) -> str:
+    """``dtype.name``, which NumPy builds in Python at each use (about 2 us; a call needs it
+    for every kernel name and result dtype)."""
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = dtype.name
+    return name
+
+
+def _els(a) -> tuple:
+    """`a`'s strides in elements (an array builds its strides tuple at each use)."""
+    itemsize = a.itemsize
+    return tuple([np.int64(s // itemsize) for s in a.strides])
 
 
 def row_config(C: int, class_stride: int, itemsize: int):
@@ -94,17 +107,16 @@ def row_args(x3, *, t2=None, ignore_index=-100, q3=None, w=None, eps=0.0, gscale
     wv = w if w is not None else rows_out
     gs = gscale2 if gscale2 is not None else rows_out
     g = g3 if g3 is not None else x3
-    zero = np.int64(0)
+    zeros = (np.int64(0),) * 3
     return (
-        x3, np.int64(outer), np.int32(C), np.int64(inner), _el(x3, 0), _el(x3, 1), _el(x3, 2),
-        t, _el(t, 0) if t2 is not None else zero, _el(t, 1) if t2 is not None else zero,
+        x3, np.int64(outer), np.int32(C), np.int64(inner), *_els(x3),
+        t, *(_els(t2) if t2 is not None else zeros[:2]),
         np.int64(ignore_index),
-        q, _el(q, 0), _el(q, 1), _el(q, 2),
+        q, *(_els(q3) if q3 is not None else zeros),
         wv, np.int32(w is not None), np.float64(eps),
-        gs, _el(gs, 0) if gscale2 is not None else zero,
-        _el(gs, 1) if gscale2 is not None else zero, np.float64(gmul),
+        gs, *(_els(gscale2) if gscale2 is not None else zeros[:2]), np.float64(gmul),
         rows_out,
-        g, _el(g, 0), _el(g, 1), _el(g, 2), np.int32(g3 is not None),
+        g, *(_els(g3) if g3 is not None else zeros), np.int32(g3 is not None),
         err if err is not None else rows_out,
         *_reduction_args(rows_out, counter=counter, partial=partial, mode=mode,
                          denominator=denominator if denominator is not None else rows_out,
@@ -126,7 +138,7 @@ def _reduction_args(absent, *, counter, partial, mode, denominator_value, out,
         np.int32(S.REDUCE_MODES[mode]),
         *(() if denominator is None else (denominator,)), np.float64(denominator_value),
         out if out is not None else absent,
-        np.int32(S.DTYPE_CODES[out.dtype.name] if out is not None else 1),
+        np.int32(S.DTYPE_CODES[dtype_name(out.dtype)] if out is not None else 1),
     )
 
 
@@ -148,10 +160,10 @@ def elementwise_args(x3, y3, *, w3=None, pw3=None, log_target=False, gscale3=Non
     def op(a, present):
         if not present:
             return (x3, np.int64(0), np.int64(0), np.int64(0))
-        return (a, _el(a, 0), _el(a, 1), _el(a, 2))
+        return (a, *_els(a))
 
     return (
-        x3, np.int64(d0), np.int64(d1), np.int64(d2), _el(x3, 0), _el(x3, 1), _el(x3, 2),
+        x3, np.int64(d0), np.int64(d1), np.int64(d2), *_els(x3),
         *op(y3, True),
         *op(w3, w3 is not None),
         *op(pw3, pw3 is not None), np.int32(pw3 is not None),
@@ -184,7 +196,7 @@ def mean_scale_args(t2, *, ignore_index, C, w, grad_output, grad_output_mul=1.0,
     `grad_output_mul`, float64 `partials` (one per block), a zeroed uint32 / int32 (1,)
     `counter` and float64 (2,) `out`."""
     outer, inner = t2.shape
-    return (t2, np.int64(outer * inner), np.int64(inner), _el(t2, 0), _el(t2, 1),
+    return (t2, np.int64(outer * inner), np.int64(inner), *_els(t2),
             np.int64(ignore_index), np.int32(C), w if w is not None else partials,
             np.int32(w is not None), grad_output, np.float64(grad_output_mul), partials,
             counter, out)
