@@ -306,15 +306,16 @@ def main(argv=None):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")] +
         [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-    for attempt in range(4):
+    for _ in range(4):
         cmd = ncu_command(ncu, metrics, cases)
         print(f"ncu: {len(metrics)} metrics, {len(cases)} cases", flush=True)
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True,
                                   timeout=args.timeout_s, env=env)
         except subprocess.TimeoutExpired as e:
-            print(f"ncu ran past {args.timeout_s:.0f} s:\n{(e.stderr or b'')[-4000:]!r}",
-                  file=sys.stderr)
+            # what was captured comes as bytes whatever `text` says
+            err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else ""
+            print(f"ncu ran past {args.timeout_s:.0f} s:\n{err[-4000:]}", file=sys.stderr)
             return 1
         with open(os.path.join(args.out, "ncu.csv"), "w") as fh:
             fh.write(proc.stdout)

@@ -94,7 +94,8 @@ def test_units_scale_to_base_units(gpu_ncu):
 
 
 # A stand-in for ncu: refuses a run asking for the metric named in its first argument, as
-# ncu refuses a metric it does not know, or every run ("counters"); otherwise runs no child
+# ncu refuses a metric it does not know, or every run ("counters"), or hangs ("sleep");
+# otherwise runs no child
 # but prints what one would print to stderr for each case of the command's last argument
 # but the last (as if it could not run there), and ncu's --csv details table, one launch per
 # case run, some metrics in units of their own.
@@ -103,6 +104,10 @@ import importlib.util, json, sys
 refused = sys.argv[1]
 args = sys.argv[2:]
 metrics = args[args.index("--metrics") + 1].split(",")
+if refused == "sleep":
+    print("==PROF== Connected to process 1 (python)", file=sys.stderr, flush=True)
+    import time
+    time.sleep(60)
 if refused == "counters":
     print("==ERROR== ERR_NVGPUCTRPERM - no permission to read the performance counters")
     sys.exit(1)
@@ -186,6 +191,13 @@ def test_a_failed_ncu_run_is_reported(gpu_ncu, tmp_path, capsys):
                          _fake_ncu(tmp_path, "counters")]) == 1
     assert "exited 1" in capsys.readouterr().err
     assert not (out / "results.json").exists()
+
+
+def test_an_ncu_run_past_its_time_is_reported(gpu_ncu, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert gpu_ncu.main(["--out", str(out), "--ncu", _fake_ncu(tmp_path, "sleep"),
+                         "--timeout-s", "3"]) == 1
+    assert "ncu ran past 3 s:\n==PROF== Connected" in capsys.readouterr().err
 
 
 def test_the_csv_table_is_found_among_other_output(gpu_ncu):
