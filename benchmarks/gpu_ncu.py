@@ -303,15 +303,13 @@ def main(argv=None):
         return 2
     cases = all_cases()
     metrics = list(METRICS)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")] +
-        [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
     for _ in range(4):
         cmd = ncu_command(ncu, metrics, cases)
         print(f"ncu: {len(metrics)} metrics, {len(cases)} cases", flush=True)
         try:
+            # the child imports fastxent as this process did (same interpreter and path)
             proc = subprocess.run(cmd, capture_output=True, text=True,
-                                  timeout=args.timeout_s, env=env)
+                                  timeout=args.timeout_s)
         except subprocess.TimeoutExpired as e:
             # what was captured comes as bytes whatever `text` says
             err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else ""
