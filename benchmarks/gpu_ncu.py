@@ -38,6 +38,8 @@ import numpy as np
 
 from fastxent import _cuda_sources as S
 from fastxent import _gpu_plan as P
+# run as a script, this folder is on sys.path
+from gpu_sweep import fused_args, launcher
 
 # (N, C, dtype): whole backend calls at issue 4's shapes, and a warp-per-row one for contrast
 CASES = ((16384, 32000, "float32"), (16384, 32000, "bfloat16"),
@@ -215,8 +217,8 @@ def _logits(cp, N, C, dtype):
 
 
 def _launch_variant(cp, N, C, dtype, variant, x, t, g, modules):
-    """One launch of fx::rows for cross_entropy with class indices, as gpu_sweep.py
-    launches it; False where the device cannot run it (a cluster before sm_90)."""
+    """One launch of fx::rows for cross_entropy with class indices, with gpu_sweep.py's own
+    arguments and launch; False where the device cannot run it (a cluster before sm_90)."""
     knobs, config = VARIANTS[variant]
     config = config or P.row_config(C, 1, x.itemsize)
     if config[0] > config[1] and int(cp.cuda.Device().compute_capability) < 90:
@@ -227,16 +229,8 @@ def _launch_variant(cp, N, C, dtype, variant, x, t, g, modules):
         modules[key] = cp.RawModule(code=S.source("rows.cu"),
                                     options=S.tuning_options(**knobs),
                                     name_expressions=[name]).get_function(name)
-    fn = modules[key]
-    smem = P.row_shared_bytes(C, config, x.itemsize)
-    if smem > 48 * 1024:
-        fn.max_dynamic_shared_size_bytes = smem
-    rows, err = cp.empty(N, cp.float64), cp.zeros(1, cp.int32)
-    scale = cp.broadcast_to(cp.full((), 1.0 / N, cp.float64), (N, 1))
-    args = P.row_args(x.reshape(N, C, 1), t2=t.reshape(N, 1), gscale2=scale, rows_out=rows,
-                      g3=g.reshape(N, C, 1), err=err)
-    grid = P.row_grid(N, config, cp.cuda.Device().attributes["MultiProcessorCount"])
-    fn((grid,), (config[1],), args, shared_mem=smem)
+    args, _ = fused_args(cp, x, t, g)
+    launcher(cp, modules[key], config, x, args)[0]()
     return True
 
 

@@ -138,6 +138,32 @@ def _bits(a):
     return a.view({2: "uint16", 4: "uint32", 8: "uint64"}[a.itemsize])
 
 
+def fused_args(cp, x, t, g):
+    """``(args, rows)``: fx::rows's arguments for cross_entropy with class indices `t` over
+    (N, C) logits `x`, fused, the gradient into `g` scaled as "mean" scales it, no reduced
+    loss; `rows` takes the rows' losses."""
+    N, C = x.shape
+    rows = cp.empty(N, cp.float64)
+    scale = cp.broadcast_to(cp.full((), 1.0 / N, cp.float64), (N, 1))
+    return P.row_args(x.reshape(N, C, 1), t2=t.reshape(N, 1), gscale2=scale, rows_out=rows,
+                      g3=g.reshape(N, C, 1), err=cp.zeros(1, cp.int32)), rows
+
+
+def launcher(cp, fn, config, x, args):
+    """``(launch, smem)``: a launch of `fn` over `x`'s rows with `config`'s block, the
+    backend's grid and dynamic shared memory (the function's limit raised here where that
+    is over 48 KB)."""
+    N, C = x.shape
+    smem = P.row_shared_bytes(C, config, x.itemsize)
+    grid = P.row_grid(N, config, cp.cuda.Device().attributes["MultiProcessorCount"])
+    if smem > 48 * 1024:
+        fn.max_dynamic_shared_size_bytes = smem
+
+    def launch():
+        fn((grid,), (config[1],), args, shared_mem=smem)
+    return launch, smem
+
+
 def sweep_shape(cp, compiled, N, C, dtype, copy_gbs, smem_limit, log):
     """Time every variant at (N, C); the backend's own runs first and is the reference."""
     import ml_dtypes
@@ -147,12 +173,7 @@ def sweep_shape(cp, compiled, N, C, dtype, copy_gbs, smem_limit, log):
     x = cp.asarray((rng.standard_normal((N, C)) * 3).astype(np_dtype))
     t = cp.asarray(rng.integers(0, C, N))
     g = cp.empty_like(x)
-    rows = cp.empty(N, cp.float64)
-    err = cp.zeros(1, cp.int32)
-    scale = cp.broadcast_to(cp.full((), 1.0 / N, cp.float64), (N, 1))
-    args = P.row_args(x.reshape(N, C, 1), t2=t.reshape(N, 1), gscale2=scale, rows_out=rows,
-                      g3=g.reshape(N, C, 1), err=err)
-    n_sm = cp.cuda.Device().attributes["MultiProcessorCount"]
+    args, rows = fused_args(cp, x, t, g)
     sample = np.linspace(0, N - 1, SAMPLE_ROWS).astype(np.int64)
     floor = 2 * N * C * itemsize
     runs = sorted(((knobs, config) for knobs in KNOBS
@@ -164,18 +185,11 @@ def sweep_shape(cp, compiled, N, C, dtype, copy_gbs, smem_limit, log):
         fn = compiled[dtype, tuple(sorted(knobs.items()))].get(config)
         if fn is None:
             continue                           # its module did not compile (logged)
-        smem = P.row_shared_bytes(C, config, itemsize)
-        grid = P.row_grid(N, config, n_sm)
-
-        def launch(fn=fn, grid=grid, block=config[1], smem=smem):
-            fn((grid,), (block,), args, shared_mem=smem)
-
         poison = ~_bits(g).dtype.type(0)       # all ones: NaN in every float dtype
         _bits(g).fill(poison)
         rows.fill(np.nan)
         try:
-            if smem > 48 * 1024:
-                fn.max_dynamic_shared_size_bytes = smem
+            launch, smem = launcher(cp, fn, config, x, args)
             launch()
         except Exception as exc:               # e.g. too many resources for this launch
             if reference is None:

@@ -18,9 +18,15 @@ SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_ncu.p
 
 @pytest.fixture(scope="module")
 def gpu_ncu():
+    """The script as a module; it imports gpu_sweep as its folder's neighbour (run as a
+    script, that folder is on sys.path), so the folder is on it for the import."""
     spec = importlib.util.spec_from_file_location("gpu_ncu", SCRIPT)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
     return module
 
 
@@ -100,7 +106,7 @@ def test_units_scale_to_base_units(gpu_ncu):
 # but the last (as if it could not run there), and ncu's --csv details table, one launch per
 # case run, some metrics in units of their own.
 FAKE_NCU = '''
-import importlib.util, json, sys
+import importlib.util, json, os, sys
 refused = sys.argv[1]
 args = sys.argv[2:]
 metrics = args[args.index("--metrics") + 1].split(",")
@@ -114,6 +120,7 @@ if refused == "counters":
 if any(m.startswith(refused) for m in metrics):
     print("==ERROR== Failed to find metric " + refused)
     sys.exit(1)
+sys.path.insert(0, os.path.dirname(args[-3]))                        # the script's folder
 spec = importlib.util.spec_from_file_location("gpu_ncu", args[-3])    # the script itself
 script = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(script)
