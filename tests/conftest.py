@@ -1,10 +1,23 @@
 """Shared fixtures. PyTorch (2.13, CPU) is the oracle and a hard requirement of the suite:
 a run without it must fail, not skip (README: install torch first)."""
+import os
+
 import numpy as np
 import pytest
 import torch  # noqa: F401  -- fail loudly when the oracle is missing
 
 import fastxent as fx
+
+
+def pytest_collection_modifyitems(config, items):
+    """The Debug run (test_debug_build.py) is there to test the build it loads; a test
+    marked main_run_only would repeat there what the main run checked."""
+    if os.environ.get("FASTXENT_DEBUG_RUN") != "1":
+        return
+    skip = pytest.mark.skip(reason="main_run_only: checked by the main run")
+    for item in items:
+        if item.get_closest_marker("main_run_only"):
+            item.add_marker(skip)
 
 
 @pytest.fixture

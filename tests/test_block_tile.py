@@ -13,7 +13,7 @@ import pytest
 
 from cpu_host_lib import LEVELS, needs_gcc, run_check
 
-pytestmark = needs_gcc
+pytestmark = [needs_gcc, pytest.mark.main_run_only]
 
 
 @pytest.mark.parametrize("level", LEVELS)

@@ -15,10 +15,9 @@ import background
 
 HERE = pathlib.Path(__file__).resolve().parent
 
-# The Debug and sanitizer runs test the one build they load (their C kernels have no bounds
-# checks that another instruction set would add to); the main run covers the others.
-pytestmark = pytest.mark.skipif(os.environ.get("FASTXENT_DEBUG_RUN") == "1",
-                                reason="a Debug or sanitizer run")
+# The Debug run tests the one build it loads (its C kernels have no bounds checks that
+# another instruction set would add to); the main run covers the others.
+pytestmark = pytest.mark.main_run_only
 # A child interpreter imports the fastxent this one did (-S keeps an editable install's
 # import hook out when this run was started with -S).
 PYTHON = [sys.executable, *(["-S"] if sys.flags.no_site else [])]

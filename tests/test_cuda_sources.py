@@ -30,8 +30,7 @@ NP_DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64),
 NVCC = shutil.which("nvcc")
 needs_nvcc = pytest.mark.skipif(NVCC is None and not os.environ.get("CI"),
                                 reason="nvcc not installed (CI has it)")
-once = pytest.mark.skipif(os.environ.get("FASTXENT_DEBUG_RUN") == "1",
-                          reason="compiled once, by the main run")
+pytestmark = pytest.mark.main_run_only
 
 
 # --- 1. nvcc -----------------------------------------------------------------------------
@@ -101,33 +100,53 @@ def _entries(nvcc_runs, key):
     return log, entries
 
 
-@once
-@pytest.mark.usefixtures("nvcc_runs")    # nvcc compiles on the other core meanwhile
-def test_every_module_compiles_with_nvrtc(gpu_sweep):
-    """NVRTC is what CuPy's RawModule runs: each module as one program, with the backend's
-    options and name expressions, every name lowered (cuda-bindings + the NVRTC wheel work
-    without a driver). gpu_sweep.py's cluster modules too (sm_90)."""
-    nvrtc = pytest.importorskip("cuda.bindings.nvrtc")
+def _nvrtc_program(nvrtc, file, names, options):
+    """One NVRTC program: `file` with `names` as name expressions, compiled with `options`
+    and every name lowered; the caller destroys it."""
     ok = nvrtc.nvrtcResult.NVRTC_SUCCESS
-    options = [o.encode() for o in S.OPTIONS] + [b"-arch=sm_90",
-                                                 b"--device-as-default-execution-space"]
-    clusters = [("rows", "ce_index", dtype, "rows.cu", names)
-                for dtype, _, names in gpu_sweep.cluster_modules()]
-    for kind, op, dtype, file, names in S.all_modules() + clusters:
-        err, prog = nvrtc.nvrtcCreateProgram(S.source(file).encode(), file.encode(), 0, [], [])
-        assert err == ok
-        for name in names:
-            assert nvrtc.nvrtcAddNameExpression(prog, name.encode())[0] == ok
-        err, = nvrtc.nvrtcCompileProgram(prog, len(options), options)
-        if err != ok:
-            size = nvrtc.nvrtcGetProgramLogSize(prog)[1]
-            log = b" " * size
-            nvrtc.nvrtcGetProgramLog(prog, log)
-            pytest.fail(f"{op} {dtype}: {log.decode()[:3000]}")
-        for name in names:
-            assert nvrtc.nvrtcGetLoweredName(prog, name.encode())[0] == ok, name
-        if (kind, op, dtype, file, names) in clusters:
-            _check_cluster_launch_bounds(nvrtc, prog, len(names))
+    options = [o.encode() for o in S.OPTIONS + options]
+    err, prog = nvrtc.nvrtcCreateProgram(S.source(file).encode(), file.encode(), 0, [], [])
+    assert err == ok
+    for name in names:
+        assert nvrtc.nvrtcAddNameExpression(prog, name.encode())[0] == ok
+    err, = nvrtc.nvrtcCompileProgram(prog, len(options), options)
+    if err != ok:
+        size = nvrtc.nvrtcGetProgramLogSize(prog)[1]
+        log = b" " * size
+        nvrtc.nvrtcGetProgramLog(prog, log)
+        pytest.fail(f"{file}: {log.decode()[:3000]}")
+    for name in names:
+        assert nvrtc.nvrtcGetLoweredName(prog, name.encode())[0] == ok, name
+    return prog
+
+
+def test_every_module_compiles_with_nvrtc(gpu_sweep):
+    """NVRTC is what CuPy's RawModule runs (cuda-bindings + the NVRTC wheel work without a
+    driver): the sources with the backend's options, every name expression instantiated
+    and lowered.
+
+    Each file is one program holding every name of every module the backend builds from it
+    (a module compiles a subset of them, with the same options), gpu_sweep.py's cluster
+    kernels included. NVRTC's front end is where it differs from nvcc's (no host compiler,
+    fewer builtins: an undefined __builtin_memcpy fails here), so the programs stop after
+    it; the nvcc tests take the same kernels through code generation. Compiled to PTX,
+    rows.cu's 140 kernels took NVRTC a minute. The cluster kernels go on to PTX, which
+    must carry their launch bounds."""
+    nvrtc = pytest.importorskip("cuda.bindings.nvrtc")
+    front = ("-arch=compute_90", "--device-as-default-execution-space",
+             "--fdevice-syntax-only")
+    programs = {}
+    for _, _, _, file, names in S.all_modules():
+        programs.setdefault(file, []).extend(names)
+    clusters = [n for _, _, names in gpu_sweep.cluster_modules() for n in names]
+    programs["rows.cu"] += clusters
+    for file, names in programs.items():
+        assert len(set(names)) == len(names), file
+        nvrtc.nvrtcDestroyProgram(_nvrtc_program(nvrtc, file, names, front))
+    prog = _nvrtc_program(nvrtc, "rows.cu", clusters, front[:2])
+    try:
+        _check_cluster_launch_bounds(nvrtc, prog, len(clusters))
+    finally:
         nvrtc.nvrtcDestroyProgram(prog)
 
 
@@ -144,7 +163,6 @@ def _check_cluster_launch_bounds(nvrtc, prog, n):
 
 
 @needs_nvcc
-@once
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("file", FILES)
 def test_every_kernel_compiles_with_nvcc(nvcc_runs, file, arch):
@@ -164,7 +182,6 @@ def test_every_kernel_compiles_with_nvcc(nvcc_runs, file, arch):
 
 
 @needs_nvcc
-@once
 @pytest.mark.parametrize("dtype", [d for d, _ in SWEEP_VARIANTS])
 def test_sweep_variants_compile_with_nvcc(nvcc_runs, dtype):
     """The launch knobs reach the compiler: gpu_sweep.py's variants build, and with
@@ -182,7 +199,6 @@ def test_sweep_variants_compile_with_nvcc(nvcc_runs, dtype):
 
 
 @needs_nvcc
-@once
 def test_cluster_kernels_compile_for_sm_90(nvcc_runs):
     """gpu_sweep.py's cluster-per-row kernels (distributed shared memory, cluster barriers;
     inline PTX, no headers) build for sm_90 without spills."""

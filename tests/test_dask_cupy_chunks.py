@@ -19,6 +19,8 @@ import cuda_host_lib
 from cases import BAD_CALLS, DASK_CLASS_LAYOUTS, assert_refused_as_numpy
 from cupy_stand_in import ndarray
 
+pytestmark = pytest.mark.main_run_only
+
 da = pytest.importorskip("dask.array")
 dask = pytest.importorskip("dask")
 fxd = pytest.importorskip("fastxent.dask")

@@ -39,8 +39,6 @@ def test_page_examples(page):
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    if os.environ.get("FASTXENT_DEBUG_RUN") == "1":
-        pytest.skip("the docs are built once, by the main run")
     out = tmp_path_factory.mktemp("html")
     env = dict(os.environ, FASTXENT_DOCS_OFFLINE="1", MPLBACKEND="Agg")
     run = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q",
@@ -50,12 +48,14 @@ def site(tmp_path_factory):
     return out
 
 
+@pytest.mark.main_run_only
 def test_site_builds_without_warnings(site):
     for page in ("index", "getting_started", "maths", "pictures", "from_other_libraries",
                  "api", "performance", "numerics", "building_docs"):
         assert (site / f"{page}.html").is_file(), page
 
 
+@pytest.mark.main_run_only
 def test_formulas_use_the_local_mathjax(site):
     script = site / "_static" / "mathjax" / "tex-svg.js"
     assert script.stat().st_size > 1_000_000
@@ -65,6 +65,7 @@ def test_formulas_use_the_local_mathjax(site):
     assert html.count('class="math') > 30          # \( \) and \[ \] spans for MathJax
 
 
+@pytest.mark.main_run_only
 def test_pictures_are_drawn(site):
     html = (site / "pictures.html").read_text()
     images = re.findall(r'<img[^>]+src="([^"]+\.png)"', html)
@@ -73,6 +74,7 @@ def test_pictures_are_drawn(site):
         assert (site / src).stat().st_size > 10_000, src
 
 
+@pytest.mark.main_run_only
 def test_every_public_name_has_a_page(site):
     generated = site / "generated"
     for name in fastxent.__all__:
@@ -91,6 +93,7 @@ def _chromium():
 
 
 @pytest.mark.skipif(_chromium() is None, reason="no Chromium to render the page")
+@pytest.mark.main_run_only
 def test_a_browser_typesets_every_formula(site):
     # No network is needed: the page and MathJax are local files.
     run = subprocess.run([_chromium(), "--headless=new", "--no-sandbox", "--disable-gpu",

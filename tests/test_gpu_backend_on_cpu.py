@@ -22,6 +22,8 @@ import cuda_host_lib
 from cases import BAD_CALLS, assert_refused_as_numpy
 from cupy_stand_in import Device, Event, HostKernel, ndarray
 
+pytestmark = pytest.mark.main_run_only
+
 ml_dtypes = pytest.importorskip("ml_dtypes")
 
 

@@ -20,6 +20,8 @@ import cuda_host_lib
 from fuzz_inputs import (ALLOWED, FLOATS, FUZZ, LOSSES, SPECIAL, arrays, grad_out_for, option,
                          targets_like)
 
+pytestmark = pytest.mark.main_run_only
+
 # The stand-in's state is reset by every example's check_errors, so one fixture serves all.
 GPU_FUZZ = settings(FUZZ, suppress_health_check=list(FUZZ.suppress_health_check)
                    + [HealthCheck.function_scoped_fixture])

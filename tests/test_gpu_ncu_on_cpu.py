@@ -13,6 +13,8 @@ import pytest
 from fastxent import _cuda_sources as S
 from fastxent import _gpu_plan as P
 
+pytestmark = pytest.mark.main_run_only
+
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_ncu.py"
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from cpu_host_lib import LEVELS, needs_gcc, run_check
 
-pytestmark = needs_gcc
+pytestmark = [needs_gcc, pytest.mark.main_run_only]
 
 @pytest.mark.parametrize("level", LEVELS)
 def test_output_pass_rounds_as_the_double_product(level, tmp_path):
