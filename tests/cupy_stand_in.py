@@ -10,6 +10,7 @@ import ctypes
 import re
 import sys
 import threading
+import time
 import types
 
 import numpy as np
@@ -235,6 +236,34 @@ class Device:
 
     def __exit__(self, *exc):
         _inside.device = self._outer.pop()
+
+
+class TimingEvent(Event):
+    """A CUDA event that times on the CPU: ``record`` reads the clock."""
+
+    def __init__(self, **_):
+        self.t = None
+
+    def record(self, stream=None):
+        self.t = time.perf_counter()
+
+
+def for_benchmarks(cp, compute_capability="90", seed=0):
+    """`cp` with what the benchmark scripts (gpu_sweep.py, gpu_ncu.py) call beyond the
+    backend: events that time on the CPU and the milliseconds between them, a device's
+    synchronize (nothing to wait for) and compute capability, the memory pool's
+    free_all_blocks, and random arrays."""
+    rng = np.random.default_rng(seed)
+    cp.random = types.SimpleNamespace(
+        standard_normal=lambda shape, dtype: on_device(
+            rng.standard_normal(shape).astype(dtype)),
+        randint=lambda low, high, n: on_device(rng.integers(low, high, n)))
+    cp.cuda.Event = TimingEvent
+    cp.cuda.get_elapsed_time = lambda start, end: 1e3 * (end.t - start.t)
+    cp.cuda.Device = type("Device", (Device,), {
+        "synchronize": lambda self: None, "compute_capability": compute_capability})
+    cp.get_default_memory_pool = lambda: types.SimpleNamespace(free_all_blocks=lambda: None)
+    return cp
 
 
 class _Module(types.SimpleNamespace):

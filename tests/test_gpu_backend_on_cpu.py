@@ -20,7 +20,7 @@ from fastxent import _gpu
 
 import cuda_host_lib
 from cases import BAD_CALLS, assert_refused_as_numpy
-from cupy_stand_in import Device, Event, HostKernel, ndarray
+from cupy_stand_in import Device, Event, HostKernel, for_benchmarks, ndarray
 
 pytestmark = pytest.mark.main_run_only
 
@@ -469,37 +469,13 @@ def test_sweep_times_the_backends_own_kernel_at_every_shape(gpu_sweep):
     assert not any(c[0] == 32 for c in f32_big)
 
 
-class _Timer(Event):
-    """CUDA events on the CPU: elapsed milliseconds between perf_counter readings."""
-
-    def __init__(self, **_):
-        self.t = None
-
-    def record(self, stream=None):
-        import time
-        self.t = time.perf_counter()
-
-    def synchronize(self):
-        pass
-
-
-def _sweep_cupy(gpu):
-    cp = gpu.cp
-    cp.asnumpy = lambda a: np.array(a)
-    cp.get_default_memory_pool = lambda: types.SimpleNamespace(free_all_blocks=lambda: None)
-    cp.cuda.Event = _Timer
-    cp.cuda.get_elapsed_time = lambda a, b: 1e3 * (b.t - a.t)
-    cp.cuda.Device = type("Device", (Device,), {"synchronize": lambda self: None})
-    return cp
-
-
 @pytest.mark.parametrize("C", [40, 3000])
 def test_sweep_flags_a_variant_that_disagrees(gpu, gpu_sweep, cuda_host, monkeypatch, C):
     """sweep_shape end to end on the stand-in: every variant timed and compared with the
     backend's kernel; one that writes a wrong gradient value, and one that leaves an
     element unwritten, are reported as disagreeing. (The host build runs every variant
     with one lane, so the others agree exactly.)"""
-    cp = _sweep_cupy(gpu)
+    cp = for_benchmarks(gpu.cp)
     monkeypatch.setattr(gpu_sweep, "SAMPLE_ROWS", 4)
     N, dtype = 6, "float32"
     compiled = {}
@@ -573,7 +549,7 @@ def test_gpu_check_times_every_other_kernel(gpu, gpu_sweep, monkeypatch, spoil):
     import sys
     gpu_check = sys.modules["gpu_check"]          # imported by gpu_sweep
     torch = pytest.importorskip("torch")
-    cp = _sweep_cupy(gpu)
+    cp = for_benchmarks(gpu.cp)
     if spoil is not None:
         real = getattr(fx, spoil)
 

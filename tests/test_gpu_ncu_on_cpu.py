@@ -7,7 +7,6 @@ import sys
 import textwrap
 import types
 
-import numpy as np
 import pytest
 
 from fastxent import _cuda_sources as S
@@ -33,16 +32,10 @@ def gpu_ncu():
 
 
 def _child_cupy(gpu, cuda_host, compute_capability):
-    """The stand-in with CuPy's random numbers, a device's compute capability and
-    RawModule: each function a HostKernel, listed in gpu.kernels as the backend's are."""
-    from cupy_stand_in import HostKernel
-    rng = np.random.default_rng(0)
-    cp = gpu.cp
-    cp.random = types.SimpleNamespace(
-        standard_normal=lambda shape, dtype: gpu.dev(rng.standard_normal(shape).astype(dtype)),
-        randint=lambda low, high, n: gpu.dev(rng.integers(low, high, n)))
-    cp.cuda.Device = type("Device", (cp.cuda.Device,), {
-        "synchronize": lambda self: None, "compute_capability": compute_capability})
+    """The stand-in for the benchmark scripts, with RawModule: each function a HostKernel,
+    listed in gpu.kernels as the backend's are."""
+    from cupy_stand_in import HostKernel, for_benchmarks
+    cp = for_benchmarks(gpu.cp, compute_capability)
 
     def raw_module(code, options, name_expressions):
         def get_function(name):
@@ -53,7 +46,6 @@ def _child_cupy(gpu, cuda_host, compute_capability):
         assert code == S.source("rows.cu") and len(name_expressions) == 1
         return types.SimpleNamespace(get_function=get_function)
     cp.RawModule = raw_module
-    cp.get_default_memory_pool = lambda: types.SimpleNamespace(free_all_blocks=lambda: None)
     return cp
 
 
