@@ -9,15 +9,36 @@ import torch  # noqa: F401  -- fail loudly when the oracle is missing
 import fastxent as fx
 
 
+DEBUG_RUN = os.environ.get("FASTXENT_DEBUG_RUN") == "1"
+
+
+@pytest.hookimpl(trylast=True)      # after -k and -m have deselected
 def pytest_collection_modifyitems(config, items):
-    """The Debug run (test_debug_build.py) is there to test the build it loads; a test
-    marked main_run_only would repeat there what the main run checked."""
-    if os.environ.get("FASTXENT_DEBUG_RUN") != "1":
+    """In the Debug run (test_debug_build.py), tests marked main_run_only skip: that run is
+    there to test the build it loads, and they would repeat what the main run checked.
+
+    In the main run, the Debug run starts now, in the background, when its test is
+    selected: it takes minutes, mostly on one core, and overlaps the rest of the suite.
+    Its test is moved last, to wait for it."""
+    if DEBUG_RUN:
+        skip = pytest.mark.skip(reason="main_run_only: checked by the main run")
+        for item in items:
+            if item.get_closest_marker("main_run_only"):
+                item.add_marker(skip)
         return
-    skip = pytest.mark.skip(reason="main_run_only: checked by the main run")
-    for item in items:
-        if item.get_closest_marker("main_run_only"):
-            item.add_marker(skip)
+    debug = [item for item in items if item.path.name == "test_debug_build.py"]
+    if debug and not config.option.collectonly:
+        items[:] = [item for item in items if item not in debug] + debug
+        import test_debug_build
+        config.stash[test_debug_build.RUNNING] = test_debug_build.start()
+
+
+def pytest_sessionfinish(session):
+    """A Debug run whose test did not wait for it (-x, a keyboard interrupt) is ended."""
+    import sys
+    module = sys.modules.get("test_debug_build")
+    if module is not None:
+        module.stop(session.config)
 
 
 @pytest.fixture
