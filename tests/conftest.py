@@ -1,6 +1,7 @@
 """Shared fixtures. PyTorch (2.13, CPU) is the oracle and a hard requirement of the suite:
 a run without it must fail, not skip (README: install torch first)."""
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -35,7 +36,6 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_sessionfinish(session):
     """A Debug run whose test did not wait for it (-x, a keyboard interrupt) is ended."""
-    import sys
     module = sys.modules.get("test_debug_build")
     if module is not None:
         module.stop(session.config)

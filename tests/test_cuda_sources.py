@@ -120,6 +120,7 @@ def _nvrtc_program(nvrtc, file, names, options):
     return prog
 
 
+@pytest.mark.usefixtures("nvcc_runs")    # nvcc compiles on the other core meanwhile
 def test_every_module_compiles_with_nvrtc(gpu_sweep):
     """NVRTC is what CuPy's RawModule runs (cuda-bindings + the NVRTC wheel work without a
     driver): the sources with the backend's options, every name expression instantiated
