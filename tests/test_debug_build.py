@@ -5,7 +5,8 @@ runtimes: `.ci/debug_build`.
 With bounds checking on, an index past a typed memoryview's end raises IndexError instead
 of reading or writing out of bounds, and the sanitizers stop the run at a C kernel's
 out-of-bounds access or undefined behaviour; a kernel bug that the Release build hides
-fails here. The script says what it leaves out, and why.
+fails here. The script checks that the suite imports that build, and says what it leaves
+out, and why.
 
 The run starts in the background when the suite's collection ends (conftest.py), and this
 test, run last, waits for it.
@@ -57,9 +58,7 @@ def _sanitizer_runtimes():
 @pytest.mark.skipif(os.environ.get("FASTXENT_DEBUG_RUN") == "1",
                     reason="this is the Debug run itself")
 def test_suite_passes_on_the_debug_build(request):
-    if RUNNING not in request.config.stash:         # not started at collection's end
-        request.config.stash[RUNNING] = start()
-    proc, log_path = request.config.stash[RUNNING]
+    proc, log_path = request.config.stash[RUNNING]  # started at collection's end
     try:
         code, log = background.result(proc, log_path, timeout=TIMEOUT_S)
     finally:

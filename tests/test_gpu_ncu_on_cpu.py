@@ -94,11 +94,10 @@ def test_units_scale_to_base_units(gpu_ncu):
 
 
 # A stand-in for ncu: refuses a run asking for the metric named in its first argument, as
-# ncu refuses a metric it does not know, or every run ("counters"), or hangs ("sleep");
-# otherwise runs no child
-# but prints what one would print to stderr for each case of the command's last argument
-# but the last (as if it could not run there), and ncu's --csv details table, one launch per
-# case run, some metrics in units of their own.
+# ncu refuses a metric it does not know, or every run ("counters"), or hangs ("sleep").
+# Otherwise it runs no child, but prints what one would print to stderr for each case of
+# the command's last argument but the last (as if it could not run there), and ncu's --csv
+# details table, one launch per case run, some metrics in units of their own.
 FAKE_NCU = '''
 import importlib.util, json, os, sys
 refused = sys.argv[1]
