@@ -14,30 +14,56 @@ from layouts import with_layout
 
 def _torch(x, t, dtype, **kw):
     leaf = torch.from_numpy(x.astype(dtype)).requires_grad_(True)
-    loss = F.cross_entropy(leaf, torch.from_numpy(t), reduction="none", **kw)
+    target = torch.from_numpy(t if t.dtype.kind == "i" else t.astype(dtype))
+    loss = F.cross_entropy(leaf, target, reduction="none", **kw)
     loss.backward(torch.ones_like(loss))
     return loss.detach().numpy().astype(np.float64), leaf.grad.numpy().astype(np.float64)
 
 
-@pytest.mark.parametrize("shape,scale", [((256, 8000), 4.0), ((4, 128256), 4.0),
-                                         ((4096, 10), 10.0), ((64, 1000), 30.0)])
+def _relative_error(got, ref):
+    """The largest error relative to each element (a loss, a log-sum-exp)."""
+    return np.max(np.abs(got - ref) / np.maximum(np.abs(ref), 1e-30))
+
+
+def _scaled_error(got, ref):
+    """The largest error relative to the largest magnitude (a gradient, a softmax)."""
+    return np.max(np.abs(got - ref)) / np.max(np.abs(ref))
+
+
+ROWS = pytest.mark.parametrize("shape,scale", [((256, 8000), 4.0), ((4, 128256), 4.0),
+                                               ((4096, 10), 10.0), ((64, 1000), 30.0)])
+
+
+@ROWS
 @pytest.mark.parametrize("eps", [0.0, 0.1])
-def test_not_less_accurate_than_torch_float32(shape, scale, eps):
+@pytest.mark.parametrize("targets", ["indices", "probabilities"])
+@pytest.mark.parametrize("layout", ["C", "F"])
+def test_not_less_accurate_than_torch_float32(shape, scale, eps, targets, layout):
     rng = np.random.default_rng(0)
     x = (rng.standard_normal(shape) * scale).astype(np.float32)
-    t = rng.integers(0, shape[1], shape[0])
+    if targets == "indices":
+        t = rng.integers(0, shape[1], shape[0])
+    else:
+        q = rng.random(shape) + 0.05
+        t = (q / q.sum(axis=1, keepdims=True)).astype(np.float32)
     ref_l, ref_g = _torch(x, t, np.float64, label_smoothing=eps)
     torch_l, torch_g = _torch(x, t, np.float32, label_smoothing=eps)
-    ours_l, ours_g = fx.cross_entropy(x, t, reduction="none", label_smoothing=eps,
-                                      return_grad=True)
+    ours_l, ours_g = fx.cross_entropy(with_layout(x, layout), t, reduction="none",
+                                      label_smoothing=eps, return_grad=True)
+    assert _relative_error(ours_l, ref_l) <= _relative_error(torch_l, ref_l)
+    assert _scaled_error(ours_g, ref_g) <= _scaled_error(torch_g, ref_g)
 
-    def loss_err(v):
-        return np.max(np.abs(v - ref_l) / np.maximum(np.abs(ref_l), 1e-30))
 
-    def grad_err(g):
-        return np.max(np.abs(g - ref_g)) / np.max(np.abs(ref_g))
-    assert loss_err(ours_l) <= loss_err(torch_l)
-    assert grad_err(ours_g) <= grad_err(torch_g)
+@ROWS
+@pytest.mark.parametrize("layout", ["C", "F"])
+def test_transforms_not_less_accurate_than_torch_float32(shape, scale, layout):
+    x = (np.random.default_rng(1).standard_normal(shape) * scale).astype(np.float32)
+    for name, error in (("softmax", _scaled_error), ("log_softmax", _scaled_error),
+                        ("logsumexp", _relative_error)):
+        ref = getattr(torch, name)(torch.from_numpy(x.astype(np.float64)), 1).numpy()
+        theirs = getattr(torch, name)(torch.from_numpy(x), 1).numpy().astype(np.float64)
+        ours = getattr(fx, name)(with_layout(x, layout), axis=1).astype(np.float64)
+        assert error(ours, ref) <= error(theirs, ref), name
 
 
 def _ulps(got, ref):
