@@ -28,7 +28,8 @@ PYTHON = [sys.executable, *(["-S"] if sys.flags.no_site else [])]
 PARITY = ["test_cross_entropy.py", "test_nll_loss.py", "test_softmax.py", "test_binary.py",
           "test_kl_div.py", "test_float32_accuracy.py", "test_nonfinite_table.py",
           "test_edge_cases.py", "test_grad_out.py", "test_gradcheck.py",
-          "test_large_views.py", "test_properties.py", "test_threads.py"]
+          "test_large_views.py", "test_properties.py", "test_threads.py",
+          "test_oracle_fuzz.py", "test_layout_bits.py"]
 
 
 def _runnable_below():
