@@ -60,8 +60,8 @@ def _sweep_module(gpu_sweep, dtype, knobs):
 @pytest.fixture(scope="module")
 def nvcc_runs(tmp_path_factory, gpu_sweep):
     """Every nvcc compile, started at once in the background; the tests wait for their own.
-    Why: each compile of rows.cu takes about 45 s on one core, and in turn with NVRTC's
-    they took two of the suite's six minutes on two cores."""
+    Why: each compile of rows.cu takes 45 to 85 s on one core (half of it ptxas), and in
+    turn with NVRTC's they took two of the suite's six minutes on two cores."""
     if NVCC is None:
         yield None
         return
