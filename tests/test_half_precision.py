@@ -1,14 +1,12 @@
 """float16 and bfloat16 inputs: computed in float32, returned in the input's dtype, and as
 close to PyTorch's float64 answer as the 16-bit output allows."""
-import ml_dtypes
 import numpy as np
 import pytest
 
 import fastxent as fx
 
 import oracle
-
-BF16 = np.dtype(ml_dtypes.bfloat16)
+from cases import BF16
 
 
 @pytest.mark.parametrize("dtype,rtol", [(np.dtype(np.float16), 1e-3), (BF16, 8e-3)])

@@ -16,17 +16,16 @@ import warnings
 
 import ml_dtypes
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastxent as fx
 import oracle
-from cases import assert_close
+from cases import BF16, assert_close, assert_same
 from fuzz_inputs import FUZZ
 from layouts import LAYOUTS, with_layout
 
-DTYPES = [np.float16, np.float32, np.float64, np.dtype(ml_dtypes.bfloat16)]
+DTYPES = [np.float16, np.float32, np.float64, BF16]
 # Class counts: small, and on both sides of the packed rows' 16, the tiles' 64 and the
 # grouped rows' 256 classes, up to long rows.
 CLASSES = st.one_of(st.integers(1, 9), st.sampled_from(
@@ -36,13 +35,6 @@ CLASSES = st.one_of(st.integers(1, 9), st.sampled_from(
 ORACLE_FUZZ = settings(FUZZ, max_examples=3 * FUZZ.max_examples)
 # What a problem's logits hold besides standard normal values times a scale.
 EXTRAS = ["none", "-inf class", "-inf row", "+inf", "nan", "huge"]
-
-
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    before = fx.get_num_threads()
-    yield
-    fx.set_num_threads(before)
 
 
 @st.composite
@@ -87,14 +79,6 @@ def _operands(kind, x, layout):
     return x, (np.full(x.shape, np.nan, x.dtype) if kind == "given" else None)
 
 
-def _same(actual, expected):
-    """The same values, NaN where NaN is (compared in float64, which holds every value of
-    the narrower types: NumPy's NaN test does not know bfloat16)."""
-    assert np.asarray(actual).dtype == np.asarray(expected).dtype
-    np.testing.assert_array_equal(np.asarray(actual, np.float64),
-                                  np.asarray(expected, np.float64))
-
-
 def _check(fn, reference, xin, grad_out, args, kw, go):
     """fn(xin, *args, **kw) against the oracle's (loss, grad), with and without the
     gradient; the inputs are left alone, but for xin when it is grad_out."""
@@ -108,12 +92,12 @@ def _check(fn, reference, xin, grad_out, args, kw, go):
     loss, grad = fn(xin, *args, return_grad=True, grad_output=go, **kw, **extra)
     if grad_out is not None:
         assert grad is grad_out
-    _same(alone, loss)
+    assert_same(alone, loss)
     assert np.asarray(loss).dtype == dtype and grad.dtype == dtype and grad.shape == xin.shape
     assert_close(loss, want[0], dtype)
     assert_close(grad, want[1], dtype)
     for a, before in zip(inputs, snapshot):
-        _same(a, before)
+        assert_same(a, before)
 
 
 @ORACLE_FUZZ
@@ -224,4 +208,4 @@ def test_transforms_match_torch(problem, name, threads):
     assert got.dtype == x.dtype and got.shape == want.shape
     with np.errstate(over="ignore"):
         assert_close(got, want.astype(x.dtype), x.dtype)
-    _same(x, before)
+    assert_same(x, before)
