@@ -188,6 +188,10 @@ def _copied(out, a):
 
 
 def _asarray(a, dtype=None):
+    if isinstance(a, np.ndarray) and not a.dtype.isnative:
+        # CuPy copies a host array's bytes as they lie and reads them as native numbers
+        # (cupy/cupy#3652): a big-endian array arrives as other values
+        a = a.view(a.dtype.newbyteorder("="))
     out = np.array(a, dtype=dtype, copy=None)
     if _copied(out, a):
         _did("asarray")

@@ -77,7 +77,7 @@ def axis(value, ndim: int, name: str = "axis") -> int:
 
 def _asarray(name: str, value) -> np.ndarray:
     if type(value) is np.ndarray:
-        return value
+        return value if value.dtype.isnative else _native(value)
     # A subclass goes to its base ndarray: np.matrix keeps two dimensions through every
     # reshape, and a masked array's mask would be silently dropped, so one with masked
     # elements is refused rather than read as if nothing were masked.
@@ -85,10 +85,18 @@ def _asarray(name: str, value) -> np.ndarray:
         raise TypeError(f"{name} must not have masked elements; fill them (np.ma.filled) "
                         f"first, or leave elements out with weight= or ignore_index=")
     try:
-        return np.asarray(value)
+        a = np.asarray(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be an array or array-like; got "
                         f"{type(value).__name__} ({exc})") from None
+    return a if a.dtype.isnative else _native(a)
+
+
+def _native(a: np.ndarray) -> np.ndarray:
+    # The kernels read native numbers, and the dtype checks compare with native dtypes (a
+    # big-endian float64 is not np.float64), so a swapped array is computed and returned
+    # as its native copy, as NumPy's own functions return results.
+    return a.astype(a.dtype.newbyteorder("="))
 
 
 def stand_in(a):
@@ -480,8 +488,9 @@ def grad_out(value, input, others) -> np.ndarray | None:
     x = np.asarray(input)
     if value.shape != x.shape:
         raise ValueError(f"grad_out must have the input's shape {x.shape}; got {value.shape}")
-    if value.dtype != x.dtype:
-        raise TypeError(f"grad_out must have the input's dtype {x.dtype}; got {value.dtype}")
+    want = x.dtype.newbyteorder("=")        # either byte order takes the gradient
+    if value.dtype.newbyteorder("=") != want:
+        raise TypeError(f"grad_out must have the input's dtype {want}; got {value.dtype}")
     if not value.flags.writeable:
         raise ValueError("grad_out must be writeable; got a read-only array")
     for name, other in others.items():

@@ -95,7 +95,7 @@ def cross_entropy(input, target, *, weight=None, ignore_index=-100, reduction="m
     ----------
     input : array_like of float, shape (C,), (N, C) or (N, C, d1, ..., dK)
         Unnormalised logits; float32 and float64 natively, float16 and bfloat16 computed
-        in float32. Any strides.
+        in float32. Any strides, either byte order.
     target : array_like
         Class indices of any integer dtype with the input's shape minus the class axis
         (values in [0, C) or `ignore_index`), or class probabilities of a float dtype with
