@@ -124,9 +124,12 @@ def loss_block(x, t, cids, w, pw, gout, *, fn, options, reduction, want_grad, n_
     else:
         with limited(n_threads):
             p, kernel = _PROBLEMS[fn](x, t, o)
-            run = F._run_class if cids is not None else F._run_elementwise
-            out = run(p, kernel, want_grad, np.asarray(gout) if want_grad else None, None,
-                      partial=True)
+            gout = np.asarray(gout) if want_grad else None
+            if cids is None:
+                out = F._run_elementwise(p, kernel, want_grad, gout, None, partial=True)
+            else:
+                out = F._run_class(p, kernel, want_grad, gout, None, partial=True,
+                                   softmax=fn == "cross_entropy")
     loss, grad = out if want_grad else (out, None)
     if reduction != "none":
         loss = np.reshape(loss, (1,) * x.ndim)

@@ -11,9 +11,11 @@ other, which then goes the general way.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from . import _gpu, _reduce
+from . import _gpu, _infinite_scale, _reduce
 from . import _validate as V
 from ._cpu import _binary, _kldiv, _softmax, _xent
 from ._threads import threads_for
@@ -60,12 +62,15 @@ def _grad_buffer(grad_out, cdt, new3, as_view3, as_full, grad_dtype):
 
 # --- class-axis losses ----------------------------------------------------------------
 
-def _run_class(p, kernel, want_grad, grad_output, grad_out, partial=False):
+def _run_class(p, kernel, want_grad, grad_output, grad_out, partial=False, softmax=False):
     """Run a class-axis kernel; `partial` returns the float64 sum of the row losses instead
-    of the reduced loss (the Dask path adds these over blocks before it divides)."""
+    of the reduced loss (the Dask path adds these over blocks before it divides). `softmax`:
+    the kernel differentiates through a softmax (cross_entropy), whose rows of an infinite
+    gradient scale take PyTorch's two steps (``_infinite_scale``)."""
     outer, C, inner = p.x.shape
     rows = np.empty((outer, inner), np.float64)
     gscale, g3, finish = _unused(np.float64)[0], _unused(p.x.dtype), None
+    planned = None
     if want_grad:
         go = V.grad_output(grad_output, p.reduction, p.loss_shape)
         scale = _reduce.grad_scale(go, p.reduction, p.denominator)
@@ -77,7 +82,13 @@ def _run_class(p, kernel, want_grad, grad_output, grad_out, partial=False):
         g3, finish = _grad_buffer(grad_out, p.x.dtype, lambda: np.empty_like(p.x),
                                   lambda a: a.reshape(p.x.shape),
                                   lambda a: a.reshape(p.shape), p.grad_dtype)
+        # only an upstream gradient of the caller's, or a "mean" of a tiny denominator,
+        # makes a scale infinite
+        if softmax and (grad_output is not None if p.reduction == "none"
+                        else math.isinf(scale)):
+            planned = _infinite_scale.plan(p, gscale)
     kernel(gscale, rows, g3, want_grad, threads_for(p.x.size))
+    _infinite_scale.apply(planned, g3)
     if partial and p.reduction != "none":
         loss = np.float64(_reduce.row_total(rows, threads_for(rows.size)))
     else:
@@ -188,7 +199,7 @@ def cross_entropy(input, target, *, weight=None, ignore_index=-100, reduction="m
     p, kernel = _cross_entropy_problem(input, target, weight, ignore_index, reduction,
                                        label_smoothing, axis)
     grad_out = V.grad_out(grad_out, input, {"target": target, "weight": weight})
-    return _run_class(p, kernel, want, grad_output, grad_out)
+    return _run_class(p, kernel, want, grad_output, grad_out, softmax=True)
 
 
 def _cross_entropy_problem(input, target, weight, ignore_index, reduction, label_smoothing,
