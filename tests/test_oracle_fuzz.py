@@ -4,9 +4,8 @@ The parity grids take each option over a fixed set of shapes; here hypothesis dr
 together: class counts on both sides of the kernels' thresholds (16, 64, 256), the class
 axis anywhere, C-ordered, Fortran, strided, permuted and reversed layouts, float16,
 bfloat16, float32 and float64, non-finite and huge logits, ignored targets (some, all, a
-class), weights, label smoothing, an upstream gradient (finite
-or infinite), the gradient into a given buffer or
-in place, and one or two threads. Every call must match the float64 oracle on the same
+class), weights, label smoothing, an upstream gradient (finite or infinite), the gradient
+into a given buffer or in place, and one or two threads. Every call must match the float64 oracle on the same
 (rounded) inputs within the grids' tolerances (the oracle's answer rounded to the result's
 dtype, so that a float16 sum past 65504 is inf in both), give the same loss with and
 without its gradient, bit for bit, and leave its inputs alone.
