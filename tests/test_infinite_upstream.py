@@ -129,3 +129,19 @@ def test_dask_blocks_of_whole_rows():
     want_loss, want_grad = oracle.cross_entropy(x, t, grad_output=go, **kw)
     assert_close(loss.compute(), want_loss, np.float64)
     assert_close(grad.compute(), want_grad, np.float64)
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_rows_in_groups(monkeypatch, in_place):
+    """Many rows are recomputed a group at a time (small groups here), in place too."""
+    from fastxent import _infinite_scale
+    monkeypatch.setattr(_infinite_scale, "_GROUP", 64)      # 6 rows of 10 classes a group
+    rng = np.random.default_rng(6)
+    x, t = _problem(rng, 10, np.float32, False, "positive", True, rows=50)
+    kw = {"label_smoothing": 0.0, "reduction": "sum"}
+    want_loss, want_grad = oracle.cross_entropy(x, t, grad_output=INF, **kw)
+    given = x.copy()
+    loss, grad = fx.cross_entropy(given, t, return_grad=True, grad_output=INF,
+                                  grad_out=given if in_place else None, **kw)
+    assert_close(loss, want_loss, np.float32)
+    assert_close(grad, want_grad, np.float32)

@@ -86,9 +86,9 @@ def _run_class(p, kernel, want_grad, grad_output, grad_out, partial=False, softm
         # makes a scale infinite
         if softmax and (grad_output is not None if p.reduction == "none"
                         else math.isinf(scale)):
-            planned = _infinite_scale.plan(p, gscale)
+            planned = _infinite_scale.plan(p, gscale, g3)
     kernel(gscale, rows, g3, want_grad, threads_for(p.x.size))
-    _infinite_scale.apply(planned, g3)
+    _infinite_scale.apply(planned, p, gscale, g3)
     if partial and p.reduction != "none":
         loss = np.float64(_reduce.row_total(rows, threads_for(rows.size)))
     else:
