@@ -136,6 +136,25 @@ def test_device_weight_and_grad_output(gpu):
     assert_matches(got, want, "float64")
 
 
+@pytest.mark.parametrize("chunks", [(5, 6), (5, 4)])
+@pytest.mark.parametrize("kind", ["index", "probs"])
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_an_infinite_upstream_gradient(gpu, chunks, kind, eps):
+    """PyTorch's NaNs (docs/nonfinite.md), from whole rows on the device and from class
+    chunks alike."""
+    x, t, _, kw = class_case((12, 6), None, np.float64, kind, "weighted")
+    kw.pop("label_smoothing")
+    go = np.where(np.arange(12) % 3 == 0, np.inf, 0.5)
+    want = fx.cross_entropy(x, t, return_grad=True, grad_output=go, reduction="none",
+                            label_smoothing=eps, **kw)
+    got = computed(fxd.cross_entropy(on_device(gpu, x, chunks),
+                                     on_device(gpu, t, chunks if kind == "probs" else 5),
+                                     return_grad=True, grad_output=go, reduction="none",
+                                     label_smoothing=eps, **kw))
+    assert_matches(got, want, "float64")
+    assert np.isnan(want[1]).any()
+
+
 @pytest.mark.parametrize("chunks", [(12, 6), (5, 6), (5, 4)])
 def test_one_kernel_launch_per_block(gpu, chunks):
     """Loss and gradient computed together launch one row kernel per block of whole rows,

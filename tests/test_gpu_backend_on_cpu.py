@@ -654,6 +654,33 @@ def test_host_arrays_in_the_other_byte_order(gpu, name):
             _close(g, e, "float64", swap)
 
 
+@pytest.mark.parametrize("target", ["indices", "probabilities"])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("C", [6, 300])
+@pytest.mark.parametrize("reduction", ["none", "sum"])
+def test_an_infinite_upstream_gradient_as_the_cpu_path(gpu, target, label_smoothing, C,
+                                                      reduction):
+    """PyTorch's NaNs and infinities (docs/nonfinite.md), which the CPU path gives: NaN at
+    the target, and across the row with smoothing or probability targets."""
+    rng = np.random.default_rng(C)
+    x = rng.standard_normal((8, C)) * 3
+    x[1, 2] = -np.inf
+    t = rng.integers(0, C, 8) if target == "indices" else fx.softmax(rng.standard_normal((8, C)))
+    if target == "indices":
+        t[::3] = -100
+    go = np.where(np.arange(8) % 2 == 0, np.inf, -1.5) if reduction == "none" else -np.inf
+    kw = {"weight": rng.uniform(0.5, 2, C), "label_smoothing": label_smoothing,
+          "reduction": reduction}
+    want = fx.cross_entropy(x, t, return_grad=True, grad_output=go, **kw)
+    got = fx.cross_entropy(gpu.dev(x), gpu.dev(t), return_grad=True,
+                           grad_output=go if reduction != "none" else gpu.dev(go),
+                           **{k: gpu.dev(v) if k == "weight" else v for k, v in kw.items()})
+    for g, e in zip(got, want):
+        _close(g, e, "float64")
+    assert np.isnan(want[1]).any() and np.isinf(want[1]).any() == (label_smoothing == 0 and
+                                                                    target == "indices")
+
+
 def test_the_stand_in_copies_swapped_bytes_as_cupy_does(gpu):
     a = _swapped(np.arange(3.0))
     assert not np.array_equal(gpu.cp.asarray(a).view(np.ndarray), np.arange(3.0))

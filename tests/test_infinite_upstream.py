@@ -145,3 +145,23 @@ def test_rows_in_groups(monkeypatch, in_place):
                                   grad_out=given if in_place else None, **kw)
     assert_close(loss, want_loss, np.float32)
     assert_close(grad, want_grad, np.float32)
+
+
+@pytest.mark.parametrize("target", ["indices", "probabilities"])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_dask_blocks_that_split_the_classes(target, label_smoothing, reduction):
+    da = pytest.importorskip("dask.array")
+    import fastxent.dask as fxd
+    rng = np.random.default_rng(7)
+    x, t = _problem(rng, 12, np.float64, target == "probabilities", "positive", True,
+                    rows=10)
+    go = _upstream(rng, reduction, 10, 1)
+    kw = {"label_smoothing": label_smoothing, "reduction": reduction,
+          "weight": rng.uniform(0.5, 2, 12)}
+    given = da.from_array(x, chunks=(4, 5))
+    tt = t if target == "indices" else da.from_array(t, chunks=(4, 5))
+    loss, grad = fxd.cross_entropy(given, tt, return_grad=True, grad_output=go, **kw)
+    want_loss, want_grad = oracle.cross_entropy(x, t, grad_output=go, **kw)
+    assert_close(loss.compute(), want_loss, np.float64)
+    assert_close(grad.compute(), want_grad, np.float64)

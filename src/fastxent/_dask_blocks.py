@@ -341,5 +341,21 @@ def ce_grad(x, t, cids, merged, gout, *, n_classes, weight, ignore_index, label_
             # An ignored row stays 0 even when the scale is NaN ("mean" of nothing).
             scale = np.where(valid[..., None], scale, 1.0)
         g *= scale
+        _two_step_nans(g, scale, probs or eps > 0, None if probs else (rows, cols))
         g[~np.isfinite(lse[..., 0])] = np.nan      # even where ignored, as PyTorch
     return np.moveaxis(g, -1, ax).astype(x.dtype)
+
+
+def _two_step_nans(g, scale, whole_rows, targets):
+    """PyTorch's NaNs in the rows of an infinite scale (docs/nonfinite.md): its backward in
+    two steps makes inf - inf at the target, and across the row with label smoothing or
+    probability targets. `targets`: the flat rows and columns of the targets in this chunk."""
+    infinite = np.broadcast_to(np.isinf(scale), g.shape[:-1] + (1,))
+    if not infinite.any():
+        return
+    if whole_rows:
+        g[np.broadcast_to(infinite, g.shape)] = np.nan
+    else:
+        rows, cols = targets
+        hit = infinite.reshape(-1)[rows]
+        g.reshape(-1, g.shape[-1])[rows[hit], cols[hit]] = np.nan

@@ -192,6 +192,7 @@ FX_HD float fx_max(float a, float b) { return fmaxf(a, b); }
 FX_HD double fx_max(double a, double b) { return fmax(a, b); }
 FX_HD bool fx_isnan(float v) { return v != v; }
 FX_HD bool fx_isnan(double v) { return v != v; }
+FX_HD bool fx_isinf(double v) { return v == v && v - v != v - v; }
 
 /* ---- vector access -------------------------------------------------------------------
  * A group: the elements of T one 16-byte vector access moves, for float32 (4) and the

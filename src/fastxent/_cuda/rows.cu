@@ -339,8 +339,14 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
     };
     /* sum_c w_c, which add_relative sums only with smoothing: without it no weight enters */
     const A W = a.has_w ? s.a : A(C);
-    const A scale = (OP == CE_INDEX || OP == CE_PROB) && a.want_grad
-                        ? A(a.gscale[o * a.gss_o + i * a.gss_i] * a.gmul) : A(0);
+    const double scale_wide = (OP == CE_INDEX || OP == CE_PROB) && a.want_grad
+                                  ? a.gscale[o * a.gss_o + i * a.gss_i] * a.gmul : 0.0;
+    const A scale = A(scale_wide);
+    /* An infinite upstream gradient: PyTorch's backward in two steps (then the softmax's
+     * g - p sum(g)) makes inf - inf, NaN at the target, and across the row with label
+     * smoothing or probability targets (docs/nonfinite.md). A scale that overflows only
+     * A keeps the fused formula's infinities, as the CPU path does. */
+    const bool infinite = fx_isinf(scale_wide);
     if (OP == CE_INDEX) {
         if (L.leader()) {
             const A loss = invalid ? nan : (y < 0 ? A(0) : index_row_loss(m, s, xy, wy, W, eps, C));
@@ -354,8 +360,9 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
                                ? nan : A(0);
             write([&](int, A) { return fill; });
         } else if (a.want_grad) {
-            const IndexGrad<A> k = index_row_grad(s, wy, W, eps, C, scale);
-            const A gy = index_target_grad(k, m, s, xy, wy, eps, C, scale);
+            IndexGrad<A> k = index_row_grad(s, wy, W, eps, C, scale);
+            if (infinite && eps > A(0)) k.kb = nan;         /* every entry NaN */
+            const A gy = infinite ? nan : index_target_grad(k, m, s, xy, wy, eps, C, scale);
             /* Every class by one formula, and the target's entry written over its own by the
              * lane that wrote it (program order): a test per class cost a branch, or a
              * 64-bit compare and a select, per logit. Without smoothing no weight but the
@@ -371,7 +378,7 @@ FX_HD void row_work(const Lanes& L, const RowArgs<T, TI>& a, long long row, bool
     } else if (OP == CE_PROB) {
         if (L.leader()) a.rows_out[row] = (double)prob_row_loss(s);
         if (a.want_grad) {
-            const A k = scale * s.a / s.total;
+            const A k = infinite ? nan : scale * s.a / s.total;     /* every entry NaN */
             write([&](int c, A v) {
                 const A wq = (a.has_w ? A(a.w[c0 + c]) : A(1)) *
                              smoothed(A(widen(qr[(c0 + c) * a.qsc])), eps, C);
