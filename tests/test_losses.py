@@ -37,3 +37,20 @@ def test_class_matches_function(cls, fn, args, kw):
     assert repr(loss_fn).startswith(cls.__name__ + "(")
     clone = pickle.loads(pickle.dumps(loss_fn))
     np.testing.assert_array_equal(clone(*args), loss_fn(*args))
+
+
+@pytest.mark.parametrize("cls, positional", [
+    (fx.CrossEntropyLoss, (None, -1)),          # torch: size_average=-1, not ignore_index
+    (fx.NLLLoss, (None, 3)),
+    (fx.BCELoss, (None, "sum")),                # torch: size_average="sum"
+    (fx.BCEWithLogitsLoss, (None, "sum")),
+    (fx.KLDivLoss, ("batchmean",)),             # torch: size_average="batchmean"
+])
+def test_options_after_weight_are_keywords(cls, positional):
+    """PyTorch's classes take the deprecated size_average (and reduce) in the positions
+    that follow weight, so a call ported with positional options would silently mean
+    something else here: it is a TypeError."""
+    with pytest.raises(TypeError, match="positional"):
+        cls(*positional)
+    if cls is not fx.KLDivLoss:
+        assert cls(np.ones(4)).weight is not None       # weight stays positional, as there

@@ -12,7 +12,12 @@ __all__ = ["CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "KLDiv
 
 
 class _Loss:
-    """Shared machinery: the options are validated once, at construction."""
+    """Shared machinery: the options are validated once, at construction.
+
+    Every option but ``weight`` is keyword-only: PyTorch's classes take the deprecated
+    ``size_average`` and ``reduce`` in the positions after ``weight``, so an option ported
+    by position would mean something else here. It is a TypeError instead.
+    """
 
     _function = None          # the functional form, set by each subclass
     _reductions = V.REDUCTIONS
@@ -126,7 +131,7 @@ class CrossEntropyLoss(_Loss):
 
     _function = staticmethod(F.cross_entropy)
 
-    def __init__(self, weight=None, ignore_index=-100, reduction="mean",
+    def __init__(self, weight=None, *, ignore_index=-100, reduction="mean",
                  label_smoothing=0.0, axis=None):
         super().__init__(weight=weight, ignore_index=ignore_index, reduction=reduction,
                          label_smoothing=label_smoothing, axis=axis)
@@ -158,7 +163,7 @@ class NLLLoss(_Loss):
 
     _function = staticmethod(F.nll_loss)
 
-    def __init__(self, weight=None, ignore_index=-100, reduction="mean", axis=None):
+    def __init__(self, weight=None, *, ignore_index=-100, reduction="mean", axis=None):
         super().__init__(weight=weight, ignore_index=ignore_index, reduction=reduction,
                          axis=axis)
 
@@ -183,7 +188,7 @@ class BCELoss(_Loss):
 
     _function = staticmethod(F.binary_cross_entropy)
 
-    def __init__(self, weight=None, reduction="mean"):
+    def __init__(self, weight=None, *, reduction="mean"):
         super().__init__(weight=weight, reduction=reduction)
 
 
@@ -211,7 +216,7 @@ class BCEWithLogitsLoss(_Loss):
 
     _function = staticmethod(F.binary_cross_entropy_with_logits)
 
-    def __init__(self, weight=None, reduction="mean", pos_weight=None):
+    def __init__(self, weight=None, *, reduction="mean", pos_weight=None):
         super().__init__(weight=weight, reduction=reduction, pos_weight=pos_weight)
 
 
@@ -237,5 +242,5 @@ class KLDivLoss(_Loss):
     _function = staticmethod(F.kl_div)
     _reductions = ("none", "batchmean", "mean", "sum")
 
-    def __init__(self, reduction="mean", log_target=False):
+    def __init__(self, *, reduction="mean", log_target=False):
         super().__init__(reduction=reduction, log_target=log_target)
