@@ -5,10 +5,10 @@ together: class counts on both sides of the kernels' thresholds (16, 64, 256), t
 axis anywhere, C-ordered, Fortran, strided, permuted and reversed layouts, float16,
 bfloat16, float32 and float64, non-finite and huge logits, ignored targets (some, all, a
 class), weights, label smoothing, an upstream gradient (finite or infinite), the gradient
-into a given buffer or in place, and one or two threads. Every call must match the float64 oracle on the same
-(rounded) inputs within the grids' tolerances (the oracle's answer rounded to the result's
-dtype, so that a float16 sum past 65504 is inf in both), give the same loss with and
-without its gradient, bit for bit, and leave its inputs alone.
+into a given buffer or in place, and one or two threads. Every call must match the float64
+oracle on the same (rounded) inputs within the grids' tolerances (the oracle's answer
+rounded to the result's dtype, so that a float16 sum past 65504 is inf in both), give the
+same loss with and without its gradient, bit for bit, and leave its inputs alone.
 
 The CI profile runs three times ``FASTXENT_FUZZ_EXAMPLES`` cases per test (450,
 derandomised); the long profile of docs/testing.md runs more."""
@@ -131,7 +131,7 @@ def test_class_losses_match_torch(problem, data):
     if upstream != "default":
         go = rng.standard_normal(loss_shape) if reduction == "none" else 1.7
     if upstream == "infinite":      # PyTorch's two backward steps make NaNs of it
-        go = np.where(rng.random(np.shape(go)) < 0.5, np.inf, go) * np.sign(go)
+        go = np.where(rng.random(np.shape(go)) < 0.5, np.copysign(np.inf, go), go)
     fx.set_num_threads(data.draw(st.sampled_from([1, 2])))
     xin, grad_out = _operands(data.draw(st.sampled_from(["none", "given", "in place"])), x,
                               layout)
