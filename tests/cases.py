@@ -39,6 +39,12 @@ def assert_same(actual, expected):
     np.testing.assert_array_equal(actual, expected, strict=True)
 
 
+def swapped(a):
+    """`a` with its bytes stored in the other order (the same values)."""
+    a = np.asarray(a)
+    return a.astype(a.dtype.newbyteorder("S"))
+
+
 def class_target(rng, shape, axis, *, probs=False, ignore_index=None, ignore_frac=0.3):
     """Class-index targets (some set to ignore_index) or normalised probabilities."""
     ax = axis % len(shape)

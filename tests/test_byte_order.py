@@ -5,16 +5,10 @@ import numpy as np
 import pytest
 
 import fastxent as fx
-from cases import assert_same
+from cases import assert_same, swapped
 
 rng = np.random.default_rng(7)
 N, C = 37, 70       # over 64 classes: the row kernel; (N, 5) below takes the block kernel
-
-
-def _swapped(a):
-    """`a` with its bytes stored in the other order (same values)."""
-    a = np.asarray(a)
-    return a.astype(a.dtype.newbyteorder("S"))
 
 
 def _class_calls(dtype, C):
@@ -68,7 +62,7 @@ def test_swapped_arrays_give_the_native_result(name, dtype, reduction):
     options = {**options, "reduction": options.get("reduction", reduction)}
     expected = _run(fn, arrays, options, return_grad=True)
     for swap in arrays:
-        given = {k: _swapped(v) if k == swap else v for k, v in arrays.items()}
+        given = {k: swapped(v) if k == swap else v for k, v in arrays.items()}
         kept = {k: v.copy() for k, v in given.items()}
         got = _run(fn, given, options, return_grad=True)
         for a, b in zip(got, expected):
@@ -86,7 +80,7 @@ def test_swapped_grad_output(name):
     loss = _run(fn, arrays, options)
     g = rng.uniform(-2, 2, loss.shape)
     expected = _run(fn, arrays, options, return_grad=True, grad_output=g)
-    assert_same(_run(fn, arrays, options, return_grad=True, grad_output=_swapped(g))[1],
+    assert_same(_run(fn, arrays, options, return_grad=True, grad_output=swapped(g))[1],
                 expected[1])
 
 
@@ -98,11 +92,11 @@ def test_gradient_into_a_swapped_buffer(name, dtype, in_place):
     (the input itself) too, and is what the call returns."""
     fn, arrays, options = _calls(dtype)[name]
     loss, grad = _run(fn, arrays, options, return_grad=True)
-    given = {**arrays, "input": _swapped(arrays["input"])}
+    given = {**arrays, "input": swapped(arrays["input"])}
     buffer = given["input"] if in_place else np.full_like(given["input"], np.nan)
     got_loss, got_grad = _run(fn, given, options, return_grad=True, grad_out=buffer)
     assert got_grad is buffer
-    assert buffer.dtype == _swapped(arrays["input"]).dtype
+    assert buffer.dtype == swapped(arrays["input"]).dtype
     assert_same(got_loss, loss)
     assert_same(buffer.astype(grad.dtype), grad)
 
@@ -113,7 +107,7 @@ def test_native_buffer_for_a_swapped_input():
     t = np.array([0, 2, 1, 1])
     expected = fx.cross_entropy(x, t, return_grad=True)[1]
     buffer = np.empty_like(x)
-    fx.cross_entropy(_swapped(x), t, return_grad=True, grad_out=buffer)
+    fx.cross_entropy(swapped(x), t, return_grad=True, grad_out=buffer)
     assert_same(buffer, expected)
 
 
@@ -121,7 +115,7 @@ def test_swapped_grad_out_for_a_native_input():
     x = rng.standard_normal((4, 3))
     t = np.array([0, 2, 1, 1])
     expected = fx.cross_entropy(x, t, return_grad=True)[1]
-    buffer = _swapped(np.zeros_like(x))
+    buffer = swapped(np.zeros_like(x))
     assert fx.cross_entropy(x, t, return_grad=True, grad_out=buffer)[1] is buffer
     assert_same(buffer.astype(np.float64), expected)
 
@@ -133,7 +127,7 @@ def test_swapped_transforms(name, dtype, C):
     x = (rng.standard_normal((N, C)) * 4).astype(dtype)
     fn = getattr(fx, name)
     for axis in (0, -1):
-        got = fn(_swapped(x), axis=axis)
+        got = fn(swapped(x), axis=axis)
         assert got.dtype.isnative
         assert_same(got, fn(x, axis=axis))
 
@@ -144,7 +138,7 @@ def test_swapped_transforms(name, dtype, C):
 ])
 def test_loss_classes(cls, args):
     x = rng.standard_normal((9, 4))
-    assert_same(cls().loss_and_grad(*args(_swapped(x)))[1],
+    assert_same(cls().loss_and_grad(*args(swapped(x)))[1],
                 cls().loss_and_grad(*args(x))[1])
 
 
@@ -153,7 +147,7 @@ def test_dask_blocks():
     import fastxent.dask as fxd
     x = rng.standard_normal((12, 80))
     t = rng.integers(0, 80, 12)
-    loss, grad = fxd.cross_entropy(da.from_array(_swapped(x), chunks=(5, 80)), t,
+    loss, grad = fxd.cross_entropy(da.from_array(swapped(x), chunks=(5, 80)), t,
                                    return_grad=True)
     expected = fx.cross_entropy(x, t, return_grad=True)
     assert loss.dtype.isnative and grad.dtype.isnative

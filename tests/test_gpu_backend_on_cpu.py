@@ -18,7 +18,7 @@ from fastxent import _cuda_sources as S
 from fastxent import _gpu
 
 import cuda_host_lib
-from cases import BAD_CALLS, assert_refused_as_numpy
+from cases import BAD_CALLS, assert_refused_as_numpy, swapped
 from cupy_stand_in import Device, Event, HostKernel, for_benchmarks, ndarray
 
 pytestmark = pytest.mark.main_run_only
@@ -624,10 +624,6 @@ def test_loss_classes_run_on_the_device(gpu):
             _close(g, e, "float64", type(loss_fn).__name__)
 
 
-def _swapped(a):
-    return a.astype(a.dtype.newbyteorder("S"))
-
-
 @pytest.mark.parametrize("name", ["cross_entropy", "nll_loss",
                                   "binary_cross_entropy_with_logits"])
 def test_host_arrays_in_the_other_byte_order(gpu, name):
@@ -646,7 +642,7 @@ def test_host_arrays_in_the_other_byte_order(gpu, name):
     for swap in ("target", "grad_output", *options):
         if swap == "reduction":
             continue
-        given = {k: _swapped(v) if k == swap else v
+        given = {k: swapped(v) if k == swap else v
                  for k, v in {**options, "target": t, "grad_output": go}.items()}
         got = getattr(fx, name)(gpu.dev(x), given.pop("target"), **given, return_grad=True)
         for g, e in zip(got, want):
@@ -682,7 +678,7 @@ def test_an_infinite_upstream_gradient_as_the_cpu_path(gpu, target, label_smooth
 
 
 def test_the_stand_in_copies_swapped_bytes_as_cupy_does(gpu):
-    a = _swapped(np.arange(3.0))
+    a = swapped(np.arange(3.0))
     assert not np.array_equal(gpu.cp.asarray(a).view(np.ndarray), np.arange(3.0))
 
 

@@ -101,7 +101,7 @@ def _float64(value):
         return _one(cp.cuda.Device().id)
     if isinstance(value, (int, float, np.number)):
         return cp.full((), value, cp.float64)
-    return cp.asarray(_native(value), dtype=cp.float64)
+    return cp.asarray(V.native(value), dtype=cp.float64)
 
 
 @functools.lru_cache(maxsize=None)
@@ -185,15 +185,7 @@ def _raise_first(pending, wait):
 
 def _device(a, dtype=None):
     cp = _cp()
-    return cp.asarray(_native(a), dtype=dtype)
-
-
-def _native(a):
-    """A host array in native byte order: CuPy copies a big-endian array's bytes as they
-    lie and reads them as native numbers (cupy/cupy#3652)."""
-    if isinstance(a, np.ndarray) and not a.dtype.isnative:
-        return a.astype(a.dtype.newbyteorder("="))
-    return a
+    return cp.asarray(V.native(a), dtype=dtype)     # CuPy would copy swapped bytes as they lie
 
 
 def _input(x, name="input"):

@@ -58,9 +58,10 @@ def _two_steps(p, o, i, x, u):
     C = p.x.shape[1]
     eps = p.label_smoothing
     w = p.weight if p.weight.size else np.ones(C)
-    x = x.astype(np.float64)
-    m = x.max(axis=1, keepdims=True)
-    log_p = x - m - np.log(np.exp(x - m).sum(axis=1, keepdims=True))
+    # the package's own log-softmax (functional imports this module, hence the late import);
+    # its non-finite rows are PyTorch's (docs/nonfinite.md)
+    from .functional import log_softmax
+    log_p = log_softmax(x.astype(np.float64), axis=1)
     if p.probs:
         q = p.target[o, :, i].astype(np.float64)
         if eps > 0:
@@ -69,7 +70,7 @@ def _two_steps(p, o, i, x, u):
     else:
         # (1 - eps) * nll_loss + (eps / C) * the smoothing term, as PyTorch adds them;
         # without smoothing PyTorch has no second term (and no 0 * inf from it)
-        g = -((u * (eps / C)) * w) if eps > 0 else np.zeros_like(x)
+        g = -((u * (eps / C)) * w) if eps > 0 else np.zeros_like(log_p)
         y = p.target[o, i]
         g[np.arange(len(o)), y] += -(w[y] * (u[:, 0] * (1.0 - eps)))
     return g - np.exp(log_p) * g.sum(axis=1, keepdims=True)

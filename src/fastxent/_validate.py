@@ -77,7 +77,7 @@ def axis(value, ndim: int, name: str = "axis") -> int:
 
 def _asarray(name: str, value) -> np.ndarray:
     if type(value) is np.ndarray:
-        return value if value.dtype.isnative else _native(value)
+        return native(value)
     # A subclass goes to its base ndarray: np.matrix keeps two dimensions through every
     # reshape, and a masked array's mask would be silently dropped, so one with masked
     # elements is refused rather than read as if nothing were masked.
@@ -89,14 +89,22 @@ def _asarray(name: str, value) -> np.ndarray:
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be an array or array-like; got "
                         f"{type(value).__name__} ({exc})") from None
-    return a if a.dtype.isnative else _native(a)
+    return native(a)
 
 
-def _native(a: np.ndarray) -> np.ndarray:
-    # The kernels read native numbers, and the dtype checks compare with native dtypes (a
-    # big-endian float64 is not np.float64), so a swapped array is computed and returned
-    # as its native copy, as NumPy's own functions return results.
-    return a.astype(a.dtype.newbyteorder("="))
+def native(a):
+    """`a` in native byte order: a swapped array (NumPy, or a Dask array of NumPy chunks) as
+    its native copy, anything else as it is.
+
+    The kernels read native numbers and the dtype checks compare with native dtypes (a
+    big-endian float64 is not np.float64), so a swapped array is computed, and its results
+    returned, in native order, as NumPy's own functions return them. CuPy needs it too: it
+    copies a host array's bytes as they lie and reads them as native (cupy/cupy#3652).
+    """
+    dtype = getattr(a, "dtype", None)
+    if dtype is None or dtype.isnative:
+        return a
+    return a.astype(dtype.newbyteorder("="))
 
 
 def stand_in(a):

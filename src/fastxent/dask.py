@@ -91,9 +91,7 @@ def _input(name, value):
     if any(math.isnan(n) for n in value.shape):
         raise ValueError(f"{name} must have known chunk sizes; got shape {value.shape} "
                          f"(call {name}.compute_chunk_sizes() first)")
-    if not value.dtype.isnative:    # the results' dtypes, as the NumPy path's (native)
-        value = value.astype(value.dtype.newbyteorder("="))
-    return value
+    return V.native(value)      # the results' dtypes, as the NumPy path's (native)
 
 
 def _array(name, value, x):
