@@ -192,7 +192,7 @@ def _asarray(a, dtype=None):
         # CuPy copies a host array's bytes as they lie and reads them as native numbers
         # (cupy/cupy#3652): a big-endian array arrives as other values
         a = a.view(a.dtype.newbyteorder("="))
-    out = np.array(a, dtype=dtype, copy=None)
+    out = np.asarray(a, dtype=dtype)
     if _copied(out, a):
         _did("asarray")
     return on_device(out)
