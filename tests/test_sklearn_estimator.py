@@ -292,3 +292,20 @@ def test_import_fastxent_does_not_import_sklearn():
     code = ("import sys, fastxent; "
             "assert not {'sklearn', 'scipy'} & set(sys.modules), sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("version,refused", [
+    ("1.7.2", True), ("1.8.0", True), ("1.9.0", False), ("1.10.dev0", False), ("2.0", False)])
+def test_an_older_scikit_learn_is_refused_at_import(version, refused, monkeypatch):
+    # pip keeps scikit-learn >= 1.9 through the extras, but one installed beside them is not.
+    import importlib
+
+    import sklearn
+    monkeypatch.setattr(sklearn, "__version__", version)
+    monkeypatch.delitem(sys.modules, "fastxent.sklearn")
+    monkeypatch.setattr(fx, "sklearn", fx.sklearn)     # an import rebinds it
+    if refused:
+        with pytest.raises(ImportError, match=f"scikit-learn >= 1.9.*{version} is installed"):
+            importlib.import_module("fastxent.sklearn")
+    else:
+        assert importlib.import_module("fastxent.sklearn").SKLEARN_MINIMUM == (1, 9)

@@ -25,6 +25,16 @@ import numbers
 import warnings
 
 import numpy as np
+import sklearn
+
+# log_loss reproduces 1.9's checks and float-for-float result through 1.9's helpers, and
+# class_weight="balanced" passes sample weights to compute_class_weight (1.7 and later): an
+# older scikit-learn would fail inside a call, or give log_loss results that differ from its own.
+SKLEARN_MINIMUM = (1, 9)
+if tuple(int(part) for part in sklearn.__version__.split(".")[:2]) < SKLEARN_MINIMUM:
+    raise ImportError("fastxent.sklearn needs scikit-learn >= %d.%d (Python >= 3.11); "
+                      "scikit-learn %s is installed" % (*SKLEARN_MINIMUM, sklearn.__version__))
+
 from scipy import optimize
 from scipy.special import expit, log_expit
 from sklearn.base import BaseEstimator, ClassifierMixin
