@@ -48,6 +48,8 @@ numpydoc_validation_exclude = {r"\.__init__$", r"\.get_metadata_routing$",
 MATHJAX_SCRIPT = "mathjax/tex-svg.js"
 mathjax_path = MATHJAX_SCRIPT
 myst_enable_extensions = ["dollarmath"]
+# Markdown links to a page's own headings ([text](#a-heading)); myst-parser 4 needs it said.
+myst_heading_anchors = 3
 
 
 def _mathjax_source() -> Path:
