@@ -88,6 +88,47 @@ def test_concurrent_python_threads_match_serial_calls():
             np.testing.assert_array_equal(a, b, err_msg=name)
 
 
+# Run in a child interpreter: libgomp ends the process that asks for more threads than it
+# can start (an abort at 40 000 threads on this project's 2-core machine, SIGSEGV at 65 535).
+TOO_MANY_THREADS = """
+import os
+import numpy as np
+import fastxent as fx
+from fastxent import _threads
+x = np.random.default_rng(0).standard_normal((4000, 300)).astype(np.float32)
+t = np.arange(4000) % 300
+fx.set_num_threads(1)
+expected = fx.cross_entropy(x, t, return_grad=True)
+cap = 16 * len(os.sched_getaffinity(0))
+for name, ask in [("OMP_NUM_THREADS", lambda: fx.set_num_threads(None)),
+                  ("set_num_threads", lambda: fx.set_num_threads(10**6)),
+                  ("limited", lambda: _threads.limited(10**6).__enter__())]:
+    ask()
+    got = fx.cross_entropy(x, t, return_grad=True)
+    assert got[0] == expected[0] and np.array_equal(got[1], expected[1]), name
+    assert fx.get_num_threads() == cap, (name, fx.get_num_threads(), cap)
+print("ok")
+"""
+
+
+def test_a_huge_thread_count_is_lowered_not_fatal():
+    import subprocess
+    import sys
+    env = dict(os.environ, OMP_NUM_THREADS="100000")
+    run = subprocess.run([sys.executable, "-c", TOO_MANY_THREADS], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout == "ok\n", (run.returncode, run.stderr[-2000:])
+
+
+def test_thread_counts_up_to_the_cap_are_kept():
+    cap = 16 * len(os.sched_getaffinity(0))
+    for n in (1, 3, cap):
+        fx.set_num_threads(n)
+        assert fx.get_num_threads() == n
+    fx.set_num_threads(cap + 1)
+    assert fx.get_num_threads() == cap
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("C", [10, 100, 300])
 @pytest.mark.parametrize("kw", ["plain", "label_smoothing", "tiny_weight"])

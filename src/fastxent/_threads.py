@@ -9,17 +9,26 @@ costs more than the work. A kernel given one thread runs its loop outside any Op
 region: entering even a one-thread region costs about half a microsecond, seven times the
 kernel of a (16, 10) loss. Results never depend on the count: kernels write per-row values or
 fixed blocks (see ``_reduce.py``).
+
+Whichever source sets it, the count is at most ``THREADS_PER_PROCESSOR`` per processor this
+process may run on: no kernel gains from more, and OpenMP's runtime ends the process when it
+cannot start the threads a parallel region asks for (libgomp aborted at 40 000 threads on a
+2-core machine, and crashed at 65 535).
 """
 from __future__ import annotations
 
 import contextlib
 import operator
+import os
 import threading
 
 from ._cpu import omp_max_threads
 
 #: Below this many elements a call runs serially (team start-up dominates tiny problems).
 SERIAL_THRESHOLD = 32768
+#: The most threads a kernel runs per processor: a few per processor stay possible (to test
+#: oversubscription, or where a container under-reports its processors).
+THREADS_PER_PROCESSOR = 16
 
 _requested: int | None = None
 _local = threading.local()     # .n: the count inside a limited() block on this thread
@@ -49,6 +58,8 @@ def set_num_threads(n: int | None) -> None:
     n : int or None
         A positive thread count, or None to go back to the default
         (``omp_get_max_threads()``: ``OMP_NUM_THREADS``, threadpoolctl limits, or all cores).
+        Kernels run at most 16 threads per processor available to the process, whatever
+        is asked: OpenMP ends the process when it cannot start the threads asked for.
 
     Raises
     ------
@@ -76,7 +87,8 @@ def get_num_threads() -> int:
     -------
     int
         `set_num_threads`'s value if set, else OpenMP's maximum (``OMP_NUM_THREADS``,
-        threadpoolctl); inside a thread-local limit, that limit.
+        threadpoolctl); inside a thread-local limit, that limit. At most 16 per processor
+        available to the process.
 
     Examples
     --------
@@ -86,8 +98,18 @@ def get_num_threads() -> int:
     """
     local = getattr(_local, "n", None)
     if local is not None:
-        return local
-    return _requested if _requested is not None else omp_max_threads()
+        chosen = local
+    else:
+        chosen = _requested if _requested is not None else omp_max_threads()
+    return min(chosen, THREADS_PER_PROCESSOR * _processors())
+
+
+def _processors() -> int:
+    """The processors this process may run on (its affinity mask, where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:          # macOS, Windows
+        return os.cpu_count() or 1
 
 
 @contextlib.contextmanager
