@@ -120,6 +120,45 @@ def test_a_huge_thread_count_is_lowered_not_fatal():
     assert run.returncode == 0 and run.stdout == "ok\n", (run.returncode, run.stderr[-2000:])
 
 
+# In a child interpreter, which forks its own children (forking pytest's process, with its
+# threads, is unsafe in itself). A hung child fails the pool's get(), whose exit kills it.
+FORKED_CHILDREN = """
+import multiprocessing as mp
+import sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import fastxent as fx
+from test_threads import CALLS
+
+
+def child(name):
+    return fx.get_num_threads(), CALLS[name]()
+
+
+fx.set_num_threads(2)
+fork = mp.get_context("fork")
+with fork.Pool(1) as pool:             # forked before any team started: keeps its threads
+    [(before, _)] = pool.map_async(child, ["softmax"]).get(timeout=30)
+expected = {name: call() for name, call in CALLS.items()}      # the parent's teams
+with fork.Pool(2) as pool:
+    after = pool.map_async(child, sorted(CALLS)).get(timeout=30)
+assert before == 2, before
+for name, (threads, result) in zip(sorted(CALLS), after):
+    assert threads == 1, (name, threads)
+    for a, b in zip(expected[name], result):
+        assert np.array_equal(a, b, equal_nan=True), name
+print("ok")
+"""
+
+
+def test_a_process_forked_after_teams_runs_serially_not_forever():
+    import subprocess
+    import sys
+    run = subprocess.run([sys.executable, "-c", FORKED_CHILDREN, os.path.dirname(__file__)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout == "ok\n", (run.returncode, run.stderr[-2000:])
+
+
 def test_thread_counts_up_to_the_cap_are_kept():
     cap = 16 * len(os.sched_getaffinity(0))
     for n in (1, 3, cap):

@@ -14,6 +14,12 @@ Whichever source sets it, the count is at most ``THREADS_PER_PROCESSOR`` per pro
 process may run on: no kernel gains from more, and OpenMP's runtime ends the process when it
 cannot start the threads a parallel region asks for (libgomp aborted at 40 000 threads on a
 2-core machine, and crashed at 65 535).
+
+In a process forked after this one's kernels ran on more than one thread, every kernel runs
+on one thread. GNU OpenMP (libgomp) keeps its thread pool across ``fork()``, but the child
+has none of those threads, and its first parallel region would wait for them forever: a
+``multiprocessing`` pool with the "fork" start method, a PyTorch ``DataLoader`` worker, a
+pre-forking server. A process forked before any team started keeps its count.
 """
 from __future__ import annotations
 
@@ -32,6 +38,17 @@ THREADS_PER_PROCESSOR = 16
 
 _requested: int | None = None
 _local = threading.local()     # .n: the count inside a limited() block on this thread
+_teams_started = False         # a kernel of this process asked OpenMP for several threads
+_forked_after_teams = False    # this process was forked from one whose kernels had
+
+
+def _after_fork_in_child() -> None:
+    global _forked_after_teams
+    _forked_after_teams = _forked_after_teams or _teams_started
+
+
+if hasattr(os, "register_at_fork"):         # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _count(n, name: str = "n") -> int | None:
@@ -88,7 +105,8 @@ def get_num_threads() -> int:
     int
         `set_num_threads`'s value if set, else OpenMP's maximum (``OMP_NUM_THREADS``,
         threadpoolctl); inside a thread-local limit, that limit. At most 16 per processor
-        available to the process.
+        available to the process, and 1 in a process forked after this one's kernels ran
+        on several threads (GNU OpenMP cannot start threads there).
 
     Examples
     --------
@@ -96,6 +114,8 @@ def get_num_threads() -> int:
     >>> fx.get_num_threads() >= 1
     True
     """
+    if _forked_after_teams:
+        return 1
     local = getattr(_local, "n", None)
     if local is not None:
         chosen = local
@@ -130,4 +150,10 @@ def limited(n: int | None, name: str = "n"):
 
 def threads_for(work: int) -> int:
     """Threads for a call touching `work` elements: 1 below SERIAL_THRESHOLD."""
-    return 1 if work < SERIAL_THRESHOLD else get_num_threads()
+    global _teams_started
+    if work < SERIAL_THRESHOLD:
+        return 1
+    n = get_num_threads()
+    if n > 1:
+        _teams_started = True
+    return n
