@@ -8,6 +8,14 @@ X = np.zeros((4, 3))
 T = np.array([0, 1, 2, 0])
 
 
+class _Unreadable:
+    """An array-like whose conversion fails with neither TypeError nor ValueError, as a torch
+    tensor that requires grad does (RuntimeError)."""
+
+    def __array__(self, dtype=None, copy=None):
+        raise RuntimeError("cannot be read")
+
+
 @pytest.mark.parametrize("call,exc,match", [
     # input
     (lambda: fx.cross_entropy(np.zeros((4, 3), np.int64), T), TypeError,
@@ -20,12 +28,27 @@ T = np.array([0, 1, 2, 0])
     (lambda: fx.cross_entropy("abc", T), TypeError, "input must be a floating-point array"),
     (lambda: fx.cross_entropy([[1.0], [1.0, 2.0]], T), TypeError,
      "input must be an array or array-like"),
+    (lambda: fx.cross_entropy(_Unreadable(), T), TypeError,
+     r"input must be an array or array-like; got _Unreadable \(cannot be read\)"),
+    (lambda: fx.cross_entropy(X, _Unreadable()), TypeError,
+     "target must be an array or array-like; got _Unreadable"),
+    (lambda: fx.cross_entropy(X, T, weight=_Unreadable()), TypeError,
+     "weight must be an array or array-like; got _Unreadable"),
+    (lambda: fx.binary_cross_entropy_with_logits(X, X, pos_weight=_Unreadable()), TypeError,
+     "pos_weight must be an array or array-like; got _Unreadable"),
+    (lambda: fx.kl_div(X, X, reduction="none", return_grad=True, grad_output=_Unreadable()),
+     TypeError, "grad_output must be an array or array-like; got _Unreadable"),
     # target
     (lambda: fx.cross_entropy(X, np.array([0, 1, 2])), ValueError,
      r"target must have shape \(4,\) .* got \(3,\)"),
     (lambda: fx.cross_entropy(X, T.reshape(4, 1)), ValueError, "target must have shape"),
     (lambda: fx.cross_entropy(X, np.zeros((4, 3), np.int64)), TypeError,
      "holds class probabilities and must be floating-point"),
+    (lambda: fx.cross_entropy(X, T.astype(float)), TypeError,
+     r"target of shape \(4,\) holds class indices and must be an integer array; got dtype "
+     r"float64 \(probability targets have the input's shape \(4, 3\)\)"),
+    (lambda: fx.cross_entropy(X[0], np.array([1.0])), TypeError,
+     r"target of shape \(1,\) holds class indices"),
     (lambda: fx.cross_entropy(X, np.zeros((2, 4))), ValueError,
      r"target must have shape \(4,\) \(class indices\) or \(4, 3\)"),
     (lambda: fx.cross_entropy(X, T.astype(bool)), TypeError, "target must be an integer"),

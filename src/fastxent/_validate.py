@@ -86,7 +86,11 @@ def _asarray(name: str, value) -> np.ndarray:
                         f"first, or leave elements out with weight= or ignore_index=")
     try:
         a = np.asarray(value)
-    except (TypeError, ValueError) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:
+        # Whatever a foreign object's __array__ raises (a torch tensor that requires grad
+        # raises RuntimeError) means it cannot be read as an array.
         raise TypeError(f"{name} must be an array or array-like; got "
                         f"{type(value).__name__} ({exc})") from None
     return native(a)
@@ -322,6 +326,10 @@ def class_problem(input, target, *, weight, ignore_index, reduction_value,
             raise TypeError(f"target must be an integer array of class indices; got dtype "
                             f"{t.dtype} (probability targets are for cross_entropy)")
         if t.shape != x.shape:
+            if t.shape == loss_shape or (x.ndim == 1 and t.shape == (1,)):
+                raise TypeError(f"target of shape {t.shape} holds class indices and must be "
+                                f"an integer array; got dtype {t.dtype} (probability "
+                                f"targets have the input's shape {x.shape})")
             raise ValueError(f"target must have shape {loss_shape} (class indices) or "
                              f"{x.shape} (class probabilities); got {t.shape}")
         if ignore != -100:
