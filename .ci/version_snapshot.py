@@ -7,8 +7,14 @@ with the other build, and compare. Every result's dtype, shape and bytes must be
 every error's type and message (docs/testing.md, "The supported versions"). It reads the
 suite's table of refused calls, so it needs pytest and ml_dtypes beside fastxent.
 
+Another instruction set (aarch64, `.ci/aarch64_snapshot`) rounds differently: `--ulps N`
+then admits floating results within N units in the last place of each array's largest
+finite magnitude, or of 1 if that is smaller (the suite's tolerances scale alike: tests/cases.py),
+where the two have the same shape, dtype, NaNs and infinities; everything else must still be
+equal.
+
 Usage: python .ci/version_snapshot.py record FILE
-       python .ci/version_snapshot.py compare FILE_A FILE_B
+       python .ci/version_snapshot.py compare [--ulps N] FILE_A FILE_B
 """
 import pickle
 import sys
@@ -103,22 +109,66 @@ def record(path):
           f"NumPy {np.__version__})")
 
 
-def compare(path_a, path_b):
+def _ulps_apart(part_a, part_b):
+    """How many units in the last place of the two arrays' largest finite magnitude (at least
+    1) two recorded results are apart; None where they differ in more than rounding (type,
+    dtype, shape, where the NaNs and infinities are, or a non-floating value)."""
+    (type_a, dtype, shape, bytes_a), (type_b, dtype_b, shape_b, bytes_b) = part_a, part_b
+    if (type_a, dtype, shape) != (type_b, dtype_b, shape_b):
+        return None
+    if bytes_a == bytes_b:
+        return 0.0
+    if np.dtype(dtype).kind != "f":
+        return None
+    x = np.frombuffer(bytes_a, dtype).astype(np.float64)
+    y = np.frombuffer(bytes_b, dtype).astype(np.float64)
+    finite = np.isfinite(x)
+    if not (np.array_equal(finite, np.isfinite(y))
+            and np.array_equal(x[~finite], y[~finite], equal_nan=True)):
+        return None
+    if not finite.any():
+        return 0.0
+    largest = max(np.abs(x[finite]).max(), np.abs(y[finite]).max(), 1.0)
+    ulp = np.spacing(np.array(largest, dtype)).astype(np.float64)
+    return float(np.abs(x[finite] - y[finite]).max() / ulp)
+
+
+def _within(outcome_a, outcome_b, ulps):
+    if outcome_a == outcome_b:
+        return True
+    if ulps is None or outcome_a is None or outcome_b is None or "returned" not in (
+            outcome_a[0], outcome_b[0]) or outcome_a[0] != outcome_b[0]:
+        return False
+    if len(outcome_a[1]) != len(outcome_b[1]):
+        return False
+    apart = [_ulps_apart(pa, pb) for pa, pb in zip(outcome_a[1], outcome_b[1])]
+    return all(u is not None and u <= ulps for u in apart)
+
+
+def compare(path_a, path_b, ulps=None):
     with open(path_a, "rb") as f:
         a = pickle.load(f)
     with open(path_b, "rb") as f:
         b = pickle.load(f)
-    differ = sorted((k for k in a.keys() | b.keys() if a.get(k) != b.get(k)), key=str)
+    keys = a.keys() | b.keys()
+    differ = sorted((k for k in keys if not _within(a.get(k), b.get(k), ulps)), key=str)
     for key in differ[:20]:
         print(key, "\n  ", str(a.get(key))[:200], "\n  ", str(b.get(key))[:200])
-    print(f"{len(a.keys() | b.keys())} calls, {len(differ)} differ")
+    rounded = sum(a.get(k) != b.get(k) for k in keys) - len(differ)
+    within = f", {rounded} more within {ulps:g} ulps" if ulps is not None else ""
+    print(f"{len(keys)} calls, {len(differ)} differ{within}")
     return 1 if differ else 0
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["record"] and len(sys.argv) == 3:
-        record(sys.argv[2])
-    elif sys.argv[1:2] == ["compare"] and len(sys.argv) == 4:
-        sys.exit(compare(sys.argv[2], sys.argv[3]))
+    args = sys.argv[1:]
+    ulps = None
+    if args[1:3] and args[0] == "compare" and args[1] == "--ulps":
+        ulps = float(args[2])
+        args = args[:1] + args[3:]
+    if args[:1] == ["record"] and len(args) == 2:
+        record(args[1])
+    elif args[:1] == ["compare"] and len(args) == 3:
+        sys.exit(compare(args[1], args[2], ulps))
     else:
         sys.exit(__doc__)
