@@ -2,7 +2,7 @@
 kernels are built for (x86-64, -v3, -v4), under AddressSanitizer and UndefinedBehaviorSanitizer
 where gcc has them, and run where this CPU can; and for aarch64 (the generic code on 16-byte
 NEON registers, which other CPUs build) where a cross compiler and qemu-aarch64 are installed
-(Debian: gcc-aarch64-linux-gnu, qemu-user)."""
+(Debian: gcc-aarch64-linux-gnu, and qemu-user or qemu-user-static)."""
 import os
 import pathlib
 import shutil
@@ -14,7 +14,8 @@ import pytest
 HERE = pathlib.Path(__file__).resolve().parent
 KERNELS = HERE.parent / "src" / "fastxent" / "_cpu"
 LEVELS = ("x86-64", "x86-64-v3", "x86-64-v4", "aarch64")
-CROSS = {"aarch64": ("aarch64-linux-gnu-gcc", "qemu-aarch64")}
+# A level's cross compiler and the emulators that run its code, any one of them.
+CROSS = {"aarch64": ("aarch64-linux-gnu-gcc", ("qemu-aarch64", "qemu-aarch64-static"))}
 
 needs_gcc = pytest.mark.skipif(
     shutil.which("gcc") is None or os.uname().machine != "x86_64",
@@ -50,9 +51,10 @@ def run_check(name, level, flags, tmp_path):
     print ok and exit 0. Returns what it wrote to stderr."""
     exe = tmp_path / f"{name}_{level}"
     if level in CROSS:
-        cc, emulator = CROSS[level]
-        if shutil.which(cc) is None or shutil.which(emulator) is None:
-            pytest.skip(f"no {cc} and {emulator} to build and run {level} code")
+        cc, emulators = CROSS[level]
+        emulator = next(filter(None, map(shutil.which, emulators)), None)
+        if shutil.which(cc) is None or emulator is None:
+            pytest.skip(f"no {cc} and {' or '.join(emulators)} to build and run {level} code")
         target, runner = ["-static"], [emulator]
     else:
         cc, target, runner = "gcc", [f"-march={level}", *_sanitizers(tmp_path)], []
