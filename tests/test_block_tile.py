@@ -11,11 +11,11 @@ block's rows, which the check allocates to their exact span.
 """
 import pytest
 
-from cpu_host_lib import LEVELS, needs_gcc, run_check
+from cpu_host_lib import builds, needs_gcc, run_check
 
 pytestmark = [needs_gcc, pytest.mark.main_run_only]
 
 
-@pytest.mark.parametrize("level", LEVELS)
-def test_tile_and_untile_match_the_plain_transposition(level, tmp_path):
-    run_check("fx_tile_check", level, [], tmp_path)
+@pytest.mark.parametrize("level, cc", builds())
+def test_tile_and_untile_match_the_plain_transposition(level, cc, tmp_path):
+    run_check("fx_tile_check", level, [], tmp_path, cc)

@@ -9,14 +9,14 @@ import re
 
 import pytest
 
-from cpu_host_lib import LEVELS, needs_gcc, run_check
+from cpu_host_lib import builds, needs_gcc, run_check
 
 pytestmark = [needs_gcc, pytest.mark.main_run_only]
 
 
-@pytest.mark.parametrize("level", LEVELS)
-def test_vector_exponentials_match_the_scalar_ones(level, tmp_path):
-    run_check("fx_exp_check", level, [], tmp_path)
+@pytest.mark.parametrize("level, cc", builds())
+def test_vector_exponentials_match_the_scalar_ones(level, cc, tmp_path):
+    run_check("fx_exp_check", level, [], tmp_path, cc)
 
 
 def test_avx2_and_avx512_exponentials_agree(tmp_path):

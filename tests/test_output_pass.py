@@ -10,10 +10,10 @@ scale outside [2^-100, 2^100].
 """
 import pytest
 
-from cpu_host_lib import LEVELS, needs_gcc, run_check
+from cpu_host_lib import builds, needs_gcc, run_check
 
 pytestmark = [needs_gcc, pytest.mark.main_run_only]
 
-@pytest.mark.parametrize("level", LEVELS)
-def test_output_pass_rounds_as_the_double_product(level, tmp_path):
-    run_check("fx_mulf_check", level, ["-fopenmp-simd"], tmp_path)
+@pytest.mark.parametrize("level, cc", builds())
+def test_output_pass_rounds_as_the_double_product(level, cc, tmp_path):
+    run_check("fx_mulf_check", level, ["-fopenmp-simd"], tmp_path, cc)

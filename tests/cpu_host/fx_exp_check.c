@@ -144,8 +144,9 @@ static int check_log(const double* x) {
         memcpy(&xn, x + k, sizeof xn);
         const fx_nd ln = fx_vlog_pos(xn);
         for (int j = 0; j < FX_ND; ++j) {
+            const double lane = ln[j];   /* Clang takes no vector element's address */
             uint64_t bits;
-            memcpy(&bits, &ln[j], sizeof bits);
+            memcpy(&bits, &lane, sizeof bits);
             mix(bits);
             const double want = log(x[k + j]);
             const double ulp = nextafter(fabs(want), INFINITY) - fabs(want);

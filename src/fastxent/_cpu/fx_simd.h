@@ -38,8 +38,8 @@
  * (x86-64-v3), each its own translation unit with its own -march (FX_ISA names it, and
  * suffixes its kernels: fx_block_index_f32_v4), and the including module for the baseline
  * (FX_MULTI_ISA: suffix _base). The module then calls each kernel through FX_PICK, which
- * tests the CPU on every call (a load and a compare, against a kernel that serves up to 16
- * rows), so a portable wheel still runs at full width. Why not GCC's target_clones: one
+ * reads the level found at load time (fx_find_isa) on every call, so a portable wheel still
+ * runs at full width. Why not GCC's target_clones: one
  * source compiled per instruction set sees that set's macros (__AVX512F__, __FMA__), so it
  * can use instructions that generic vector code never gets (vscalefps, masks) and decide
  * at compile time what the clones had to test at run time. Without FX_MULTI_ISA (other
@@ -66,6 +66,31 @@
 #define FX_FMA() 1
 #else
 #define FX_FMA() 0
+#endif
+
+/* Whether __builtin_shufflevector picks lanes (GCC 12 and later, Clang). GCC 11, still the
+ * compiler of Ubuntu 22.04 and RHEL 9, has only __builtin_shuffle, whose result is as long as
+ * its operands: there the halves and joins below go through memory (FX_PART, FX_PAIR) and
+ * fx_block.inc's transposes take __builtin_shuffle. */
+#if defined(__clang__) || __GNUC__ >= 12
+#define FX_SHUFFLEVECTOR 1
+#else
+#define FX_SHUFFLEVECTOR 0
+/* Part h (0 or 1) of vector v as a vector of half its size, of type `type`; and vectors lo
+ * and hi side by side as one of `type`. */
+#define FX_PART(v, type, h)                                                                 \
+    ({                                                                                      \
+        type part_;                                                                         \
+        memcpy(&part_, (const char*)&(v) + (h) * sizeof part_, sizeof part_);               \
+        part_;                                                                              \
+    })
+#define FX_PAIR(lo, hi, type)                                                               \
+    ({                                                                                      \
+        type pair_;                                                                         \
+        memcpy(&pair_, &(lo), sizeof(lo));                                                  \
+        memcpy((char*)&pair_ + sizeof(lo), &(hi), sizeof(hi));                              \
+        pair_;                                                                              \
+    })
 #endif
 
 /* a * e for a double a and a float e, in float lanes and rounded once: a = ah + al with
@@ -400,22 +425,22 @@ __attribute__((always_inline)) static inline fx_nd fx_vlog_pos(fx_nd x) {
 
 /* The low and high halves of a native float vector as native doubles (fx_nlo, fx_nhi), and
  * two native double vectors rounded to floats side by side (fx_njoin), in each build's own
- * instructions. With AVX-512 the halves are converted as one 16-lane vector, then split:
- * GCC 12 turns a shuffle-then-convert into two 4-lane conversions and an insert per half,
- * which cost the float row loops about 30% (C harness, C = 100 to 32000). */
+ * instructions: one 8-lane conversion per half with AVX-512. GCC 12 turned the generic
+ * vectors' shuffle-then-convert into two 4-lane conversions and an insert per half, which
+ * cost the float row loops about 30% (C harness, C = 100 to 32000), and GCC 11's memory
+ * round trip twice that. */
 #if FX_NB == 64
-typedef double fx_vd16 __attribute__((vector_size(128)));
 __attribute__((always_inline)) static inline fx_nd fx_nlo(fx_nf v) {
-    const fx_vd16 d = __builtin_convertvector(v, fx_vd16);
-    return __builtin_shufflevector(d, d, 0, 1, 2, 3, 4, 5, 6, 7);
+    return (fx_nd)_mm512_cvtps_pd(_mm512_castps512_ps256((__m512)v));
 }
 __attribute__((always_inline)) static inline fx_nd fx_nhi(fx_nf v) {
-    const fx_vd16 d = __builtin_convertvector(v, fx_vd16);
-    return __builtin_shufflevector(d, d, 8, 9, 10, 11, 12, 13, 14, 15);
+    return (fx_nd)_mm512_cvtps_pd(
+        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd((__m512)v), 1)));
 }
 __attribute__((always_inline)) static inline fx_nf fx_njoin(fx_nd lo, fx_nd hi) {
-    const fx_nhf lf = __builtin_convertvector(lo, fx_nhf), hf = __builtin_convertvector(hi, fx_nhf);
-    return __builtin_shufflevector(lf, hf, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m256 l = _mm512_cvtpd_ps((__m512d)lo), h = _mm512_cvtpd_ps((__m512d)hi);
+    return (fx_nf)_mm512_castpd_ps(_mm512_insertf64x4(
+        _mm512_castpd256_pd512(_mm256_castps_pd(l)), _mm256_castps_pd(h), 1));
 }
 #elif FX_NB == 32
 __attribute__((always_inline)) static inline fx_nd fx_nlo(fx_nf v) {
@@ -438,15 +463,28 @@ __attribute__((always_inline)) static inline fx_nf fx_njoin(fx_nd lo, fx_nd hi) 
     return (fx_nf)_mm_movelh_ps(_mm_cvtpd_ps((__m128d)lo), _mm_cvtpd_ps((__m128d)hi));
 }
 #else
+#if FX_SHUFFLEVECTOR
 __attribute__((always_inline)) static inline fx_nd fx_nlo(fx_nf v) {
     return __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1), fx_nd);
 }
 __attribute__((always_inline)) static inline fx_nd fx_nhi(fx_nf v) {
     return __builtin_convertvector(__builtin_shufflevector(v, v, 2, 3), fx_nd);
 }
+#else
+__attribute__((always_inline)) static inline fx_nd fx_nlo(fx_nf v) {
+    return __builtin_convertvector(FX_PART(v, fx_nhf, 0), fx_nd);
+}
+__attribute__((always_inline)) static inline fx_nd fx_nhi(fx_nf v) {
+    return __builtin_convertvector(FX_PART(v, fx_nhf, 1), fx_nd);
+}
+#endif
 __attribute__((always_inline)) static inline fx_nf fx_njoin(fx_nd lo, fx_nd hi) {
     const fx_nhf lf = __builtin_convertvector(lo, fx_nhf), hf = __builtin_convertvector(hi, fx_nhf);
+#if FX_SHUFFLEVECTOR
     return __builtin_shufflevector(lf, hf, 0, 1, 2, 3);
+#else
+    return FX_PAIR(lf, hf, fx_nf);
+#endif
 }
 #endif
 
@@ -615,24 +653,33 @@ FX_KERNEL void FX_KNAME(fx_index_range)(const int64_t* t, Py_ssize_t n, int64_t*
 
 #if defined(FX_MULTI_ISA) && !defined(FX_ISA)
 
-/* The widest build FX_PICK may take, 2 (AVX-512), 1 (AVX2) or 0 (baseline): the environment
- * variable FASTXENT_CPU_KERNELS=avx2 or baseline lowers it (to run, test or time those builds
- * on a newer CPU; fastxent/_cpu/__init__.py warns about other values). Read once, when the
- * module is loaded, before any kernel can run. */
-static int fx_isa_cap = 2;
-__attribute__((constructor)) static void fx_read_isa_cap(void) {
+/* The build FX_PICK takes, 2 (AVX-512), 1 (AVX2) or 0 (baseline): the widest this CPU runs,
+ * found once, when the module is loaded, before any kernel can run. The environment variable
+ * FASTXENT_CPU_KERNELS=avx2 or baseline lowers it (to run, test or time those builds on a
+ * newer CPU; fastxent/_cpu/__init__.py warns about other values). */
+static int fx_isa = 0;
+__attribute__((constructor)) static void fx_find_isa(void) {
+    /* A constructor may run before libgcc's, which fills what __builtin_cpu_supports reads. */
+    __builtin_cpu_init();
+    /* The psABI's x86-64-v3 and -v4 by their features, those -march=x86-64-v3 and -v4 let
+     * the compiler use: GCC 11 does not know the levels' names. libgcc reports AVX and
+     * AVX-512 only where the operating system saves their registers. */
+#define FX_HAS(feature) __builtin_cpu_supports(feature)
+    const int v2 = FX_HAS("cmpxchg16b") && FX_HAS("lahf_lm") && FX_HAS("popcnt") &&
+                   FX_HAS("sse3") && FX_HAS("ssse3") && FX_HAS("sse4.1") && FX_HAS("sse4.2");
+    const int v3 = v2 && FX_HAS("avx") && FX_HAS("avx2") && FX_HAS("bmi") && FX_HAS("bmi2") &&
+                   FX_HAS("f16c") && FX_HAS("fma") && FX_HAS("lzcnt") && FX_HAS("movbe") &&
+                   FX_HAS("osxsave");
+    const int v4 = v3 && FX_HAS("avx512f") && FX_HAS("avx512bw") && FX_HAS("avx512cd") &&
+                   FX_HAS("avx512dq") && FX_HAS("avx512vl");
+#undef FX_HAS
+    fx_isa = v4 ? 2 : v3 ? 1 : 0;
     const char* cap = getenv("FASTXENT_CPU_KERNELS");
-    if (cap && strcmp(cap, "avx2") == 0) fx_isa_cap = 1;
-    if (cap && strcmp(cap, "baseline") == 0) fx_isa_cap = 0;
+    if (cap && strcmp(cap, "avx2") == 0 && fx_isa > 1) fx_isa = 1;
+    if (cap && strcmp(cap, "baseline") == 0) fx_isa = 0;
 }
 
-/* The build FX_PICK takes on this CPU: 2, 1 or 0 as above. __builtin_cpu_supports reads
- * what libgcc found at load time. */
-static inline int fx_isa_level(void) {
-    if (fx_isa_cap >= 2 && __builtin_cpu_supports("x86-64-v4")) return 2;
-    if (fx_isa_cap >= 1 && __builtin_cpu_supports("x86-64-v3")) return 1;
-    return 0;
-}
+static inline int fx_isa_level(void) { return fx_isa; }
 
 /* The kernels the Cython modules call, each through FX_PICK: the AVX-512 or AVX2 build
  * (fx_isa.c, linked into every module) where fx_isa_level says so, else the baseline one
