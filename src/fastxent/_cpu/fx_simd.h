@@ -39,10 +39,10 @@
  * suffixes its kernels: fx_block_index_f32_v4), and the including module for the baseline
  * (FX_MULTI_ISA: suffix _base). The module then calls each kernel through FX_PICK, which
  * reads the level found at load time (fx_find_isa) on every call, so a portable wheel still
- * runs at full width. Why not GCC's target_clones: one
- * source compiled per instruction set sees that set's macros (__AVX512F__, __FMA__), so it
- * can use instructions that generic vector code never gets (vscalefps, masks) and decide
- * at compile time what the clones had to test at run time. Without FX_MULTI_ISA (other
+ * runs at full width. Why not GCC's target_clones: one source compiled per instruction set
+ * sees that set's macros (__AVX512F__, __FMA__), so it can use instructions that generic
+ * vector code never gets (vscalefps, masks) and decide at compile time what the clones had
+ * to test at run time. Without FX_MULTI_ISA (other
  * compilers and CPUs, a -march=native build, the C checks of tests/cpu_host) the kernels are
  * the including file's own static functions, for its one instruction set. */
 #if defined(FX_ISA)
@@ -70,8 +70,8 @@
 
 /* Whether __builtin_shufflevector picks lanes (GCC 12 and later, Clang). GCC 11, still the
  * compiler of Ubuntu 22.04 and RHEL 9, has only __builtin_shuffle, whose result is as long as
- * its operands: there the halves and joins below go through memory (FX_PART, FX_PAIR) and
- * fx_block.inc's transposes take __builtin_shuffle. */
+ * its operands: there the generic halves and joins below (aarch64's) go through memory
+ * (FX_PART, FX_PAIR) and fx_block.inc's transposes take __builtin_shuffle. */
 #if defined(__clang__) || __GNUC__ >= 12
 #define FX_SHUFFLEVECTOR 1
 #else
