@@ -120,6 +120,35 @@ def test_a_huge_thread_count_is_lowered_not_fatal():
     assert run.returncode == 0 and run.stdout == "ok\n", (run.returncode, run.stderr[-2000:])
 
 
+# OMP_THREAD_LIMIT caps every OpenMP region whatever it asks for; the count fastxent reports
+# must be the count its kernels get.
+THREAD_LIMITED = """
+import fastxent as fx
+from fastxent import _threads
+limit = int(__import__("os").environ["OMP_THREAD_LIMIT"])
+seen = [fx.get_num_threads()]
+fx.set_num_threads(8)
+seen.append(fx.get_num_threads())
+fx.set_num_threads(None)
+with _threads.limited(8):
+    seen.append(fx.get_num_threads())
+with _threads.limited(1):
+    seen.append(fx.get_num_threads())
+assert seen == [limit, limit, limit, 1], seen
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("limit", ["1", "3"])
+def test_the_reported_count_honours_omp_thread_limit(limit):
+    import subprocess
+    import sys
+    env = dict(os.environ, OMP_THREAD_LIMIT=limit, OMP_NUM_THREADS="16")
+    run = subprocess.run([sys.executable, "-c", THREAD_LIMITED], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout == "ok\n", (run.returncode, run.stderr[-2000:])
+
+
 # In a child interpreter, which forks its own children (forking pytest's process, with its
 # threads, is unsafe in itself). A hung child fails the pool's get(), whose exit kills it.
 FORKED_CHILDREN = """

@@ -3,7 +3,8 @@
 The count is resolved at each call, never cached at import: a ``limited(n)`` block on the
 calling thread wins (the Dask path uses it so that each Dask thread runs one OpenMP thread),
 then ``fx.set_num_threads(n)``, then ``omp_get_max_threads()``, which already honours
-``OMP_NUM_THREADS`` and threadpoolctl's ``threadpool_limits(user_api="openmp")``. Calls
+``OMP_NUM_THREADS`` and threadpoolctl's ``threadpool_limits(user_api="openmp")``; none
+exceeds ``OMP_THREAD_LIMIT``, which OpenMP enforces whatever a region asks for. Calls
 smaller than ``SERIAL_THRESHOLD`` elements run on one thread, because starting the team
 costs more than the work. A kernel given one thread runs its loop outside any OpenMP parallel
 region: entering even a one-thread region costs about half a microsecond, seven times the
@@ -28,7 +29,7 @@ import operator
 import os
 import threading
 
-from ._cpu import omp_max_threads
+from ._cpu import omp_max_threads, omp_thread_limit
 
 #: Below this many elements a call runs serially (team start-up dominates tiny problems).
 SERIAL_THRESHOLD = 32768
@@ -104,9 +105,10 @@ def get_num_threads() -> int:
     -------
     int
         `set_num_threads`'s value if set, else OpenMP's maximum (``OMP_NUM_THREADS``,
-        threadpoolctl); inside a thread-local limit, that limit. At most 16 per processor
-        available to the process, and 1 in a process forked after this one's kernels ran
-        on several threads (GNU OpenMP cannot start threads there).
+        threadpoolctl); inside a thread-local limit, that limit. At most
+        ``OMP_THREAD_LIMIT`` and 16 per processor available to the process, and 1 in a
+        process forked after this one's kernels ran on several threads (GNU OpenMP cannot
+        start threads there).
 
     Examples
     --------
@@ -121,7 +123,7 @@ def get_num_threads() -> int:
         chosen = local
     else:
         chosen = _requested if _requested is not None else omp_max_threads()
-    return min(chosen, THREADS_PER_PROCESSOR * _processors())
+    return min(chosen, THREADS_PER_PROCESSOR * _processors(), omp_thread_limit())
 
 
 def _processors() -> int:

@@ -2,9 +2,10 @@
 import os
 import warnings
 
-from ._omp import cpu_builds, cpu_kernels, omp_max_threads, openmp_enabled
+from ._omp import cpu_builds, cpu_kernels, omp_max_threads, omp_thread_limit, openmp_enabled
 
-__all__ = ["cpu_builds", "cpu_kernels", "omp_max_threads", "openmp_enabled"]
+__all__ = ["cpu_builds", "cpu_kernels", "omp_max_threads", "omp_thread_limit",
+           "openmp_enabled"]
 
 # The kernels read the cap themselves, when they load (fx_simd.h); here an unknown value is
 # reported rather than silently ignored.

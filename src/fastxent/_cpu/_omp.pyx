@@ -1,6 +1,6 @@
 # What the build did about OpenMP and instruction sets, and the run-time thread count it
-# sees. omp_get_max_threads() is read at each call (never cached), so OMP_NUM_THREADS and
-# threadpoolctl's limits both apply.
+# sees. omp_get_max_threads() and omp_get_thread_limit() are read at each call (never
+# cached), so OMP_NUM_THREADS, OMP_THREAD_LIMIT and threadpoolctl's limits all apply.
 
 from ._common cimport fx_cpu_builds, fx_cpu_kernels
 
@@ -10,13 +10,16 @@ cdef extern from *:
     #include <omp.h>
     static int fx_openmp_enabled(void) { return 1; }
     static int fx_omp_max_threads(void) { return omp_get_max_threads(); }
+    static int fx_omp_thread_limit(void) { return omp_get_thread_limit(); }
     #else
     static int fx_openmp_enabled(void) { return 0; }
     static int fx_omp_max_threads(void) { return 1; }
+    static int fx_omp_thread_limit(void) { return 1; }
     #endif
     """
     int fx_openmp_enabled() nogil
     int fx_omp_max_threads() nogil
+    int fx_omp_thread_limit() nogil
 
 
 def openmp_enabled():
@@ -34,6 +37,11 @@ def openmp_enabled():
 def omp_max_threads():
     """Return ``omp_get_max_threads()`` now (1 when built without OpenMP)."""
     return fx_omp_max_threads()
+
+
+def omp_thread_limit():
+    """Return ``omp_get_thread_limit()`` now: the most threads OpenMP runs (1 without it)."""
+    return fx_omp_thread_limit()
 
 
 def cpu_kernels():
