@@ -7,7 +7,9 @@ with the other build, and compare. Every result's dtype, shape and bytes must be
 every error's type and message (docs/testing.md, "The supported versions"). It reads the
 suite's table of refused calls, so it needs pytest and ml_dtypes beside fastxent.
 
-Another instruction set (aarch64, `.ci/aarch64_snapshot`) rounds differently: `--ulps N`
+Results are recorded little-endian whatever the machine's byte order, so a big-endian
+build (s390x, `.ci/s390x_snapshot`) compares with this one. Another instruction set
+(aarch64, `.ci/aarch64_snapshot`; s390x) rounds differently: `--ulps N`
 then admits floating results within N units in the last place of each array's largest
 finite magnitude, or of 1 if that is smaller (the suite's tolerances scale alike: tests/cases.py),
 where the two have the same shape, dtype, NaNs and infinities; everything else must still be
@@ -29,8 +31,14 @@ def _outcome(call):
     except Exception as e:          # the errors are part of the behaviour compared
         return ("raised", type(e).__name__, str(e))
     parts = result if isinstance(result, tuple) else (result,)
-    return ("returned", [(type(a).__name__, np.asarray(a).dtype.str, np.shape(a),
-                          np.asarray(a).tobytes()) for a in parts])
+    return ("returned", [(type(a).__name__,) + _little_endian(np.asarray(a)) for a in parts])
+
+
+def _little_endian(a):
+    """dtype, shape and bytes of `a` stored little-endian, so that a big-endian machine's
+    results (native '>f4') compare with a little-endian one's by value."""
+    stored = a.astype(a.dtype.newbyteorder("<"), copy=False)
+    return stored.dtype.str, a.shape, stored.tobytes()
 
 
 def _class_calls(fx, rng):

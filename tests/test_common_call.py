@@ -17,7 +17,7 @@ import fastxent as fx
 from fastxent._cpu import _binary, _xent
 from fastxent._threads import limited, threads_for
 
-from cases import assert_same, with_non_finite_rows
+from cases import assert_same, swapped, with_non_finite_rows
 
 FUNCS = {"cross_entropy": fx.cross_entropy, "nll_loss": fx.nll_loss,
          "bce_logits": fx.binary_cross_entropy_with_logits}
@@ -199,7 +199,7 @@ class _Sub(np.ndarray):
 def test_declines_other_logits(name):
     x, t = _problem(name, (16, 10), np.float32)
     assert not _declined(name, x, t)
-    for bad in (x.view(_Sub), x.astype(np.float16), x.astype(">f4"), np.asfortranarray(x),
+    for bad in (x.view(_Sub), x.astype(np.float16), swapped(x), np.asfortranarray(x),
                 x[:, ::2], x.tolist(), np.zeros((0, 10), np.float32)):
         u = t if name != "bce_logits" else np.zeros(np.shape(bad), np.float32)
         u = u[:len(bad)] if name != "bce_logits" else u
@@ -234,7 +234,7 @@ def test_declines_other_binary_targets():
     x, y = _problem("bce_logits", (16, 10), np.float32)
     for bad in (y.astype(np.float64), y.astype(np.int64), y.astype(bool), y[0], y[:, :1],
                 np.asfortranarray(y), y.T.copy().T, y.view(_Sub), y.tolist(),
-                y.astype(">f4"), y.astype(np.float16)):
+                swapped(y), y.astype(np.float16)):
         assert _declined("bce_logits", x, bad)
 
 
