@@ -8,8 +8,8 @@ every error's type and message (docs/testing.md, "The supported versions"). It r
 suite's table of refused calls, so it needs pytest and ml_dtypes beside fastxent.
 
 Results are recorded little-endian whatever the machine's byte order, so a big-endian
-build (s390x, `.ci/s390x_snapshot`) compares with this one. Another instruction set
-(aarch64, `.ci/aarch64_snapshot`; s390x) rounds differently: `--ulps N`
+build (s390x) compares with this one. Another instruction set (aarch64 or s390x,
+`.ci/cross_snapshot`) rounds differently: `--ulps N`
 then admits floating results within N units in the last place of each array's largest
 finite magnitude, or of 1 if that is smaller (the suite's tolerances scale alike: tests/cases.py),
 where the two have the same shape, dtype, NaNs and infinities; everything else must still be

@@ -9,6 +9,9 @@ from layouts import LAYOUTS, with_layout
 CALLS = {
     "cross_entropy": lambda x, rng: (fx.cross_entropy, rng.integers(0, x.shape[1], x.shape[0]),
                                      {"label_smoothing": 0.1}),
+    "cross_entropy_weighted": lambda x, rng: (
+        fx.cross_entropy, rng.integers(0, x.shape[1], x.shape[0]),
+        {"label_smoothing": 0.1, "weight": rng.uniform(0.5, 2, x.shape[1])}),
     "cross_entropy_probs": lambda x, rng: (fx.cross_entropy, fx.softmax(
         rng.standard_normal(x.shape)).astype(x.dtype), {}),
     "nll_loss": lambda x, rng: (fx.nll_loss, rng.integers(0, x.shape[1], x.shape[0]), {}),
