@@ -123,9 +123,10 @@ def test_a_huge_thread_count_is_lowered_not_fatal():
 # OMP_THREAD_LIMIT caps every OpenMP region whatever it asks for; the count fastxent reports
 # must be the count its kernels get.
 THREAD_LIMITED = """
+import os
 import fastxent as fx
 from fastxent import _threads
-limit = int(__import__("os").environ["OMP_THREAD_LIMIT"])
+limit = int(os.environ["OMP_THREAD_LIMIT"])
 seen = [fx.get_num_threads()]
 fx.set_num_threads(8)
 seen.append(fx.get_num_threads())
