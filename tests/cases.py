@@ -132,6 +132,12 @@ BAD_CALLS = [
     ("log_softmax", X23.astype(np.bool_), None, {}),
     ("logsumexp", X23, None, dict(axis=-3)),
     ("logsumexp", X23, None, dict(keepdims=1)),
+    ("logsumexp", X23, None, dict(axis=(1, -1))),
+    ("softmax", X23, None, dict(axis=(0, 2))),
+    ("log_softmax", X23, None, dict(axis=[0, 1])),
+    ("logsumexp", X23, None, dict(axis=(0, 1.0))),
+    ("softmax", X23.astype(np.int32), None, dict(axis=(0, 1))),
+    ("cross_entropy", X23, T2, dict(axis=(1,))),
 ]
 
 

@@ -2,6 +2,8 @@
 
 The oracle runs in the dtype it is given (float64 for the parity grids: fastxent's float32
 results are compared with PyTorch's float64 answer on the same float32 inputs)."""
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -83,12 +85,31 @@ def kl_div(x, target, *, grad_output=None, dtype=np.float64, **kw):
 
 
 def logsumexp(x, axis=-1, dtype=np.float64):
-    return torch.logsumexp(torch.from_numpy(np.array(x, dtype=dtype)), dim=axis).numpy()
+    """torch.logsumexp, which also takes a tuple of dims (() reduces nothing, as NumPy)."""
+    t = torch.from_numpy(np.array(x, dtype=dtype))
+    if axis == ():
+        return t.numpy()
+    return torch.logsumexp(t, dim=axis).numpy()
+
+
+def _normalised_over(fn, x, axis, dtype):
+    """torch's softmax or log_softmax over one dim, or over a tuple of dims taken as one:
+    those dims moved last and flattened, the result unflattened and moved back."""
+    t = torch.from_numpy(np.array(x, dtype=dtype))
+    if not isinstance(axis, tuple):
+        return fn(t, dim=axis).numpy()
+    dims = sorted(d % t.ndim for d in axis)
+    last = list(range(t.ndim - len(dims), t.ndim))
+    moved = t.movedim(dims, last)
+    kept = moved.shape[:t.ndim - len(dims)]
+    flat = moved.reshape(kept + (math.prod(moved.shape[len(kept):]),))
+    out = fn(flat, dim=-1).reshape(moved.shape)
+    return out.movedim(last, dims).numpy()
 
 
 def softmax(x, axis=-1, dtype=np.float64):
-    return torch.softmax(torch.from_numpy(np.array(x, dtype=dtype)), dim=axis).numpy()
+    return _normalised_over(torch.softmax, x, axis, dtype)
 
 
 def log_softmax(x, axis=-1, dtype=np.float64):
-    return torch.log_softmax(torch.from_numpy(np.array(x, dtype=dtype)), dim=axis).numpy()
+    return _normalised_over(torch.log_softmax, x, axis, dtype)

@@ -204,6 +204,18 @@ def test_logsumexp_keepdims_and_many_chunks(keepdims):
                     fxd.logsumexp(X, axis=axis, keepdims=keepdims).compute(), np.float32)
 
 
+@pytest.mark.parametrize("fn", ["softmax", "log_softmax", "logsumexp"])
+@pytest.mark.parametrize("axis", [(1, 2), (2, 0), (0, 1, 2), (), (1,)])
+@pytest.mark.parametrize("chunks", [(6, 8, 10), (2, 3, 4), (6, 3, 10), (1, 8, 10)])
+def test_transforms_over_a_tuple_of_axes(planning, fn, axis, chunks):
+    x = RNG.normal(scale=4, size=(6, 8, 10))
+    x[1, 2, :] = -np.inf
+    x[4, 5, 6] = np.inf
+    check(fn, x, chunks, axis=axis)
+    if fn == "logsumexp":
+        check(fn, x, chunks, axis=axis, keepdims=True)
+
+
 # --- hypothesis: any chunking gives the in-memory answer ---------------------------------
 
 @settings(max_examples=40, deadline=None)

@@ -148,6 +148,10 @@ def test_probability_targets_nll_and_transforms():
         for axis in (0, 1, -1):
             _close(fn(cp.asarray(x), axis=axis), fn(x, axis=axis), "float32")
     _close(fx.logsumexp(cp.asarray(x), axis=None), fx.logsumexp(x, axis=None), "float32")
+    x3 = x[:12].reshape(3, 4, -1)
+    for fn in (fx.logsumexp, fx.softmax, fx.log_softmax):
+        for axis in ((1, 2), (0, 2), ()):
+            _close(fn(cp.asarray(x3), axis=axis), fn(x3, axis=axis), "float32")
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES))

@@ -300,6 +300,13 @@ def test_nll_and_transforms(gpu):
     _close(fx.logsumexp(gpu.dev(x), axis=1, keepdims=True),
            fx.logsumexp(x, axis=1, keepdims=True), "float32")
     assert fx.logsumexp(gpu.dev(x), axis=1, keepdims=True).shape == (5, 1, 3)
+    for fn in (fx.softmax, fx.log_softmax, fx.logsumexp):
+        for axis in ((0, 2), (2, 1), (0, 1, 2), (), (1,)):
+            got = fn(gpu.dev(x), axis=axis)
+            assert isinstance(got, gpu.cp.ndarray)
+            _close(got, fn(x, axis=axis), "float32")
+    _close(fx.logsumexp(gpu.dev(x), axis=(2, 0), keepdims=True),
+           fx.logsumexp(x, axis=(0, 2), keepdims=True), "float32")
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES))

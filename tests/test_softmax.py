@@ -9,7 +9,11 @@ from cases import assert_close, with_non_finite_rows
 from layouts import LAYOUTS, with_layout
 
 CASES = [((5,), -1), ((7, 3), -1), ((7, 3), 0), ((3, 1031), 1), ((2, 3, 4), 1),
-         ((2, 5, 3, 2), -2), ((1, 1), -1), ((4, 1), 1)]
+         ((2, 5, 3, 2), -2), ((1, 1), -1), ((4, 1), 1),
+         # a tuple (NumPy's and SciPy's `axis`, torch.logsumexp's `dim`): the axes as one
+         ((3, 4, 5), (1, 2)), ((3, 4, 5), (0, 2)), ((3, 4, 5), (2, 0)), ((3, 4, 5), (-1, 0)),
+         ((2, 3, 4, 5), (1, 3)), ((2, 3, 4, 5), (0, 1, 2)), ((7, 3), (0, 1)),
+         ((6, 70, 3), (0, 2)), ((2, 1, 3), (1,)), ((2, 40, 9), (2, 1))]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
@@ -19,10 +23,12 @@ CASES = [((5,), -1), ((7, 3), -1), ((7, 3), 0), ((3, 1031), 1), ((2, 3, 4), 1),
 def test_parity(name, shape, axis, layout, dtype):
     rng = np.random.default_rng(0)
     x = with_layout((rng.standard_normal(shape) * 5).astype(dtype), layout)
+    before = x.copy()
     got = getattr(fx, name)(x, axis=axis)
     ref = getattr(oracle, name)(np.asarray(x, np.float64), axis=axis)
-    assert got.dtype == x.dtype
+    assert got.dtype == x.dtype and got.shape == ref.shape
     assert_close(got, ref, dtype)
+    np.testing.assert_array_equal(x, before)
 
 
 @pytest.mark.parametrize("name", ["logsumexp", "softmax", "log_softmax"])
@@ -48,7 +54,9 @@ def test_empty_class_axis():
 
 
 @pytest.mark.parametrize("shape,axis", [((0, 5), -1), ((0, 5), 0), ((2, 5, 0), 1),
-                                        ((0, 3, 4), 1), ((4, 0, 0), 0)])
+                                        ((0, 3, 4), 1), ((4, 0, 0), 0), ((0, 3, 4), (1, 2)),
+                                        ((3, 0, 4), (1, 2)), ((3, 4, 0), (0, 1)),
+                                        ((0, 0), (0, 1))])
 @pytest.mark.parametrize("name", ["logsumexp", "softmax", "log_softmax"])
 def test_empty_batches(name, shape, axis):
     x = np.zeros(shape, np.float32)
@@ -87,3 +95,55 @@ def test_batcheswith_non_finite_rows(name, shape, axis, layout, dtype):
     got = getattr(fx, name)(x, axis=axis)
     ref = getattr(oracle, name)(np.asarray(x, np.float64), axis=axis)
     assert_close(got, ref, dtype)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", ["logsumexp", "softmax", "log_softmax"])
+def test_one_axis_in_a_tuple_is_that_axis(name, layout, rng):
+    x = with_layout(rng.standard_normal((5, 6, 7)), layout)
+    f = getattr(fx, name)
+    for ax in (0, 1, 2, -1):
+        np.testing.assert_array_equal(f(x, axis=(ax,)), f(x, axis=ax))
+    np.testing.assert_array_equal(fx.logsumexp(x, axis=(1,), keepdims=True),
+                                  fx.logsumexp(x, axis=1, keepdims=True))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", ["logsumexp", "softmax", "log_softmax"])
+def test_every_axis_in_a_tuple_is_axis_none(name, layout, rng):
+    x = with_layout(rng.standard_normal((4, 3, 5)).astype(np.float32), layout)
+    f = getattr(fx, name)
+    np.testing.assert_array_equal(f(x, axis=(2, 0, 1)), f(x, axis=None))
+    np.testing.assert_array_equal(fx.logsumexp(x, axis=(0, 1, 2), keepdims=True),
+                                  fx.logsumexp(x, axis=None, keepdims=True))
+
+
+@pytest.mark.parametrize("name", ["logsumexp", "softmax", "log_softmax"])
+def test_empty_tuple_reduces_nothing(name):
+    """Each element is its own row of one, as NumPy's ``axis=()`` (SciPy gives the same)."""
+    x = np.array([[1.5, -np.inf, np.inf], [np.nan, 0.0, -1e30]], np.float32)
+    got = getattr(fx, name)(x, axis=())
+    ref = getattr(oracle, name)(x[..., None].astype(np.float64), axis=-1)
+    ref = ref if name == "logsumexp" else ref[..., 0]
+    assert got.shape == x.shape and got.dtype == x.dtype
+    np.testing.assert_array_equal(got, ref.astype(np.float32))
+    assert getattr(fx, name)(np.float64(2.0), axis=()).shape == ()
+
+
+def test_tuple_axes_keepdims(rng):
+    x = rng.standard_normal((3, 4, 5, 2))
+    got = fx.logsumexp(x, axis=(3, 1), keepdims=True)
+    assert got.shape == (3, 1, 5, 1)
+    np.testing.assert_array_equal(got[:, 0, :, 0], fx.logsumexp(x, axis=(1, 3)))
+    assert fx.logsumexp(x, axis=(), keepdims=True).shape == x.shape
+
+
+@pytest.mark.parametrize("name", ["logsumexp", "softmax", "log_softmax"])
+def test_tuple_axes_non_finite(name):
+    x = np.zeros((4, 2, 3))
+    x[0, 1, 2] = -np.inf
+    x[1] = -np.inf
+    x[2, 0, 0] = np.inf
+    x[3, 1, 1] = np.nan
+    got = getattr(fx, name)(x, axis=(1, 2))
+    assert_close(got, getattr(oracle, name)(x, axis=(1, 2)), np.float64)

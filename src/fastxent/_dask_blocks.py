@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _gpu
+from . import _axes, _gpu
 from . import _reduce
 from . import _validate as V
 from . import functional as F
@@ -77,7 +77,10 @@ def _chunk_weight(weight, c0, n, xp, ones=False):
 
 
 def _lse64(x, ax, n_threads):
-    """The float64 log-sum-exp of a block over axis `ax` (None: every element)."""
+    """The float64 log-sum-exp of a block over axis `ax` (None: every element; a tuple of
+    two or more: those axes taken as one)."""
+    if isinstance(ax, tuple):
+        x, ax = _axes.merge(x, ax)[0], -1
     if is_gpu_array(x):
         return _gpu.logsumexp64(x, ax)[0]
     with limited(n_threads):
@@ -183,7 +186,7 @@ def merge_lse(lse, axis):
 def lse_chunk(x, axis, keepdims, *, n_threads):
     """float64 log-sum-exp of a block over `axis` (a tuple), as dask.array.reduction asks."""
     whole = len(axis) == x.ndim
-    rows = _lse64(x, None if whole else axis[0], n_threads)
+    rows = _lse64(x, None if whole else axis[0] if len(axis) == 1 else axis, n_threads)
     if keepdims:
         rows = np.reshape(rows, (1,) * x.ndim) if whole else np.expand_dims(rows, axis)
     return rows

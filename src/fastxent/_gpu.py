@@ -459,11 +459,11 @@ def nll_loss(input, target, **options):
 def _transform(op, x, axis):
     cp = _cp()
     x = _input(x, "x")
-    if axis is None:
+    ax = V.transform_input(V.stand_in(x), axis)[1]     # never a tuple: the API merges those
+    if ax is None:
         x2 = x.reshape(1, -1)
         ax = 1
     else:
-        ax = V.class_input(V.stand_in(x), axis, name="x")[1]
         x2 = x
     x3 = _whole_elements(V.class_view(x2, ax))
     if op == "logsumexp":

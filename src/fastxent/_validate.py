@@ -73,6 +73,35 @@ def axis(value, ndim: int, name: str = "axis") -> int:
     return ax % ndim
 
 
+def transform_input(value, axis_value):
+    """The input of logsumexp, softmax or log_softmax, and its axis.
+
+    The axis is None (every element), an axis in ``[0, ndim)``, or a sorted tuple of
+    distinct axes taken as one (``()`` included: each element its own row); a tuple of one
+    axis is that axis.
+    """
+    if type(axis_value) is int:             # the usual call, checked first
+        return class_input(value, axis_value, name="x")
+    if axis_value is None:
+        return float_array("x", value), None
+    if isinstance(axis_value, tuple):
+        x = float_array("x", value)
+        if any(isinstance(a, (bool, np.bool_)) or not hasattr(type(a), "__index__")
+               for a in axis_value):
+            raise TypeError(f"axis must be {_TRANSFORM_AXIS}; got {axis_value!r}")
+        axes = sorted(axis(a, x.ndim) for a in axis_value)
+        if len(set(axes)) < len(axes):
+            raise ValueError(f"axis must name each axis once; got {axis_value!r}")
+        return x, axes[0] if len(axes) == 1 else tuple(axes)
+    if isinstance(axis_value, (bool, np.bool_)) or not hasattr(type(axis_value), "__index__"):
+        float_array("x", value)             # a bad input is named first, as with any axis
+        raise TypeError(f"axis must be {_TRANSFORM_AXIS}; got {type(axis_value).__name__}")
+    return class_input(value, axis_value, name="x")
+
+
+_TRANSFORM_AXIS = "an integer, a tuple of integers or None"
+
+
 # --- arrays ---------------------------------------------------------------------------
 
 def _asarray(name: str, value) -> np.ndarray:

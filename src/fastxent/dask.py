@@ -576,18 +576,21 @@ def kl_div(input, target, *, reduction="mean", log_target=False, return_grad=Fal
 
 def _transform_args(x, axis):
     x = _input("x", x)
-    if axis is None:
-        V.float_array("x", V.stand_in(x))
-        return x, None
-    return x, V.class_input(V.stand_in(x), axis, name="x")[1]
+    return x, V.transform_input(V.stand_in(x), axis)[1]
 
 
 def _lse(x, ax, keepdims, dtype, nt):
     return da.reduction(x, functools.partial(B.lse_chunk, n_threads=nt),
                         functools.partial(B.lse_aggregate, out_dtype=dtype),
                         combine=B.lse_combine, axis=ax, keepdims=keepdims, dtype=dtype,
-                        concatenate=True, meta=_meta(x, x.ndim if keepdims else
-                                                     0 if ax is None else x.ndim - 1, dtype))
+                        concatenate=True,
+                        meta=_meta(x, x.ndim - (0 if keepdims else len(_named(ax, x.ndim))),
+                                   dtype))
+
+
+def _named(ax, ndim: int) -> tuple:
+    """The axes a transform's validated `ax` reduces: all for None, one for an int."""
+    return tuple(range(ndim)) if ax is None else ax if isinstance(ax, tuple) else (ax,)
 
 
 def logsumexp(x, axis=-1, keepdims=False, *, n_threads=1):
@@ -597,10 +600,11 @@ def logsumexp(x, axis=-1, keepdims=False, *, n_threads=1):
     ----------
     x : dask.array.Array or array_like of float
         Any shape and chunks.
-    axis : int or None, default -1
-        The axis to reduce; None reduces over every element.
+    axis : int, tuple of ints or None, default -1
+        The axis to reduce; a tuple reduces over those axes together, None over every
+        element.
     keepdims : bool, default False
-        Keep the reduced axis with length 1.
+        Keep each reduced axis with length 1.
     n_threads : int or None, default 1
         OpenMP threads per task.
 
@@ -641,14 +645,17 @@ def _transform(name, x, axis, n_threads):
     nt = _threads(n_threads)
     x, ax = _transform_args(x, axis)
     log = name == "log_softmax"
-    if ax is not None and x.numblocks[ax] == 1:
+    axes = _named(ax, x.ndim)
+    if ax is not None and all(x.numblocks[a] == 1 for a in axes):
         return x.map_blocks(B.transform_block, fn=name, axis=ax, n_threads=nt,
                             dtype=x.dtype, meta=meta_from_array(x, x.ndim))
     lse = _lse(x, ax, ax is not None, np.float64, nt)
     ind = _LETTERS[:x.ndim]
-    lse_ind = "" if ax is None else ind.replace(ind[ax], "z")
-    return da.blockwise(B.shifted_transform, ind, x, ind, lse, lse_ind, log=log,
-                        dtype=x.dtype, concatenate=True, meta=meta_from_array(x, x.ndim))
+    # The log-sum-exp keeps each reduced axis as one chunk of length 1, which blockwise
+    # broadcasts: every block of x along those axes meets the whole of it.
+    return da.blockwise(B.shifted_transform, ind, x, ind, lse, "" if ax is None else ind,
+                        log=log, dtype=x.dtype, concatenate=True,
+                        meta=meta_from_array(x, x.ndim))
 
 
 def softmax(x, axis=-1, *, n_threads=1):
@@ -658,8 +665,9 @@ def softmax(x, axis=-1, *, n_threads=1):
     ----------
     x : dask.array.Array or array_like of float
         Any shape and chunks.
-    axis : int or None, default -1
-        The class axis; None normalises over every element.
+    axis : int, tuple of ints or None, default -1
+        The class axis; a tuple normalises over those axes together, None over every
+        element.
     n_threads : int or None, default 1
         OpenMP threads per task.
 
@@ -700,8 +708,9 @@ def log_softmax(x, axis=-1, *, n_threads=1):
     ----------
     x : dask.array.Array or array_like of float
         Any shape and chunks.
-    axis : int or None, default -1
-        The class axis; None normalises over every element.
+    axis : int, tuple of ints or None, default -1
+        The class axis; a tuple normalises over those axes together, None over every
+        element.
     n_threads : int or None, default 1
         OpenMP threads per task.
 

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from . import _gpu, _infinite_scale, _reduce
+from . import _axes, _gpu, _infinite_scale, _reduce
 from . import _validate as V
 from ._cpu import _binary, _kldiv, _softmax, _xent
 from ._threads import threads_for
@@ -582,11 +582,25 @@ def check_errors() -> None:
 # --- transforms -----------------------------------------------------------------------
 
 def _transform_input(x, axis):
-    if axis is None:
-        a = V.float_array("x", x)
+    a, ax = V.transform_input(x, axis)
+    if ax is None:
         return a.reshape(-1), 0, a.shape
-    a, ax = V.class_input(x, axis, name="x")
     return a, ax, a.shape
+
+
+def _tuple_axis(x, axis):
+    """A NumPy or CuPy input and its validated tuple `axis` (a one-axis tuple as an int)."""
+    a = x if _gpu.is_gpu_array(x) else V.float_array("x", x)
+    return a, V.transform_input(V.stand_in(a), axis)[1]
+
+
+def _over_axes(transform, x, axis):
+    """softmax or log_softmax over several axes taken as one (``_axes``)."""
+    a, ax = _tuple_axis(x, axis)
+    if not isinstance(ax, tuple):
+        return transform(a, ax)
+    merged, moved_shape = _axes.merge(a, ax)
+    return _axes.restore(transform(merged, -1), moved_shape, ax)
 
 
 def logsumexp(x, axis=-1, keepdims=False):
@@ -596,10 +610,11 @@ def logsumexp(x, axis=-1, keepdims=False):
     ----------
     x : array_like of float
         Any shape and strides.
-    axis : int or None, default -1
-        The axis to reduce; None reduces over every element.
+    axis : int, tuple of ints or None, default -1
+        The axis to reduce; a tuple reduces over those axes together, None over every
+        element.
     keepdims : bool, default False
-        Keep the reduced axis with length 1.
+        Keep each reduced axis with length 1.
 
     Returns
     -------
@@ -627,10 +642,18 @@ def logsumexp(x, axis=-1, keepdims=False):
     >>> import fastxent as fx
     >>> fx.logsumexp(np.array([[1000.0, 1000.0], [0.0, -np.inf]])).round(4)
     array([1000.6931,    0.    ])
+    >>> fx.logsumexp(np.zeros((2, 3, 4)), axis=(1, 2)).round(4)   # log 12, per batch
+    array([2.4849, 2.4849])
     """
-    if _gpu.is_gpu_array(x):
-        return _gpu.logsumexp(x, axis, keepdims)
     keep = V.flag("keepdims", keepdims)
+    if isinstance(axis, tuple):
+        a, ax = _tuple_axis(x, axis)
+        if not isinstance(ax, tuple):
+            return logsumexp(a, ax, keep)
+        rows = logsumexp(_axes.merge(a, ax)[0], -1)
+        return rows.reshape(_axes.reduced_shape(a.shape, ax, keep))
+    if _gpu.is_gpu_array(x):
+        return _gpu.logsumexp(x, axis, keep)
     a, ax, shape, rows = _logsumexp64(x, axis)
     out = _reduce.narrow(rows, a.dtype)
     if keep:
@@ -669,8 +692,9 @@ def softmax(x, axis=-1):
     ----------
     x : array_like of float
         Any shape and strides.
-    axis : int or None, default -1
-        The class axis; None normalises over every element.
+    axis : int, tuple of ints or None, default -1
+        The class axis; a tuple normalises over those axes together (the result may then
+        be a transposed view), None over every element.
 
     Returns
     -------
@@ -700,6 +724,8 @@ def softmax(x, axis=-1):
     >>> fx.softmax(np.array([3.2, -1.5, 0.8])).round(4)
     array([0.9092, 0.0083, 0.0825])
     """
+    if isinstance(axis, tuple):
+        return _over_axes(softmax, x, axis)
     if _gpu.is_gpu_array(x):
         return _gpu.softmax(x, axis)
     return _transform(_softmax.softmax, x, axis)
@@ -712,8 +738,9 @@ def log_softmax(x, axis=-1):
     ----------
     x : array_like of float
         Any shape and strides.
-    axis : int or None, default -1
-        The class axis; None normalises over every element.
+    axis : int, tuple of ints or None, default -1
+        The class axis; a tuple normalises over those axes together (the result may then
+        be a transposed view), None over every element.
 
     Returns
     -------
@@ -742,6 +769,8 @@ def log_softmax(x, axis=-1):
     >>> fx.log_softmax(np.array([1000.0, 0.0]))
     array([    0., -1000.])
     """
+    if isinstance(axis, tuple):
+        return _over_axes(log_softmax, x, axis)
     if _gpu.is_gpu_array(x):
         return _gpu.log_softmax(x, axis)
     return _transform(_softmax.log_softmax, x, axis)
