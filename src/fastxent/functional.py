@@ -60,6 +60,19 @@ def _grad_buffer(grad_out, cdt, new3, as_view3, as_full, grad_dtype):
     return g3, lambda: _reduce.narrow(as_full(g3), grad_dtype)
 
 
+def _fresh(x, input_dtype, allocate):
+    """How to get a new buffer of `x`'s shape and dtype for the kernel to write.
+
+    An input widened to its compute dtype (16-bit to float32, or float32 to float64 beside
+    float64 probability targets) is this call's own copy, `x`, and the kernel writes over
+    it in place, as it does for ``grad_out=input``: a call on 16-bit logits then holds one
+    float32 array the size of the input rather than two.
+    """
+    if x.dtype != input_dtype:
+        return lambda: x
+    return lambda: allocate(x)
+
+
 # --- class-axis losses ----------------------------------------------------------------
 
 def _run_class(p, kernel, want_grad, grad_output, grad_out, partial=False, softmax=False):
@@ -79,7 +92,7 @@ def _run_class(p, kernel, want_grad, grad_output, grad_out, partial=False, softm
         # A fresh gradient in the input's layout, as NumPy's element-wise operations keep
         # it: a C-ordered gradient of Fortran-ordered logits would be written a class
         # stride away from where each logit is read.
-        g3, finish = _grad_buffer(grad_out, p.x.dtype, lambda: np.empty_like(p.x),
+        g3, finish = _grad_buffer(grad_out, p.x.dtype, _fresh(p.x, p.grad_dtype, np.empty_like),
                                   lambda a: a.reshape(p.x.shape),
                                   lambda a: a.reshape(p.shape), p.grad_dtype)
         # only an upstream gradient of the caller's, or a "mean" of a tiny denominator,
@@ -298,8 +311,9 @@ def _run_elementwise(p, kernel, want_grad, grad_output, grad_out, partial=False)
         go = V.grad_output(grad_output, p.reduction, p.shape)
         scale = _reduce.grad_scale(go, p.reduction, p.denominator)
         gscale = p.view3(scale) if per_element else V.splat(scale, shape3)
-        g3, finish = _grad_buffer(grad_out, cdt, lambda: np.empty(shape3, cdt), p.view3, p.full,
-                                  p.grad_dtype)
+        g3, finish = _grad_buffer(grad_out, cdt,
+                                  _fresh(p.x, p.grad_dtype, lambda x: np.empty(shape3, cdt)),
+                                  p.view3, p.full, p.grad_dtype)
     total = kernel(gscale, loss3, g3, per_element, want_grad, threads_for(p.x.size))
     if per_element:
         loss = _reduce.narrow(p.full(loss3), p.loss_dtype)
@@ -679,7 +693,7 @@ def _transform(kernel, x, axis):
     a, ax, shape = _transform_input(x, axis)
     cdt = V.compute_dtype(a.dtype)
     x3 = V.class_view(a.astype(cdt, copy=False), ax)
-    out3 = np.empty_like(x3)
+    out3 = _fresh(x3, a.dtype, np.empty_like)()
     if x3.size:
         kernel(x3, out3, threads_for(x3.size))
     return _reduce.narrow(out3.reshape(shape), a.dtype)
