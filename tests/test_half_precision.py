@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import fastxent as fx
+from fastxent import _half
 
 import oracle
 from cases import BF16
@@ -67,7 +68,7 @@ def _calls(x, t, y, grad_output):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("shape", [(37, 10), (9, 300), (6, 5, 4)])
+@pytest.mark.parametrize("shape", [(37, 10), (9, 300), (6, 5, 4), (40, 500), (3, 70, 80)])
 @pytest.mark.parametrize("dtype", [np.dtype(np.float16), BF16])
 @pytest.mark.parametrize("name", list(_calls(np.zeros((1, 1)), None, None, None)))
 def test_16_bit_results_are_the_float32_results_rounded(name, dtype, shape, layout):
@@ -113,3 +114,26 @@ def test_16_bit_calls_hold_one_float32_copy(dtype):
             tracemalloc.stop()
         extra = 1 if name == "grad_out" else 0      # the caller's own buffer
         assert peak <= (budget[name] + extra) * x.nbytes, (name, peak / x.nbytes)
+
+
+@pytest.mark.parametrize("dtype", [np.dtype(np.float16), BF16])
+def test_conversions_are_numpys_casts(dtype):
+    """``_half`` (the 16-bit conversions of large arrays) against NumPy's and ml_dtypes'
+    casts: every 16-bit value widened; narrowed, a spread of every kind of float32 (a
+    1/4099 sample of all bit patterns) and each float32 at and beside every midpoint between
+    neighbouring 16-bit values, where round-to-nearest-even decides. Before a release, the
+    same comparison over all 2^32 patterns (docs/testing.md)."""
+    every = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(dtype)
+    np.testing.assert_array_equal(_half.widen(every, np.float32).view(np.uint32),
+                                  every.astype(np.float32).view(np.uint32))
+    step = 16 if dtype == BF16 else 13                   # bits below the 16-bit mantissa
+    lo = every.astype(np.float32).view(np.uint32)
+    middle = lo + np.uint32(1 << (step - 1))
+    near = np.concatenate([middle - 1, middle, middle + 1, lo])
+    sample = np.arange(0, 1 << 32, 4099, dtype=np.uint64).astype(np.uint32)
+    f = np.concatenate([near, sample]).view(np.float32)
+    got = np.empty(f.shape, dtype)
+    _half.narrow_into(got, f)
+    with np.errstate(all="ignore"):
+        want = f.astype(dtype)
+    np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))

@@ -1,6 +1,6 @@
-"""The C kernels (src/fastxent/_cpu: fx_simd.h and what it includes) compile without a single
-warning under -Wall -Wextra, for every instruction set the extension is built for, by each
-compiler of cpu_host_lib.builds() this machine has.
+"""The C kernels (src/fastxent/_cpu: fx_simd.h and what it includes, and fx_half.h)
+compile without a single warning under -Wall -Wextra, for every instruction set the
+extension is built for, by each compiler of cpu_host_lib.builds() this machine has.
 
 A build prints the compiler's warnings to a log nobody reads; a macro redefined between the
 float and double passes of fx_block.inc, or a variable that only the two-half float path
@@ -38,7 +38,7 @@ def test_kernels_compile_without_warnings(level, cc, tmp_path):
     if cc.endswith("clang"):
         march.append("-Wno-unused-function")
     header = tmp_path / "modules.c"
-    header.write_text('#include "fx_simd.h"\n')
+    header.write_text('#include "fx_simd.h"\n#include "fx_half.h"\n')
     sources = [(march, header)]           # one instruction set: -march=native, other compilers
     if level.startswith("x86-64") and cc.startswith("gcc"):   # CMakeLists.txt's three builds
         if level == "x86-64":             # the modules: the baseline kernels and the dispatch

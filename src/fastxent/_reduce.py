@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _half
 from ._cpu._xent import row_total
 from ._threads import threads_for
 
@@ -30,6 +31,10 @@ def narrow(a, dtype):
     a warning, as it does in PyTorch's casts."""
     if a.dtype == dtype:
         return a
+    if isinstance(a, np.ndarray) and _half.takes(a, dtype):
+        out = np.empty_like(a, dtype=dtype)
+        _half.narrow_into(out, a)
+        return out
     with np.errstate(over="ignore"):
         return a.astype(dtype)
 

@@ -14,6 +14,7 @@ import operator
 
 import numpy as np
 
+from . import _half
 from ._cpu._xent import target_range
 from ._problem import ClassProblem, ElementwiseProblem
 from ._threads import threads_for
@@ -368,8 +369,8 @@ def class_problem(input, target, *, weight, ignore_index, reduction_value,
             return ax, True
         cdt = compute_dtype(x.dtype, t.dtype)
         return ClassProblem(
-            x=class_view(x.astype(cdt, copy=False), ax),
-            target=class_view(t.astype(cdt, copy=False), ax),
+            x=class_view(_half.widen(x, cdt), ax),
+            target=class_view(_half.widen(t, cdt), ax),
             probs=True, weight=w, label_smoothing=eps, reduction=red, shape=x.shape,
             loss_shape=loss_shape, loss_dtype=x.dtype, grad_dtype=x.dtype,
             denominator=float(math.prod(loss_shape)))
@@ -391,7 +392,7 @@ def class_problem(input, target, *, weight, ignore_index, reduction_value,
     denominator = index_denominator(t64, any_ignored, w)
     cdt = compute_dtype(x.dtype)
     return ClassProblem(
-        x=class_view(x.astype(cdt, copy=False), ax), target=t64, probs=False, weight=w,
+        x=class_view(_half.widen(x, cdt), ax), target=t64, probs=False, weight=w,
         label_smoothing=eps, reduction=red, shape=x.shape, loss_shape=loss_shape,
         loss_dtype=x.dtype, grad_dtype=x.dtype, denominator=denominator)
 
@@ -430,7 +431,7 @@ def broadcast(a: np.ndarray, shape) -> np.ndarray:
 
 
 def _broadcast(a: np.ndarray, shape, dtype) -> np.ndarray:
-    return broadcast(a.astype(dtype, copy=False), shape)
+    return broadcast(_half.widen(a, dtype), shape)
 
 
 def splat(value, shape) -> np.ndarray:
@@ -476,7 +477,7 @@ def elementwise_problem(input, target, *, weight=None, pos_weight=None, reductio
                 splat(1.0, x.shape) if w is None else _broadcast(w, x.shape, np.float64)]
     if pw is not None:
         operands.append(_broadcast(pw, x.shape, np.float64))
-    perm, pshape, views = elementwise_views(x.astype(cdt, copy=False), *operands)
+    perm, pshape, views = elementwise_views(_half.widen(x, cdt), *operands)
     denominator = float(x.size)
     if batch_denominator:          # kl_div's "batchmean": the first dimension
         denominator = float(x.shape[0]) if x.ndim else 1.0

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from . import _axes, _gpu, _infinite_scale, _reduce
+from . import _axes, _gpu, _half, _infinite_scale, _reduce
 from . import _validate as V
 from ._cpu import _binary, _kldiv, _softmax, _xent
 from ._threads import threads_for
@@ -52,8 +52,7 @@ def _grad_buffer(grad_out, cdt, new3, as_view3, as_full, grad_dtype):
         g3 = new3()
 
         def copy_back():
-            with np.errstate(over="ignore"):
-                np.copyto(grad_out, as_full(g3), casting="unsafe")
+            _half.narrow_into(grad_out, as_full(g3))
             return grad_out
         return g3, copy_back
     g3 = new3()
@@ -680,7 +679,7 @@ def _logsumexp64(x, axis):
     """The validated input, its class axis and shape, and the log-sum-exp in float64."""
     a, ax, shape = _transform_input(x, axis)
     cdt = V.compute_dtype(a.dtype)
-    x3 = V.class_view(a.astype(cdt, copy=False), ax)
+    x3 = V.class_view(_half.widen(a, cdt), ax)
     out_shape = a.shape[:ax] + a.shape[ax + 1:]
     if x3.size == 0:  # no classes: the empty sum's log; no rows: nothing for the kernel
         return a, ax, shape, np.full(out_shape, -np.inf)
@@ -692,7 +691,7 @@ def _logsumexp64(x, axis):
 def _transform(kernel, x, axis):
     a, ax, shape = _transform_input(x, axis)
     cdt = V.compute_dtype(a.dtype)
-    x3 = V.class_view(a.astype(cdt, copy=False), ax)
+    x3 = V.class_view(_half.widen(a, cdt), ax)
     out3 = _fresh(x3, a.dtype, np.empty_like)()
     if x3.size:
         kernel(x3, out3, threads_for(x3.size))
