@@ -601,19 +601,19 @@ def _transform_input(x, axis):
     return a, ax, a.shape
 
 
-def _tuple_axis(x, axis):
-    """A NumPy or CuPy input and its validated tuple `axis` (a one-axis tuple as an int)."""
+def _over_axes(transform, x, axis, back):
+    """`transform(array, axis)` over a tuple `axis`, its axes taken as one (``_axes``);
+    ``back(result, shape, moved_shape, axes)`` gives the merged result the input's axes."""
     a = x if _gpu.is_gpu_array(x) else V.float_array("x", x)
-    return a, V.transform_input(V.stand_in(a), axis)[1]
-
-
-def _over_axes(transform, x, axis):
-    """softmax or log_softmax over several axes taken as one (``_axes``)."""
-    a, ax = _tuple_axis(x, axis)
-    if not isinstance(ax, tuple):
+    ax = V.transform_input(V.stand_in(a), axis)[1]
+    if not isinstance(ax, tuple):               # one axis
         return transform(a, ax)
     merged, moved_shape = _axes.merge(a, ax)
-    return _axes.restore(transform(merged, -1), moved_shape, ax)
+    return back(transform(merged, -1), a.shape, moved_shape, ax)
+
+
+def _normalised_back(out, shape, moved_shape, axes):
+    return _axes.restore(out, moved_shape, axes)
 
 
 def logsumexp(x, axis=-1, keepdims=False):
@@ -660,11 +660,9 @@ def logsumexp(x, axis=-1, keepdims=False):
     """
     keep = V.flag("keepdims", keepdims)
     if isinstance(axis, tuple):
-        a, ax = _tuple_axis(x, axis)
-        if not isinstance(ax, tuple):
-            return logsumexp(a, ax, keep)
-        rows = logsumexp(_axes.merge(a, ax)[0], -1)
-        return rows.reshape(_axes.reduced_shape(a.shape, ax, keep))
+        return _over_axes(lambda a, ax: logsumexp(a, ax, keep), x, axis,
+                          lambda rows, shape, moved_shape, axes:
+                          rows.reshape(_axes.reduced_shape(shape, axes, keep)))
     if _gpu.is_gpu_array(x):
         return _gpu.logsumexp(x, axis, keep)
     a, ax, shape, rows = _logsumexp64(x, axis)
@@ -679,7 +677,7 @@ def _logsumexp64(x, axis):
     """The validated input, its class axis and shape, and the log-sum-exp in float64."""
     a, ax, shape = _transform_input(x, axis)
     cdt = V.compute_dtype(a.dtype)
-    x3 = V.class_view(_half.widen(a, cdt), ax)
+    x3 = V.class_view(a if a.dtype == cdt else _half.widen(a, cdt), ax)
     out_shape = a.shape[:ax] + a.shape[ax + 1:]
     if x3.size == 0:  # no classes: the empty sum's log; no rows: nothing for the kernel
         return a, ax, shape, np.full(out_shape, -np.inf)
@@ -691,8 +689,8 @@ def _logsumexp64(x, axis):
 def _transform(kernel, x, axis):
     a, ax, shape = _transform_input(x, axis)
     cdt = V.compute_dtype(a.dtype)
-    x3 = V.class_view(_half.widen(a, cdt), ax)
-    out3 = _fresh(x3, a.dtype, np.empty_like)()
+    x3 = V.class_view(a if a.dtype == cdt else _half.widen(a, cdt), ax)
+    out3 = x3 if x3.dtype != a.dtype else np.empty_like(x3)    # over a widened copy: _fresh
     if x3.size:
         kernel(x3, out3, threads_for(x3.size))
     return _reduce.narrow(out3.reshape(shape), a.dtype)
@@ -738,7 +736,7 @@ def softmax(x, axis=-1):
     array([0.9092, 0.0083, 0.0825])
     """
     if isinstance(axis, tuple):
-        return _over_axes(softmax, x, axis)
+        return _over_axes(softmax, x, axis, _normalised_back)
     if _gpu.is_gpu_array(x):
         return _gpu.softmax(x, axis)
     return _transform(_softmax.softmax, x, axis)
@@ -783,7 +781,7 @@ def log_softmax(x, axis=-1):
     array([    0., -1000.])
     """
     if isinstance(axis, tuple):
-        return _over_axes(log_softmax, x, axis)
+        return _over_axes(log_softmax, x, axis, _normalised_back)
     if _gpu.is_gpu_array(x):
         return _gpu.log_softmax(x, axis)
     return _transform(_softmax.log_softmax, x, axis)
